@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The one list of Debian packages qrag needs, used by .ci/run, by users, and (later) by the Dockerfile.
+# Idempotent and non-interactive: installs only what is missing. Needs root (or sudo).
+#
+#   QRAG_DEPS_NO_UPDATE=1  skip `apt-get update` (offline mirrors, repeated runs).
+#
+# The CUDA toolkit is not installed here: it comes from NVIDIA's images or the host. When nvcc is found,
+# CMake builds the CUDA backend as well; without it the CPU backend alone is built.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # qrag_core
+  libabsl-dev libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # qrag_server / qrag_client (gRPC API, metrics) and RAG storage
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  prometheus-cpp-dev libsqlite3-dev
+  # helpers for the test suite (real-file checks written in Python)
+  python3 python3-numpy
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${missing[*]}"
+if [ "${QRAG_DEPS_NO_UPDATE:-0}" != "1" ]; then
+  $SUDO apt-get update -qq
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
