@@ -12,7 +12,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates
   # qrag_core
-  libabsl-dev libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
+  libabsl-dev libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # qrag_server / qrag_client (gRPC API, metrics) and RAG storage

@@ -19,7 +19,7 @@ absl::StatusOr<Precision> ParsePrecision(std::string_view name) {
     if (name == PrecisionName(p)) return p;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown precision '", name, "': use one of fp32, bf16, fp8, int8"));
+      absl::StrCat("unknown precision '", std::string(name), "': use one of fp32, bf16, fp8, int8"));
 }
 
 double PrecisionWeightBytes(Precision p) {

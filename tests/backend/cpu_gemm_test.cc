@@ -1,1 +1,364 @@
-// placeholder: being written
+// The fast CPU GEMM kernels (AVX2 and portable) against the reference kernels, per scheme and shape.
+//
+// Integer-valued inputs in [-2, 2] are exact in every format and their sums are exact in fp32, so fast and
+// reference must agree bit for bit (the epilogue rounds identically by contract, cpu_gemm.h). Random inputs
+// must agree within the rigorous forward error bound of fp32 summation; int8 is exact always.
+#include "server/backend/cpu/cpu_gemm.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "server/common/thread_pool.h"
+#include "server/quant/bf16.h"
+#include "server/quant/fp8.h"
+
+namespace qrag::backend::cpu {
+namespace {
+
+enum class Scheme { kF32, kBf16, kFp8, kInt8 };
+enum class Inputs { kIntegers, kRandom };
+
+struct Shape {
+  int64_t m, n, k;
+};
+
+ThreadPool& Pool(int threads) {
+  static ThreadPool one(1);
+  static ThreadPool two(2);
+  return threads == 1 ? one : two;
+}
+
+// The operands of one problem in every representation the four schemes take. `value_x` / `value_w` are
+// the exact values the kernels see (decoded codes), for the error bound.
+struct Problem {
+  Shape shape;
+  std::vector<float> xf, wf;
+  std::vector<uint16_t> xb, wb;
+  std::vector<uint8_t> xq, wq;
+  std::vector<int8_t> xi, wi;
+  std::vector<float> x_scale, w_scale, bias;
+  std::vector<double> value_x, value_w;
+};
+
+// Draws a value of `inputs` kind for `scheme` and stores it at index p; returns its exact value.
+double Draw(Scheme scheme, Inputs inputs, std::mt19937& rng, int64_t p, std::vector<float>& f,
+            std::vector<uint16_t>& b, std::vector<uint8_t>& q, std::vector<int8_t>& i8) {
+  if (inputs == Inputs::kIntegers) {
+    const int v = std::uniform_int_distribution<int>(-2, 2)(rng);
+    f[p] = static_cast<float>(v);
+    b[p] = quant::FloatToBf16(static_cast<float>(v));
+    q[p] = quant::FloatToE4M3(static_cast<float>(v));
+    i8[p] = static_cast<int8_t>(v);
+    switch (scheme) {
+      case Scheme::kF32: return f[p];
+      case Scheme::kBf16: return quant::Bf16ToFloat(b[p]);
+      case Scheme::kFp8: return quant::E4M3ToFloat(q[p]);
+      case Scheme::kInt8: return i8[p];
+    }
+  }
+  switch (scheme) {
+    case Scheme::kF32:
+      f[p] = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
+      return f[p];
+    case Scheme::kBf16:
+      b[p] = quant::FloatToBf16(std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng));
+      return quant::Bf16ToFloat(b[p]);
+    case Scheme::kFp8: {
+      uint8_t c;
+      do {
+        c = static_cast<uint8_t>(std::uniform_int_distribution<int>(0, 255)(rng));
+      } while ((c & 0x7f) == 0x7f);  // every finite code, NaN excluded
+      q[p] = c;
+      return quant::E4M3ToFloat(c);
+    }
+    case Scheme::kInt8:
+      i8[p] = static_cast<int8_t>(std::uniform_int_distribution<int>(-128, 127)(rng));
+      return i8[p];
+  }
+  return 0.0;
+}
+
+// Makes x[0][0] non-zero and gives w row 0 the signs of x row 0, so that acc[0][0] = sum |x w| > 0: the
+// output cannot be all zero by accident.
+void ForceNonZero(Scheme scheme, Problem& p) {
+  const int64_t k = p.shape.k;
+  if (p.value_x[0] == 0.0) {
+    p.xf[0] = 1.0f;
+    p.xb[0] = quant::FloatToBf16(1.0f);
+    p.xq[0] = quant::FloatToE4M3(1.0f);
+    p.xi[0] = 1;
+    p.value_x[0] = 1.0;
+  }
+  if (p.value_w[0] == 0.0) {
+    p.wf[0] = 1.0f;
+    p.wb[0] = quant::FloatToBf16(1.0f);
+    p.wq[0] = quant::FloatToE4M3(1.0f);
+    p.wi[0] = 1;
+    p.value_w[0] = 1.0;
+  }
+  for (int64_t c = 0; c < k; ++c) {
+    if ((p.value_x[c] < 0) == (p.value_w[c] < 0) || p.value_w[c] == 0.0) continue;
+    p.value_w[c] = -p.value_w[c];
+    p.wf[c] = -p.wf[c];
+    p.wb[c] ^= 0x8000u;
+    p.wq[c] ^= 0x80u;
+    if (p.wi[c] == -128) {
+      p.wi[c] = 127;
+      if (scheme == Scheme::kInt8) p.value_w[c] = 127;
+    } else {
+      p.wi[c] = static_cast<int8_t>(-p.wi[c]);
+    }
+  }
+}
+
+Problem MakeProblem(Scheme scheme, Inputs inputs, const Shape& shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Problem p;
+  p.shape = shape;
+  const int64_t nx = shape.m * shape.k, nw = shape.n * shape.k;
+  p.xf.resize(nx), p.xb.resize(nx), p.xq.resize(nx), p.xi.resize(nx), p.value_x.resize(nx);
+  p.wf.resize(nw), p.wb.resize(nw), p.wq.resize(nw), p.wi.resize(nw), p.value_w.resize(nw);
+  for (int64_t i = 0; i < nx; ++i) p.value_x[i] = Draw(scheme, inputs, rng, i, p.xf, p.xb, p.xq, p.xi);
+  for (int64_t i = 0; i < nw; ++i) p.value_w[i] = Draw(scheme, inputs, rng, i, p.wf, p.wb, p.wq, p.wi);
+  ForceNonZero(scheme, p);
+  std::uniform_real_distribution<float> scale(0.01f, 1.0f), bias(-1.0f, 1.0f);
+  for (int64_t i = 0; i < shape.m; ++i) p.x_scale.push_back(scale(rng));
+  for (int64_t j = 0; j < shape.n; ++j) p.w_scale.push_back(scale(rng));
+  for (int64_t j = 0; j < shape.n; ++j) p.bias.push_back(bias(rng));
+  return p;
+}
+
+// Runs the GEMM into a NaN-filled output, so that every element must be written.
+std::vector<float> Run(Scheme scheme, const Problem& p, bool with_bias, const GemmKernelOptions& options) {
+  const auto [m, n, k] = p.shape;
+  std::vector<float> y(m * n, std::nanf(""));
+  const float* bias = with_bias ? p.bias.data() : nullptr;
+  switch (scheme) {
+    case Scheme::kF32:
+      GemmF32(p.xf.data(), m, p.wf.data(), n, k, bias, y.data(), options);
+      break;
+    case Scheme::kBf16:
+      GemmBf16(p.xb.data(), m, p.wb.data(), n, k, bias, y.data(), options);
+      break;
+    case Scheme::kFp8:
+      GemmFp8(p.xq.data(), p.x_scale.data(), m, p.wq.data(), p.w_scale.data(), n, k, bias, y.data(), options);
+      break;
+    case Scheme::kInt8:
+      GemmInt8(p.xi.data(), p.x_scale.data(), m, p.wi.data(), p.w_scale.data(), n, k, bias, y.data(), options);
+      break;
+  }
+  return y;
+}
+
+bool Scaled(Scheme scheme) { return scheme == Scheme::kFp8 || scheme == Scheme::kInt8; }
+
+// The forward error bound of the fast result against the reference for output (i, j): the fast fp32
+// accumulation of k exact (fp8, bf16) or once-rounded (fp32 without FMA) products is within
+// gamma(k + 1) * sum |x w| of the exact sum (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed.,
+// eq. 3.4 and 4.4); the reference rounds the exact sum once; the epilogue multiplies by s and each side
+// rounds once more.
+double ErrorBound(Scheme scheme, const Problem& p, const std::vector<float>& ref, const std::vector<float>& fast,
+                  int64_t i, int64_t j) {
+  const int64_t k = p.shape.k;
+  const double u = std::ldexp(1.0, -24);
+  const double gamma = (k + 1) * u / (1.0 - (k + 1) * u);
+  double sum_abs = 0.0, sum = 0.0;
+  for (int64_t c = 0; c < k; ++c) {
+    const double prod = p.value_x[i * k + c] * p.value_w[j * k + c];
+    sum_abs += std::fabs(prod);
+    sum += prod;
+  }
+  const double s = Scaled(scheme) ? std::fabs(static_cast<double>(p.x_scale[i]) * p.w_scale[j]) * (1 + u) : 1.0;
+  const double y = std::max(std::fabs(ref[i * p.shape.n + j]), std::fabs(fast[i * p.shape.n + j]));
+  return s * (gamma * sum_abs + u * std::fabs(sum)) + 2 * u * y;
+}
+
+std::string Describe(Inputs inputs, bool with_bias, int threads, bool avx2) {
+  return absl::StrFormat("%s inputs, %s bias, %d thread(s), %s kernels",
+                         inputs == Inputs::kIntegers ? "integer" : "random", with_bias ? "with" : "without",
+                         threads, avx2 ? "AVX2" : "portable");
+}
+
+// Checks fast against reference for one shape over every input kind, bias, pool and kernel family.
+void CheckShape(Scheme scheme, const Shape& shape) {
+  std::vector<bool> kernel_families = {false};
+  if (CpuHasAvx2()) kernel_families.push_back(true);
+  for (Inputs inputs : {Inputs::kIntegers, Inputs::kRandom}) {
+    const Problem p = MakeProblem(scheme, inputs, shape, /*seed=*/static_cast<uint32_t>(
+                                      1000003 * shape.m + 1009 * shape.n + shape.k + (inputs == Inputs::kRandom)));
+    for (bool with_bias : {false, true}) {
+      const std::vector<float> ref = Run(scheme, p, with_bias, {.reference = true});
+      for (int threads : {1, 2}) {
+        for (bool avx2 : kernel_families) {
+          SCOPED_TRACE(Describe(inputs, with_bias, threads, avx2));
+          const std::vector<float> fast =
+              Run(scheme, p, with_bias, {.reference = false, .pool = &Pool(threads), .allow_avx2 = avx2});
+          const bool exact = inputs == Inputs::kIntegers || scheme == Scheme::kInt8;
+          int64_t mismatches = 0, differs_from_bias = 0;
+          for (int64_t i = 0; i < shape.m; ++i) {
+            for (int64_t j = 0; j < shape.n; ++j) {
+              const int64_t o = i * shape.n + j;
+              ASSERT_TRUE(std::isfinite(fast[o])) << "y[" << i << "][" << j << "] = " << fast[o];
+              if (fast[o] != (with_bias ? p.bias[j] : 0.0f)) ++differs_from_bias;
+              if (exact) {
+                if (std::bit_cast<uint32_t>(fast[o]) != std::bit_cast<uint32_t>(ref[o]) && ++mismatches <= 5) {
+                  ADD_FAILURE() << "y[" << i << "][" << j << "]: fast " << fast[o] << " reference " << ref[o];
+                }
+              } else {
+                const double bound = ErrorBound(scheme, p, ref, fast, i, j);
+                if (std::fabs(static_cast<double>(fast[o]) - ref[o]) > bound && ++mismatches <= 5) {
+                  ADD_FAILURE() << "y[" << i << "][" << j << "]: fast " << fast[o] << " reference " << ref[o]
+                                << " bound " << bound;
+                }
+              }
+            }
+          }
+          EXPECT_EQ(mismatches, 0);
+          EXPECT_GT(differs_from_bias, 0) << "the output is all zero (or all bias)";
+        }
+      }
+    }
+  }
+}
+
+using ShapeParam = std::tuple<int64_t, int64_t, int64_t>;
+
+std::string ShapeName(const ::testing::TestParamInfo<ShapeParam>& info) {
+  const auto [m, n, k] = info.param;
+  return absl::StrFormat("M%d_N%d_K%d", m, n, k);
+}
+
+class CpuGemmF32 : public ::testing::TestWithParam<ShapeParam> {};
+class CpuGemmBf16 : public ::testing::TestWithParam<ShapeParam> {};
+class CpuGemmFp8 : public ::testing::TestWithParam<ShapeParam> {};
+class CpuGemmInt8 : public ::testing::TestWithParam<ShapeParam> {};
+
+Shape ToShape(const ShapeParam& param) { return {std::get<0>(param), std::get<1>(param), std::get<2>(param)}; }
+
+TEST_P(CpuGemmF32, Fast_Matches_Reference) { CheckShape(Scheme::kF32, ToShape(GetParam())); }
+TEST_P(CpuGemmBf16, Fast_Matches_Reference) { CheckShape(Scheme::kBf16, ToShape(GetParam())); }
+TEST_P(CpuGemmFp8, Fast_Matches_Reference) { CheckShape(Scheme::kFp8, ToShape(GetParam())); }
+TEST_P(CpuGemmInt8, Fast_Matches_Reference) { CheckShape(Scheme::kInt8, ToShape(GetParam())); }
+
+// The grid of the brief: every m (decode, small batches, the dot/blocked boundary, prefill) against every n
+// (narrower than a panel, a panel, a panel plus one) and k (shorter than a step, a step, odd tails, several
+// k-blocks).
+const auto kGrid = ::testing::Combine(::testing::Values<int64_t>(1, 2, 3, 7, 64, 130),
+                                      ::testing::Values<int64_t>(1, 5, 64, 257),
+                                      ::testing::Values<int64_t>(1, 7, 8, 33, 256, 1000));
+// Beyond the grid: m = 4 and 5 (either side of the dot/blocked switch), an odd last int8 k-block, and
+// decode-shaped problems large enough to be split over two threads.
+const auto kExtra = ::testing::Values(ShapeParam{4, 33, 1025}, ShapeParam{5, 17, 513}, ShapeParam{9, 40, 1537},
+                                      ShapeParam{1, 1024, 1024}, ShapeParam{2, 600, 999},
+                                      ShapeParam{200, 3, 700});
+
+INSTANTIATE_TEST_SUITE_P(Grid, CpuGemmF32, kGrid, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Grid, CpuGemmBf16, kGrid, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Grid, CpuGemmFp8, kGrid, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Grid, CpuGemmInt8, kGrid, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Extra, CpuGemmF32, kExtra, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Extra, CpuGemmBf16, kExtra, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Extra, CpuGemmFp8, kExtra, ShapeName);
+INSTANTIATE_TEST_SUITE_P(Extra, CpuGemmInt8, kExtra, ShapeName);
+
+// ---- Targeted cases ----
+
+std::vector<GemmKernelOptions> FastVariants() {
+  std::vector<GemmKernelOptions> v = {{.pool = &Pool(2), .allow_avx2 = false}};
+  if (CpuHasAvx2()) v.push_back({.pool = &Pool(2), .allow_avx2 = true});
+  return v;
+}
+
+// Every finite E4M3 code through both operands of both kernel families: y[c] = 40 * value(c) exactly.
+void CheckAllE4M3Codes(int64_t m_other) {
+  std::vector<uint8_t> codes;
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7f) != 0x7f) codes.push_back(static_cast<uint8_t>(c));
+  }
+  const int64_t count = static_cast<int64_t>(codes.size()), k = 40;
+  const uint8_t one = quant::FloatToE4M3(1.0f);
+  std::vector<uint8_t> by_code(count * k), ones(m_other * k, one);
+  for (int64_t c = 0; c < count; ++c) std::fill(by_code.begin() + c * k, by_code.begin() + (c + 1) * k, codes[c]);
+  std::vector<float> scale_codes(count, 1.0f), scale_ones(m_other, 1.0f);
+  for (const GemmKernelOptions& options : FastVariants()) {
+    SCOPED_TRACE(options.allow_avx2 ? "AVX2" : "portable");
+    // Codes as weights (n = count), and as activations (m = count).
+    std::vector<float> y(m_other * count, std::nanf(""));
+    GemmFp8(ones.data(), scale_ones.data(), m_other, by_code.data(), scale_codes.data(), count, k, nullptr,
+            y.data(), options);
+    for (int64_t i = 0; i < m_other; ++i) {
+      for (int64_t c = 0; c < count; ++c) {
+        ASSERT_EQ(y[i * count + c], 40.0f * quant::E4M3ToFloat(codes[c])) << "weight code " << int{codes[c]};
+      }
+    }
+    std::vector<float> yt(count * m_other, std::nanf(""));
+    GemmFp8(by_code.data(), scale_codes.data(), count, ones.data(), scale_ones.data(), m_other, k, nullptr,
+            yt.data(), options);
+    for (int64_t c = 0; c < count; ++c) {
+      for (int64_t j = 0; j < m_other; ++j) {
+        ASSERT_EQ(yt[c * m_other + j], 40.0f * quant::E4M3ToFloat(codes[c])) << "activation code " << int{codes[c]};
+      }
+    }
+  }
+}
+
+TEST(CpuGemmFp8, AllFiniteCodes_Exact_M1) { CheckAllE4M3Codes(1); }
+TEST(CpuGemmFp8, AllFiniteCodes_Exact_M7) { CheckAllE4M3Codes(7); }
+
+// A NaN activation code makes its output row NaN, as in the reference, in both kernel families.
+TEST(CpuGemmFp8, NaNActivation_PropagatesToItsRow_M1_And_M8) {
+  for (int64_t m : {1, 8}) {
+    const int64_t n = 20, k = 50;
+    std::vector<uint8_t> x(m * k, quant::FloatToE4M3(0.5f)), w(n * k, quant::FloatToE4M3(-1.5f));
+    x[(m - 1) * k + 17] = 0xff;
+    std::vector<float> xs(m, 1.0f), ws(n, 1.0f);
+    for (const GemmKernelOptions& options : FastVariants()) {
+      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, options.allow_avx2 ? "AVX2" : "portable"));
+      std::vector<float> y(m * n, 0.0f);
+      GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          if (i == m - 1) {
+            EXPECT_TRUE(std::isnan(y[i * n + j])) << i << "," << j;
+          } else {
+            EXPECT_EQ(y[i * n + j], -0.75f * k) << i << "," << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+// -128 * -128 everywhere: sums past 2^24 (so the int -> float conversion rounds) over several k-blocks,
+// and past 2^31 where the AVX2 int32 lanes could not hold them (the dispatch carries into int64 there).
+void CheckInt8Extremes(int64_t m, int64_t n, int64_t k) {
+  std::vector<int8_t> x(m * k, -128), w(n * k, -128);
+  x[0] = 127;  // not every sum a power of two
+  std::vector<float> xs(m, 0.37f), ws(n, 1.3f), bias(n, 0.25f), ref(m * n);
+  GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), ref.data(), {.reference = true});
+  EXPECT_NE(ref[0], 0.0f);
+  for (const GemmKernelOptions& options : FastVariants()) {
+    SCOPED_TRACE(options.allow_avx2 ? "AVX2" : "portable");
+    std::vector<float> y(m * n, std::nanf(""));
+    GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), y.data(), options);
+    for (int64_t o = 0; o < m * n; ++o) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(y[o]), std::bit_cast<uint32_t>(ref[o])) << o;
+    }
+  }
+}
+
+TEST(CpuGemmInt8, Extremes_Exact_M1_N3_K5000) { CheckInt8Extremes(1, 3, 5000); }
+TEST(CpuGemmInt8, Extremes_Exact_M13_N20_K5001) { CheckInt8Extremes(13, 20, 5001); }
+TEST(CpuGemmInt8, Extremes_Exact_M1_N2_K140000) { CheckInt8Extremes(1, 2, 140000); }
+TEST(CpuGemmInt8, Extremes_Exact_M7_N2_K140000) { CheckInt8Extremes(7, 2, 140000); }
+
+}  // namespace
+}  // namespace qrag::backend::cpu

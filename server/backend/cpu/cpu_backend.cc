@@ -1,1 +1,284 @@
-// placeholder: being written
+#include "server/backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+#include "server/backend/cpu/cpu_gemm.h"
+#include "server/common/status.h"
+#include "server/quant/row_quant.h"
+
+namespace qrag::backend {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+// Row of the cache that holds `position` of a sequence with `block_table`.
+inline int64_t SlotOf(const AttentionBatch& batch, int token) {
+  const int32_t pos = batch.positions[token];
+  const auto& table = batch.sequences[batch.token_seq[token]].block_table;
+  const size_t block = static_cast<size_t>(pos / batch.block_size);
+  QRAG_CHECK(block < table.size());
+  return static_cast<int64_t>(table[block]) * batch.block_size + pos % batch.block_size;
+}
+
+inline int64_t SlotOfPosition(const AttentionBatch& batch, int seq, int32_t pos) {
+  const auto& table = batch.sequences[seq].block_table;
+  return static_cast<int64_t>(table[pos / batch.block_size]) * batch.block_size + pos % batch.block_size;
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const CpuBackendOptions& options)
+    : options_(options), pool_(std::make_unique<ThreadPool>(options.reference ? 1 : options.num_threads)) {}
+
+CpuBackend::~CpuBackend() = default;
+
+absl::StatusOr<DeviceBuffer> CpuBackend::Allocate(size_t bytes) {
+  const size_t rounded = std::max<size_t>(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("cpu backend: cannot allocate ", bytes, " bytes"));
+  }
+  std::memset(p, 0, rounded);
+  return DeviceBuffer(this, p, bytes);
+}
+
+void CpuBackend::Free(void* data, size_t /*bytes*/) { std::free(data); }
+
+absl::Status CpuBackend::CopyToDevice(const void* host_src, size_t bytes, void* device_dst) {
+  if (bytes > 0) std::memcpy(device_dst, host_src, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopyToHost(const void* device_src, size_t bytes, void* host_dst) {
+  if (bytes > 0) std::memcpy(host_dst, device_src, bytes);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Weight> CpuBackend::UploadWeight(const float* host, int64_t n, int64_t k, Precision precision,
+                                                const float* host_bias) {
+  Weight w;
+  w.precision = precision;
+  w.n = n;
+  w.k = k;
+  const int64_t count = n * k;
+  switch (precision) {
+    case Precision::kF32: {
+      QRAG_ASSIGN_OR_RETURN(w.data, Allocate(count * sizeof(float)));
+      std::memcpy(w.data.data(), host, count * sizeof(float));
+      break;
+    }
+    case Precision::kBF16: {
+      QRAG_ASSIGN_OR_RETURN(w.data, Allocate(count * sizeof(uint16_t)));
+      quant::RoundToBf16(host, count, w.data.as<uint16_t>());
+      break;
+    }
+    case Precision::kFP8: {
+      QRAG_ASSIGN_OR_RETURN(w.data, Allocate(count));
+      QRAG_ASSIGN_OR_RETURN(w.scales, Allocate(n * sizeof(float)));
+      quant::QuantizeRowsE4M3(host, n, k, w.data.as<uint8_t>(), w.scales.as<float>());
+      break;
+    }
+    case Precision::kInt8: {
+      QRAG_ASSIGN_OR_RETURN(w.data, Allocate(count));
+      QRAG_ASSIGN_OR_RETURN(w.scales, Allocate(n * sizeof(float)));
+      quant::QuantizeRowsInt8(host, n, k, w.data.as<int8_t>(), w.scales.as<float>());
+      break;
+    }
+  }
+  if (host_bias != nullptr) {
+    QRAG_ASSIGN_OR_RETURN(w.bias, Allocate(n * sizeof(float)));
+    std::memcpy(w.bias.data(), host_bias, n * sizeof(float));
+  }
+  return w;
+}
+
+void CpuBackend::Embed(const float* table, int dim, absl::Span<const int32_t> tokens, float* out) {
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    std::memcpy(out + t * dim, table + static_cast<int64_t>(tokens[t]) * dim, dim * sizeof(float));
+  }
+}
+
+void CpuBackend::RmsNorm(const float* x, const float* weight, int rows, int dim, float eps, float* out) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + static_cast<int64_t>(r) * dim;
+    float* o = out + static_cast<int64_t>(r) * dim;
+    float inv;
+    if (options_.reference) {
+      double ss = 0;
+      for (int j = 0; j < dim; ++j) ss += static_cast<double>(xr[j]) * xr[j];
+      inv = static_cast<float>(1.0 / std::sqrt(ss / dim + eps));
+    } else {
+      float ss = 0;
+      for (int j = 0; j < dim; ++j) ss += xr[j] * xr[j];
+      inv = 1.0f / std::sqrt(ss / dim + eps);
+    }
+    for (int j = 0; j < dim; ++j) o[j] = weight[j] * (inv * xr[j]);
+  }
+}
+
+GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
+  cpu::GemmKernelOptions ko;
+  ko.reference = options_.reference;
+  ko.pool = pool_.get();
+  const int64_t n = w.n, k = w.k;
+  const float* bias = w.bias.empty() ? nullptr : w.bias.as<float>();
+  switch (w.precision) {
+    case Precision::kF32:
+      cpu::GemmF32(x, m, w.data.as<float>(), n, k, bias, y, ko);
+      break;
+    case Precision::kBF16:
+      act_codes_.resize(static_cast<size_t>(m) * k * sizeof(uint16_t));
+      quant::RoundToBf16(x, static_cast<int64_t>(m) * k, reinterpret_cast<uint16_t*>(act_codes_.data()));
+      cpu::GemmBf16(reinterpret_cast<const uint16_t*>(act_codes_.data()), m, w.data.as<uint16_t>(), n, k, bias,
+                    y, ko);
+      break;
+    case Precision::kFP8:
+      act_codes_.resize(static_cast<size_t>(m) * k);
+      act_scales_.resize(m);
+      quant::QuantizeRowsE4M3(x, m, k, act_codes_.data(), act_scales_.data());
+      cpu::GemmFp8(act_codes_.data(), act_scales_.data(), m, w.data.as<uint8_t>(), w.scales.as<float>(), n, k,
+                   bias, y, ko);
+      break;
+    case Precision::kInt8:
+      act_codes_.resize(static_cast<size_t>(m) * k);
+      act_scales_.resize(m);
+      quant::QuantizeRowsInt8(x, m, k, reinterpret_cast<int8_t*>(act_codes_.data()), act_scales_.data());
+      cpu::GemmInt8(reinterpret_cast<const int8_t*>(act_codes_.data()), act_scales_.data(), m,
+                    w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
+      break;
+  }
+  return GemmStats{w.precision, 2 * static_cast<int64_t>(m) * n * k};
+}
+
+void CpuBackend::Rope(float* q, float* k, absl::Span<const int32_t> positions, const AttentionShape& shape,
+                      const float* inv_freq, RopePairing pairing) {
+  const int hd = shape.head_dim, half = hd / 2;
+  const int64_t q_stride = static_cast<int64_t>(shape.n_heads) * hd;
+  const int64_t k_stride = static_cast<int64_t>(shape.n_kv_heads) * hd;
+  std::vector<float> cos_v(half), sin_v(half);
+  for (size_t t = 0; t < positions.size(); ++t) {
+    // Same arithmetic as llama2.c run.c: angle = pos * freq in fp32, then cosf/sinf.
+    for (int i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(positions[t]) * inv_freq[i];
+      cos_v[i] = std::cos(angle);
+      sin_v[i] = std::sin(angle);
+    }
+    auto rotate = [&](float* head) {
+      for (int i = 0; i < half; ++i) {
+        const int a = pairing == RopePairing::kInterleaved ? 2 * i : i;
+        const int b = pairing == RopePairing::kInterleaved ? 2 * i + 1 : i + half;
+        const float v0 = head[a], v1 = head[b];
+        head[a] = v0 * cos_v[i] - v1 * sin_v[i];
+        head[b] = v0 * sin_v[i] + v1 * cos_v[i];
+      }
+    };
+    for (int h = 0; h < shape.n_heads; ++h) rotate(q + t * q_stride + static_cast<int64_t>(h) * hd);
+    for (int h = 0; h < shape.n_kv_heads; ++h) rotate(k + t * k_stride + static_cast<int64_t>(h) * hd);
+  }
+}
+
+void CpuBackend::KvWrite(const float* k, const float* v, const AttentionBatch& batch,
+                         const AttentionShape& shape, const KvLayer& cache) {
+  const int64_t row = static_cast<int64_t>(shape.n_kv_heads) * shape.head_dim;
+  for (size_t t = 0; t < batch.positions.size(); ++t) {
+    const int64_t slot = SlotOf(batch, static_cast<int>(t));
+    QRAG_CHECK(slot >= 0 && slot < cache.num_slots);
+    std::memcpy(cache.k + slot * row, k + t * row, row * sizeof(float));
+    std::memcpy(cache.v + slot * row, v + t * row, row * sizeof(float));
+  }
+}
+
+int64_t CpuBackend::Attention(const float* q, const KvLayer& cache, const AttentionBatch& batch,
+                              const AttentionShape& shape, float* out) {
+  const int hd = shape.head_dim;
+  const int group = shape.n_heads / shape.n_kv_heads;
+  const int64_t q_stride = static_cast<int64_t>(shape.n_heads) * hd;
+  const int64_t kv_stride = static_cast<int64_t>(shape.n_kv_heads) * hd;
+  const int tokens = static_cast<int>(batch.positions.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const bool reference = options_.reference;
+
+  int64_t ops = 0;
+  for (int t = 0; t < tokens; ++t) {
+    const int32_t pos = batch.positions[t];
+    const int32_t start = batch.sliding_window > 0 ? std::max(0, pos - batch.sliding_window + 1) : 0;
+    ops += 2LL * 2 * (pos - start + 1) * hd * shape.n_heads;  // QK^T and PV
+  }
+
+  auto work = [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    std::vector<double> acc(hd);
+    for (int64_t item = begin; item < end; ++item) {
+      const int t = static_cast<int>(item / shape.n_heads), h = static_cast<int>(item % shape.n_heads);
+      const int seq = batch.token_seq[t];
+      const int32_t pos = batch.positions[t];
+      const int32_t start = batch.sliding_window > 0 ? std::max(0, pos - batch.sliding_window + 1) : 0;
+      const int len = pos - start + 1;
+      const float* qh = q + t * q_stride + static_cast<int64_t>(h) * hd;
+      const int64_t kv_off = static_cast<int64_t>(h / group) * hd;
+      scores.resize(len);
+      float max_score = -INFINITY;
+      for (int i = 0; i < len; ++i) {
+        const float* kh = cache.k + SlotOfPosition(batch, seq, start + i) * kv_stride + kv_off;
+        float s;
+        if (reference) {
+          double d = 0;
+          for (int j = 0; j < hd; ++j) d += static_cast<double>(qh[j]) * kh[j];
+          s = static_cast<float>(d);
+        } else {
+          s = 0;
+          for (int j = 0; j < hd; ++j) s += qh[j] * kh[j];
+        }
+        s *= scale;
+        scores[i] = s;
+        max_score = std::max(max_score, s);
+      }
+      float* oh = out + t * q_stride + static_cast<int64_t>(h) * hd;
+      if (reference) {
+        double sum = 0;
+        for (int i = 0; i < len; ++i) sum += std::exp(static_cast<double>(scores[i]) - max_score);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int i = 0; i < len; ++i) {
+          const double p = std::exp(static_cast<double>(scores[i]) - max_score) / sum;
+          const float* vh = cache.v + SlotOfPosition(batch, seq, start + i) * kv_stride + kv_off;
+          for (int j = 0; j < hd; ++j) acc[j] += p * vh[j];
+        }
+        for (int j = 0; j < hd; ++j) oh[j] = static_cast<float>(acc[j]);
+      } else {
+        float sum = 0;
+        for (int i = 0; i < len; ++i) {
+          scores[i] = std::exp(scores[i] - max_score);
+          sum += scores[i];
+        }
+        const float inv = 1.0f / sum;
+        std::fill(oh, oh + hd, 0.0f);
+        for (int i = 0; i < len; ++i) {
+          const float p = scores[i] * inv;
+          const float* vh = cache.v + SlotOfPosition(batch, seq, start + i) * kv_stride + kv_off;
+          for (int j = 0; j < hd; ++j) oh[j] += p * vh[j];
+        }
+      }
+    }
+  };
+  const int64_t items = static_cast<int64_t>(tokens) * shape.n_heads;
+  pool_->ParallelFor(items, 1, work);
+  return ops;
+}
+
+void CpuBackend::SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g * (1.0f / (1.0f + std::exp(-g))) * up[i];
+  }
+}
+
+void CpuBackend::Add(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace qrag::backend

@@ -1,1 +1,259 @@
-// placeholder: being written
+// The reference GEMM kernels (the oracle), the portable fast kernels, and the dispatch and threading of the
+// fast path. The AVX2 kernels live in cpu_gemm_avx2.cc, the only file compiled with -mavx2 -mfma -mf16c;
+// they are called only after the run-time CPU check of CpuHasAvx2().
+#include "server/backend/cpu/cpu_gemm.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "server/quant/bf16.h"
+#include "server/quant/fp8.h"
+
+namespace qrag::backend::cpu {
+namespace internal {
+
+// Defined in cpu_gemm_avx2.cc. Each computes the block y[m_begin:m_end, n_begin:n_end] (row stride n) of
+// its scheme over the whole k, with the epilogue of cpu_gemm.h. Int8 requires k <= kMaxAvx2Int8K.
+void Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
+                 int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
+                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
+                 const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
+                 int64_t n_begin, int64_t n_end);
+void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
+                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
+                  int64_t n_begin, int64_t n_end);
+
+}  // namespace internal
+
+namespace {
+
+// The AVX2 int8 kernels keep the whole dot product in int32 lanes: |x * w| <= 2^14, so k * 2^14 must stay
+// below 2^31. Longer rows (far beyond any model dimension) take the portable path, which carries into int64.
+constexpr int64_t kMaxAvx2Int8K = (int64_t{1} << 17) - 1;
+
+// Threading: each task gets at least this many multiply-adds, so that waking a worker (tens of
+// microseconds) stays small against the work it is given.
+constexpr int64_t kMinMacsPerTask = int64_t{1} << 18;
+// Output columns are handed out in multiples of the AVX2 kernels' weight panel width, and rows in multiples
+// of their activation panel height, so that no panel straddles two threads.
+constexpr int64_t kColumnGrain = 16;
+constexpr int64_t kRowGrain = 6;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
+
+// Calls fn(m_begin, m_end, n_begin, n_end) over blocks of the [m, n] output that cover it exactly once,
+// spread over the pool. The split is over n (output features: every thread streams its own share of the
+// weights, which is what decode is bound by); only when n is too narrow to give every thread work are the
+// rows split instead.
+template <typename Fn>
+void ForEachBlock(int64_t m, int64_t n, int64_t k, ThreadPool* pool, const Fn& fn) {
+  const int threads = pool == nullptr ? 1 : pool->num_threads();
+  if (threads <= 1 || m * n * k < 2 * kMinMacsPerTask) {
+    fn(int64_t{0}, m, int64_t{0}, n);
+    return;
+  }
+  const int64_t grain_n = RoundUp(std::max(kColumnGrain, CeilDiv(kMinMacsPerTask, m * k)), kColumnGrain);
+  if (CeilDiv(n, grain_n) >= threads || m < 2 * kRowGrain) {
+    pool->ParallelFor(n, grain_n, [&](int64_t b, int64_t e) { fn(int64_t{0}, m, b, e); });
+    return;
+  }
+  const int64_t grain_m = RoundUp(std::max(kRowGrain, CeilDiv(kMinMacsPerTask, n * k)), kRowGrain);
+  pool->ParallelFor(m, grain_m, [&](int64_t b, int64_t e) { fn(b, e, int64_t{0}, n); });
+}
+
+// ---- Epilogues (cpu_gemm.h): shared by the reference and the portable path so both round alike. ----
+
+float UnscaledEpilogue(float acc, const float* bias, int64_t j) {
+  return bias != nullptr ? acc + bias[j] : acc;
+}
+
+float ScaledEpilogue(float acc, const float* x_scale, const float* w_scale, const float* bias, int64_t i,
+                     int64_t j) {
+  const float s = x_scale[i] * w_scale[j];
+  return bias != nullptr ? std::fma(acc, s, bias[j]) : acc * s;
+}
+
+// ---- Reference kernels: plain loops, double accumulation (int8: int64), the oracle. ----
+
+// E4M3 code -> value; a table so that the portable kernels decode at the speed of a load.
+const std::array<float, 256>& E4M3Table() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int c = 0; c < 256; ++c) t[c] = quant::E4M3ToFloat(static_cast<uint8_t>(c));
+    return t;
+  }();
+  return table;
+}
+
+template <typename T, typename ValueFn, typename EpilogueFn>
+void ReferenceFloat(const T* x, int64_t m, const T* w, int64_t n, int64_t k, float* y, ValueFn value,
+                    EpilogueFn epilogue) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0.0;
+      for (int64_t p = 0; p < k; ++p) {
+        acc += static_cast<double>(value(x[i * k + p])) * static_cast<double>(value(w[j * k + p]));
+      }
+      y[i * n + j] = epilogue(static_cast<float>(acc), i, j);
+    }
+  }
+}
+
+// ---- Portable fast kernels: decode to fp32 (int8 stays integer), blocked dot products. ----
+
+// Weight rows decoded per block; with the activations decoded once, each block is reused by every row.
+constexpr int64_t kPortableRows = 8;
+
+// Eight independent partial sums: a dependency chain the compiler can vectorize (SSE2 is baseline x86-64).
+float DotF32(const float* a, const float* b, int64_t k) {
+  float acc[8] = {};
+  int64_t p = 0;
+  for (; p + 8 <= k; p += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] += a[p + l] * b[p + l];
+  }
+  for (; p < k; ++p) acc[p & 7] += a[p] * b[p];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// Exact int8 dot product: int32 partial sums over chunks short enough never to overflow, carried into int64.
+int64_t DotInt8(const int8_t* a, const int8_t* b, int64_t k) {
+  constexpr int64_t kChunk = int64_t{1} << 16;  // each of 8 lanes sums <= 2^13 products of <= 2^14
+  int64_t total = 0;
+  for (int64_t c0 = 0; c0 < k; c0 += kChunk) {
+    const int64_t c1 = std::min(k, c0 + kChunk);
+    int32_t acc[8] = {};
+    int64_t p = c0;
+    for (; p + 8 <= c1; p += 8) {
+      for (int l = 0; l < 8; ++l) acc[l] += int32_t{a[p + l]} * int32_t{b[p + l]};
+    }
+    for (; p < c1; ++p) acc[p & 7] += int32_t{a[p]} * int32_t{b[p]};
+    int64_t sum = 0;
+    for (int l = 0; l < 8; ++l) sum += acc[l];
+    total += sum;
+  }
+  return total;
+}
+
+// One output block of a float scheme: `decode(src, count, dst)` turns `count` elements into fp32.
+template <typename T, typename DecodeFn, typename EpilogueFn>
+void PortableFloatBlock(const T* x, const T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
+                        int64_t m_end, int64_t n_begin, int64_t n_end, DecodeFn decode, EpilogueFn epilogue) {
+  std::vector<float> xf((m_end - m_begin) * k);
+  std::vector<float> wf(kPortableRows * k);
+  for (int64_t i = m_begin; i < m_end; ++i) decode(x + i * k, k, xf.data() + (i - m_begin) * k);
+  for (int64_t j0 = n_begin; j0 < n_end; j0 += kPortableRows) {
+    const int64_t rows = std::min(kPortableRows, n_end - j0);
+    decode(w + j0 * k, rows * k, wf.data());
+    for (int64_t i = m_begin; i < m_end; ++i) {
+      const float* xi = xf.data() + (i - m_begin) * k;
+      for (int64_t r = 0; r < rows; ++r) {
+        y[i * n + j0 + r] = epilogue(DotF32(xi, wf.data() + r * k, k), i, j0 + r);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool CpuHasAvx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+
+void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y,
+             const GemmKernelOptions& options) {
+  auto epilogue = [bias](float acc, int64_t /*i*/, int64_t j) { return UnscaledEpilogue(acc, bias, j); };
+  if (options.reference) {
+    ReferenceFloat(x, m, w, n, k, y, [](float v) { return v; }, epilogue);
+    return;
+  }
+  const bool avx2 = options.allow_avx2 && CpuHasAvx2();
+  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) {
+      internal::Avx2GemmF32(x, w, bias, y, n, k, mb, me, nb, ne);
+      return;
+    }
+    auto copy = [](const float* src, int64_t count, float* dst) { std::copy(src, src + count, dst); };
+    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, copy, epilogue);
+  });
+}
+
+void GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
+              float* y, const GemmKernelOptions& options) {
+  auto epilogue = [bias](float acc, int64_t /*i*/, int64_t j) { return UnscaledEpilogue(acc, bias, j); };
+  if (options.reference) {
+    ReferenceFloat(x, m, w, n, k, y, quant::Bf16ToFloat, epilogue);
+    return;
+  }
+  const bool avx2 = options.allow_avx2 && CpuHasAvx2();
+  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) {
+      internal::Avx2GemmBf16(x, w, bias, y, n, k, mb, me, nb, ne);
+      return;
+    }
+    auto decode = [](const uint16_t* src, int64_t count, float* dst) {
+      for (int64_t p = 0; p < count; ++p) dst[p] = quant::Bf16ToFloat(src[p]);
+    };
+    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode, epilogue);
+  });
+}
+
+void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w, const float* w_scale,
+             int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options) {
+  auto epilogue = [=](float acc, int64_t i, int64_t j) {
+    return ScaledEpilogue(acc, x_scale, w_scale, bias, i, j);
+  };
+  const std::array<float, 256>& table = E4M3Table();
+  if (options.reference) {
+    ReferenceFloat(x, m, w, n, k, y, [](uint8_t v) { return quant::E4M3ToFloat(v); }, epilogue);
+    return;
+  }
+  const bool avx2 = options.allow_avx2 && CpuHasAvx2();
+  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) {
+      internal::Avx2GemmFp8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne);
+      return;
+    }
+    auto decode = [&table](const uint8_t* src, int64_t count, float* dst) {
+      for (int64_t p = 0; p < count; ++p) dst[p] = table[src[p]];
+    };
+    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode, epilogue);
+  });
+}
+
+void GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
+              int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options) {
+  if (options.reference) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        int64_t acc = 0;
+        for (int64_t p = 0; p < k; ++p) acc += int64_t{x[i * k + p]} * int64_t{w[j * k + p]};
+        y[i * n + j] = ScaledEpilogue(static_cast<float>(acc), x_scale, w_scale, bias, i, j);
+      }
+    }
+    return;
+  }
+  const bool avx2 = options.allow_avx2 && CpuHasAvx2() && k <= kMaxAvx2Int8K;
+  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) {
+      internal::Avx2GemmInt8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne);
+      return;
+    }
+    // Weight row outer: it stays in cache for every activation row.
+    for (int64_t j = nb; j < ne; ++j) {
+      for (int64_t i = mb; i < me; ++i) {
+        const float acc = static_cast<float>(DotInt8(x + i * k, w + j * k, k));
+        y[i * n + j] = ScaledEpilogue(acc, x_scale, w_scale, bias, i, j);
+      }
+    }
+  });
+}
+
+}  // namespace qrag::backend::cpu

@@ -2,10 +2,16 @@
 // torch.nn.Linear), then for fp8/int8 y = acc * (x_scale[m] * w_scale[n]), then + bias[n] when bias is
 // not null. fp8 operands are E4M3 codes, bf16 operands bf16 bit patterns.
 //
+// Rounding of the epilogue, identical in both implementations so that exact sums give bit-identical outputs:
+// acc is rounded once to fp32; s = x_scale[m] * w_scale[n] in fp32; y = fma(acc, s, bias[n]) (one rounding)
+// or acc * s without bias; fp32/bf16 have no scales and compute y = acc + bias[n].
+//
 // Two implementations behind one switch (GemmKernelOptions::reference):
 //  - reference: plain loops, products accumulated in double (int8: exact int32), the oracle;
 //  - fast: AVX2/FMA/F16C (chosen at run time; a portable blocked path where AVX2 is absent), threads
-//    over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to the reference).
+//    over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to the reference). The fast fp8
+//    path propagates NaN codes of x (0x7F/0xFF) to the output rows they touch, but treats a NaN code of w as
+//    the value 480; weights are expected to be finite.
 #ifndef QRAG_SERVER_BACKEND_CPU_CPU_GEMM_H_
 #define QRAG_SERVER_BACKEND_CPU_CPU_GEMM_H_
 
@@ -18,6 +24,8 @@ namespace qrag::backend::cpu {
 struct GemmKernelOptions {
   bool reference = false;
   ThreadPool* pool = nullptr;  // null: run on the calling thread
+  // Fast path only: false runs the portable blocked kernels even where AVX2 exists (tests cover them so).
+  bool allow_avx2 = true;
 };
 
 void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y,

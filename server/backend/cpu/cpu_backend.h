@@ -1,0 +1,64 @@
+// The CPU backend: the reference implementation every other backend is checked against, and a usable
+// server backend on machines without a GPU.
+//
+// Two modes behind one switch. Reference: plain loops, wide (double) accumulation, single thread. Fast
+// (default): AVX2 GEMM kernels and a thread pool; results agree with the reference to fp32 rounding (int8
+// GEMMs bit-identically). Both quantize GEMM operands with exactly the rounding of the formats they emulate
+// (quant/row_quant.h), so the CPU backend is the oracle for GPU kernels in every precision.
+#ifndef QRAG_SERVER_BACKEND_CPU_CPU_BACKEND_H_
+#define QRAG_SERVER_BACKEND_CPU_CPU_BACKEND_H_
+
+#include <memory>
+#include <vector>
+
+#include "server/backend/backend.h"
+#include "server/common/thread_pool.h"
+
+namespace qrag::backend {
+
+struct CpuBackendOptions {
+  bool reference = false;  // plain-loop oracle instead of the fast kernels
+  int num_threads = 0;     // fast mode only; 0 = all hardware threads
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const CpuBackendOptions& options);
+  ~CpuBackend() override;
+
+  std::string_view name() const override { return options_.reference ? "cpu-reference" : "cpu"; }
+  const CpuBackendOptions& options() const { return options_; }
+
+  absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;
+  absl::Status CopyToDevice(const void* host_src, size_t bytes, void* device_dst) override;
+  absl::Status CopyToHost(const void* device_src, size_t bytes, void* host_dst) override;
+  absl::StatusOr<Weight> UploadWeight(const float* host, int64_t n, int64_t k, Precision precision,
+                                      const float* host_bias) override;
+
+  void Embed(const float* table, int dim, absl::Span<const int32_t> tokens, float* out) override;
+  void RmsNorm(const float* x, const float* weight, int rows, int dim, float eps, float* out) override;
+  GemmStats Gemm(const float* x, int m, const Weight& w, float* y) override;
+  void Rope(float* q, float* k, absl::Span<const int32_t> positions, const AttentionShape& shape,
+            const float* inv_freq, RopePairing pairing) override;
+  void KvWrite(const float* k, const float* v, const AttentionBatch& batch, const AttentionShape& shape,
+               const KvLayer& cache) override;
+  int64_t Attention(const float* q, const KvLayer& cache, const AttentionBatch& batch,
+                    const AttentionShape& shape, float* out) override;
+  void SiluMul(const float* gate, const float* up, int64_t n, float* out) override;
+  void Add(float* x, const float* y, int64_t n) override;
+  absl::Status Synchronize() override { return absl::OkStatus(); }
+
+ protected:
+  void Free(void* data, size_t bytes) override;
+
+ private:
+  CpuBackendOptions options_;
+  std::unique_ptr<ThreadPool> pool_;
+  // Per-token quantized activations, reused across GEMMs.
+  std::vector<uint8_t> act_codes_;
+  std::vector<float> act_scales_;
+};
+
+}  // namespace qrag::backend
+
+#endif  // QRAG_SERVER_BACKEND_CPU_CPU_BACKEND_H_
