@@ -162,6 +162,11 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
       }
       b->Args({scheme, 128, 2048, 2048, threads, 0});
     }
+    // Small batches (several sequences decoding together), around the switch from dot to blocked kernels.
+    for (int64_t m : {2, 4, 5, 8, 16}) b->Args({scheme, m, 2048, 2048, 1, 1});
+    for (int64_t m : {1, 2, 4, 8}) b->Args({scheme, m, 2048, 2048, 1, 0});
+    for (int64_t m : {4, 8}) b->Args({scheme, m, 2048, 512, 1, 0});
+    for (int64_t m : {1, 4}) b->Args({scheme, m, 8192, 512, 1, 1});
   }
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
 }

@@ -49,7 +49,7 @@ namespace {
 
 // Up to this many activation rows take the dot kernels; more take the blocked GEMM. (Measured with
 // bench/cpu_gemm_bench.cc: packing the weights pays for itself from a handful of rows on.)
-constexpr int64_t kDotMaxRows = 4;
+constexpr int64_t kDotMaxRows = 1;
 // Blocked GEMM: register tile kMr x kNr, k-block of kKc elements (a 16 x 256 fp32 weight panel is 16 KiB,
 // half of L1; the int8 panel of 16 x 512 int16 pairs is the same size).
 constexpr int kMr = 6;
@@ -302,13 +302,14 @@ void DecodeDotRows(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m
   }
 }
 
-// out[i] = (decoded) dot(x row i, w_row) for kM activation rows. The weight tail (k % kStep) is copied to a
-// zero-padded step so that it decodes, and permutes, exactly like the activations' padded tail.
+// out[i] = (decoded) dot(x row i, w) over `len` elements for kM activation rows (row stride kp). A
+// weight tail (len % kStep, only in the last k-block) is copied to a zero-padded step so that it decodes,
+// and permutes, exactly like the activations' padded tail.
 template <class F, int kM>
-void DotRow(const float* xd, int64_t kp, const typename F::T* w_row, int64_t k, float (&out)[kM]) {
+void DotRow(const float* xd, int64_t kp, const typename F::T* w, int64_t len, float (&out)[kM]) {
   using T = typename F::T;
   constexpr int kChains = kDotChains<kM>;
-  const int64_t k_full = k - k % F::kStep;
+  const int64_t k_full = len - len % F::kStep;
   __m256 acc[kM][kChains];
   for (auto& row : acc) {
     for (auto& a : row) a = _mm256_setzero_ps();
@@ -322,16 +323,24 @@ void DotRow(const float* xd, int64_t kp, const typename F::T* w_row, int64_t k, 
       }
     }
   };
-  for (int64_t s = 0; s < k_full; s += F::kStep) step(w_row + s, s);
-  if (k_full < k) {
+  for (int64_t s = 0; s < k_full; s += F::kStep) step(w + s, s);
+  if (k_full < len) {
     T tail[F::kStep] = {};
-    std::memcpy(tail, w_row + k_full, (k - k_full) * sizeof(T));
+    std::memcpy(tail, w + k_full, (len - k_full) * sizeof(T));
     step(tail, k_full);
   }
   for (int i = 0; i < kM; ++i) {
     for (int c = 1; c < kChains; ++c) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][c]);
     out[i] = HorizontalSum(acc[i][0]);
   }
+}
+
+// Elements per k-block of the dot kernels: the block of kM decoded activation rows (element_bytes each)
+// stays within half of L1 while the weights stream through. (At k = 2048, four fp32 rows fill all of L1
+// and their reloads came from L2 at half the speed.) A multiple of `step`; one block when k fits.
+constexpr int64_t kDotActivationBytes = 16 << 10;
+int64_t DotBlock(int kM, int64_t element_bytes, int64_t step) {
+  return std::max(step, kDotActivationBytes / (kM * element_bytes) / step * step);
 }
 
 template <class F, class Epilogue>
@@ -343,11 +352,21 @@ void DotGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n
   for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
     DispatchRows(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
       constexpr int kM = decltype(rows)::value;
-      const float* xi = xd + (i0 - m_begin) * kp;
-      for (int64_t j = n_begin; j < n_end; ++j) {
-        float out[kM];
-        DotRow<F, kM>(xi, kp, w + j * k, k, out);
-        for (int i = 0; i < kM; ++i) y[(i0 + i) * n + j] = epilogue.Scalar(out[i] * F::kDotScale, i0 + i, j);
+      const int64_t block = DotBlock(kM, sizeof(float), F::kStep);
+      // Partial sums of earlier k-blocks wait in y; the epilogue follows the last block.
+      for (int64_t kb = 0; kb < k; kb += block) {
+        const int64_t len = std::min(block, k - kb);
+        const bool first = kb == 0, last = kb + len == k;
+        const float* xi = xd + (i0 - m_begin) * kp + kb;
+        for (int64_t j = n_begin; j < n_end; ++j) {
+          float out[kM];
+          DotRow<F, kM>(xi, kp, w + j * k + kb, len, out);
+          for (int i = 0; i < kM; ++i) {
+            float& dst = y[(i0 + i) * n + j];
+            const float sum = first ? out[i] : dst + out[i];
+            dst = last ? epilogue.Scalar(sum * F::kDotScale, i0 + i, j) : sum;
+          }
+        }
       }
     });
   }
@@ -366,8 +385,8 @@ void WidenInt8Rows(const int8_t* x, int64_t k, int64_t m_begin, int64_t m_end, i
 // activations (pairs of products summed into int32 lanes: |a*b + c*d| <= 2^15, no saturation), add into
 // two int32 accumulators per row.
 template <int kM>
-void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w_row, int64_t k, int32_t (&out)[kM]) {
-  const int64_t k_full = k - k % 32;
+void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w, int64_t len, int32_t (&out)[kM]) {
+  const int64_t k_full = len - len % 32;
   __m256i acc[kM][2];
   for (auto& row : acc) row[0] = row[1] = _mm256_setzero_si256();
   auto step = [&](const int8_t* src, int64_t s) {
@@ -381,10 +400,10 @@ void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w_row, int64_t k, i
           acc[i][1], _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + 16))));
     }
   };
-  for (int64_t s = 0; s < k_full; s += 32) step(w_row + s, s);
-  if (k_full < k) {
+  for (int64_t s = 0; s < k_full; s += 32) step(w + s, s);
+  if (k_full < len) {
     int8_t tail[32] = {};
-    std::memcpy(tail, w_row + k_full, k - k_full);
+    std::memcpy(tail, w + k_full, len - k_full);
     step(tail, k_full);
   }
   for (int i = 0; i < kM; ++i) out[i] = HorizontalSum(_mm256_add_epi32(acc[i][0], acc[i][1]));
@@ -395,15 +414,28 @@ void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t 
   const int64_t kp = RoundUp(k, 32);
   int16_t* xd = ThreadScratch(kSlotX).Get<int16_t>((m_end - m_begin) * kp);
   WidenInt8Rows(x, k, m_begin, m_end, kp, xd);
+  // Exact partial sums of earlier k-blocks, for one group of up to four rows.
+  const int64_t cols = n_end - n_begin;
+  int32_t* partial = k > DotBlock(4, sizeof(int16_t), 32) ? ThreadScratch(kSlotC).Get<int32_t>(4 * cols) : nullptr;
   for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
     DispatchRows(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
       constexpr int kM = decltype(rows)::value;
-      const int16_t* xi = xd + (i0 - m_begin) * kp;
-      for (int64_t j = n_begin; j < n_end; ++j) {
-        int32_t out[kM];
-        DotRowInt8<kM>(xi, kp, w + j * k, k, out);
-        for (int i = 0; i < kM; ++i) {
-          y[(i0 + i) * n + j] = epilogue.Scalar(static_cast<float>(out[i]), i0 + i, j);
+      const int64_t block = DotBlock(kM, sizeof(int16_t), 32);
+      for (int64_t kb = 0; kb < k; kb += block) {
+        const int64_t len = std::min(block, k - kb);
+        const bool first = kb == 0, last = kb + len == k;
+        const int16_t* xi = xd + (i0 - m_begin) * kp + kb;
+        for (int64_t j = n_begin; j < n_end; ++j) {
+          int32_t out[kM];
+          DotRowInt8<kM>(xi, kp, w + j * k + kb, len, out);
+          for (int i = 0; i < kM; ++i) {
+            const int32_t sum = first ? out[i] : partial[i * cols + j - n_begin] + out[i];
+            if (last) {
+              y[(i0 + i) * n + j] = epilogue.Scalar(static_cast<float>(sum), i0 + i, j);
+            } else {
+              partial[i * cols + j - n_begin] = sum;
+            }
+          }
         }
       }
     });
@@ -437,6 +469,11 @@ void PackWeightPanel(const typename F::T* w, int64_t k, int64_t j0, int64_t cols
     const int64_t valid = std::clamp<int64_t>(cols - 8 * g, 0, 8);
     int64_t kk = 0;
     for (; kk + 8 <= kc; kk += 8) {
+      if ((kk * sizeof(typename F::T)) % 64 == 0) {
+        for (int t = 0; t < 8; ++t) {
+          _mm_prefetch(reinterpret_cast<const char*>(w + (j0 + kNr + 8 * g + t) * k + kb + kk), _MM_HINT_T0);
+        }
+      }
       __m256 r[8];
       for (int t = 0; t < 8; ++t) {
         r[t] = t < valid ? F::DecodeRow8(w + (j0 + 8 * g + t) * k + kb + kk) : _mm256_setzero_ps();
