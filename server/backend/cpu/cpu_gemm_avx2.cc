@@ -471,7 +471,7 @@ void PackWeightPanel(const typename F::T* w, int64_t k, int64_t j0, int64_t cols
     for (; kk + 8 <= kc; kk += 8) {
       if ((kk * sizeof(typename F::T)) % 64 == 0) {
         for (int t = 0; t < 8; ++t) {
-          _mm_prefetch(reinterpret_cast<const char*>(w + (j0 + kNr + 8 * g + t) * k + kb + kk), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w + (j0 + kNr + 8 * g + t) * k + kb + kk), _MM_HINT_T1);
         }
       }
       __m256 r[8];
