@@ -4,9 +4,9 @@
 // environment (rounding mode, flush-to-zero): normal results round the fp32 mantissa to the format's
 // mantissa width with round-to-nearest-even on the bits; results below the format's smallest normal are
 // scaled by a power of two into an integer count of the smallest subnormal step and rounded the same way.
-// Saturation (the spec's saturating conversion mode, which fp8.h requires) is applied before rounding: every magnitude above the
-// largest finite value maps to it, which is also where round-to-nearest would land for magnitudes up to
-// max + ulp/2 and is the saturating result beyond.
+// Saturation (the spec's saturating conversion mode, which fp8.h requires) is applied before rounding: every
+// magnitude above the largest finite value maps to it, which is also where round-to-nearest would land for
+// magnitudes up to max + ulp/2 and is the saturating result beyond.
 #include "server/quant/fp8.h"
 
 #include <cstring>
@@ -63,8 +63,8 @@ uint8_t FloatToE4M3(float x) {
   const uint32_t u = Bits(x);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   const uint32_t abs_bits = u & 0x7fffffffu;
-  if (abs_bits > 0x7f800000u) return sign | 0x7f;        // NaN: S.1111.111 is E4M3's only NaN
-  if (abs_bits > Bits(kE4M3Max)) return sign | 0x7e;     // saturate, +-inf included
+  if (abs_bits > 0x7f800000u) return sign | 0x7f;     // NaN: S.1111.111 is E4M3's only NaN
+  if (abs_bits > Bits(kE4M3Max)) return sign | 0x7e;  // saturate, +-inf included
   return sign | EncodeMagnitude<4, 3>(abs_bits);
 }
 
@@ -86,8 +86,8 @@ uint8_t FloatToE5M2(float x) {
   const uint32_t u = Bits(x);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   const uint32_t abs_bits = u & 0x7fffffffu;
-  if (abs_bits > 0x7f800000u) return sign | 0x7e;        // NaN (qrag's canonical quiet NaN, per fp8.h)
-  if (abs_bits > Bits(kE5M2Max)) return sign | 0x7b;     // saturate, +-inf included
+  if (abs_bits > 0x7f800000u) return sign | 0x7e;     // NaN (qrag's canonical quiet NaN, per fp8.h)
+  if (abs_bits > Bits(kE5M2Max)) return sign | 0x7b;  // saturate, +-inf included
   return sign | EncodeMagnitude<5, 2>(abs_bits);
 }
 

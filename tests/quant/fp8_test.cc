@@ -95,14 +95,14 @@ TEST(E4M3, Decode_SpecValues) {
   EXPECT_EQ(E4M3ToFloat(0x7e), 448.0f);
   EXPECT_EQ(E4M3ToFloat(0xfe), -448.0f);
   EXPECT_EQ(E4M3ToFloat(0x38), 1.0f);
-  EXPECT_EQ(E4M3ToFloat(0x08), 0.015625f);       // min normal 2^-6
-  EXPECT_EQ(E4M3ToFloat(0x07), 0.013671875f);    // max subnormal 7 * 2^-9
-  EXPECT_EQ(E4M3ToFloat(0x01), 0.001953125f);    // min subnormal 2^-9
+  EXPECT_EQ(E4M3ToFloat(0x08), 0.015625f);     // min normal 2^-6
+  EXPECT_EQ(E4M3ToFloat(0x07), 0.013671875f);  // max subnormal 7 * 2^-9
+  EXPECT_EQ(E4M3ToFloat(0x01), 0.001953125f);  // min subnormal 2^-9
   EXPECT_EQ(Bits(E4M3ToFloat(0x80)), Bits(-0.0f));
   EXPECT_EQ(Bits(E4M3ToFloat(0x00)), 0u);
   EXPECT_TRUE(std::isnan(E4M3ToFloat(0x7f)));
   EXPECT_TRUE(std::isnan(E4M3ToFloat(0xff)));
-  EXPECT_EQ(E4M3ToFloat(0x78), 256.0f);          // S.1111.000 is a number in E4M3, not infinity
+  EXPECT_EQ(E4M3ToFloat(0x78), 256.0f);  // S.1111.000 is a number in E4M3, not infinity
 }
 
 TEST(E4M3, Encode_DenseSweep_MatchesNearestCodeSearch) {
@@ -134,7 +134,8 @@ TEST(E4M3, Encode_Midpoints_TiesToEven) {
 
 TEST(E4M3, Encode_SaturatesAboveMax) {
   // 464 is halfway between 448 (...110, even) and 480 (the NaN pattern); everything from there up clamps.
-  for (float x : {448.0f, 449.0f, 463.99997f, 464.0f, 464.00003f, 479.0f, 480.0f, 481.0f, 1e6f, 3.4e38f, kInf}) {
+  for (float x :
+       {448.0f, 449.0f, 463.99997f, 464.0f, 464.00003f, 479.0f, 480.0f, 481.0f, 1e6f, 3.4e38f, kInf}) {
     EXPECT_EQ(FloatToE4M3(x), 0x7e) << x;
     EXPECT_EQ(FloatToE4M3(-x), 0xfe) << -x;
   }
@@ -156,10 +157,10 @@ TEST(E4M3, Encode_ZerosAndSubnormals) {
   EXPECT_EQ(FloatToE4M3(-0.0f), 0x80);
   EXPECT_EQ(FloatToE4M3(std::numeric_limits<float>::denorm_min()), 0x00);
   EXPECT_EQ(FloatToE4M3(-std::numeric_limits<float>::denorm_min()), 0x80);
-  EXPECT_EQ(FloatToE4M3(std::ldexp(1.0f, -10)), 0x00);                            // tie 0 | 2^-9: even 0
+  EXPECT_EQ(FloatToE4M3(std::ldexp(1.0f, -10)), 0x00);  // tie 0 | 2^-9: even 0
   EXPECT_EQ(FloatToE4M3(std::nextafter(std::ldexp(1.0f, -10), 1.0f)), 0x01);
-  EXPECT_EQ(FloatToE4M3(3 * std::ldexp(1.0f, -10)), 0x02);                        // tie 1 | 2: even 2
-  EXPECT_EQ(FloatToE4M3(15 * std::ldexp(1.0f, -10)), 0x08);                       // tie 7 | min normal
+  EXPECT_EQ(FloatToE4M3(3 * std::ldexp(1.0f, -10)), 0x02);   // tie 1 | 2: even 2
+  EXPECT_EQ(FloatToE4M3(15 * std::ldexp(1.0f, -10)), 0x08);  // tie 7 | min normal
   EXPECT_EQ(FloatToE4M3(std::ldexp(1.0f, -6)), 0x08);
 }
 
@@ -359,7 +360,8 @@ TEST(Half, Encode_DenseSweep_MatchesNearestEvenAndHardware) {
       ADD_FAILURE() << std::hex << "bits " << Bits(x) << ": got " << got << " want " << want;
     }
     if (HasF16c() && got != HardwareFloatToHalf(x) && ++mismatches <= 10) {
-      ADD_FAILURE() << std::hex << "bits " << Bits(x) << ": got " << got << " F16C " << HardwareFloatToHalf(x);
+      ADD_FAILURE() << std::hex << "bits " << Bits(x) << ": got " << got << " F16C "
+                    << HardwareFloatToHalf(x);
     }
   }
   EXPECT_EQ(mismatches, 0);
@@ -372,11 +374,11 @@ TEST(Half, Encode_TiesInfNaNSubnormals) {
   EXPECT_EQ(FloatToHalf(-1e9f), 0xfc00);
   EXPECT_EQ(FloatToHalf(kInf), 0x7c00);
   EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -24)), 0x0001);
-  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000);      // tie 0 | min subnormal
-  EXPECT_EQ(FloatToHalf(3 * std::ldexp(1.0f, -25)), 0x0002);  // tie 1 | 2
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -25)), 0x0000);                          // tie 0 | min subnormal
+  EXPECT_EQ(FloatToHalf(3 * std::ldexp(1.0f, -25)), 0x0002);                      // tie 1 | 2
   EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -14) - std::ldexp(1.0f, -25)), 0x0400);  // tie 0x3ff | min normal
-  EXPECT_EQ(FloatToHalf(FromBits(0x3f801000u)), 0x3c00);      // 1 + 2^-11: tie, even stays
-  EXPECT_EQ(FloatToHalf(FromBits(0x3f803000u)), 0x3c02);      // tie, odd rounds up
+  EXPECT_EQ(FloatToHalf(FromBits(0x3f801000u)), 0x3c00);  // 1 + 2^-11: tie, even stays
+  EXPECT_EQ(FloatToHalf(FromBits(0x3f803000u)), 0x3c02);  // tie, odd rounds up
   EXPECT_EQ(FloatToHalf(-0.0f), 0x8000);
   EXPECT_EQ(FloatToHalf(kNaN), 0x7e00);
   EXPECT_EQ(FloatToHalf(-kNaN), 0xfe00);

@@ -83,7 +83,8 @@ TEST(RowQuantE4M3, ZeroRows_ScaleOne_CodesZero) {
   EXPECT_EQ(scales[0], 1.0f);
   EXPECT_EQ(scales[1], 2.0f / 448.0f);
   EXPECT_EQ(scales[2], 1.0f);
-  EXPECT_EQ(q, (std::vector<uint8_t>{0x00, 0x00, 0x00, FloatToE4M3(448.0f / 2), 0xfe, 0x00, 0x80, 0x80, 0x80}));
+  EXPECT_EQ(q,
+            (std::vector<uint8_t>{0x00, 0x00, 0x00, FloatToE4M3(448.0f / 2), 0xfe, 0x00, 0x80, 0x80, 0x80}));
 }
 
 TEST(RowQuantInt8, ZeroRows_ScaleOne_CodesZero) {
@@ -119,7 +120,8 @@ TEST(RowQuantInt8, SingleHugeOutlier_RoundsTheRestToZero) {
 
 // amax = 127 gives scale 1 exactly, so x / scale = x: halves round to the even integer.
 TEST(RowQuantInt8, HalfTies_RoundToEven) {
-  const std::vector<float> x = {127.0f, 0.5f, 1.5f, 2.5f, 3.5f, -0.5f, -1.5f, -2.5f, -3.5f, 126.5f, -126.5f, 2.5001f};
+  const std::vector<float> x = {127.0f, 0.5f,  1.5f,  2.5f,   3.5f,    -0.5f,
+                                -1.5f,  -2.5f, -3.5f, 126.5f, -126.5f, 2.5001f};
   std::vector<int8_t> q(x.size());
   float scale;
   QuantizeRowsInt8(x.data(), 1, static_cast<int64_t>(x.size()), q.data(), &scale);
@@ -176,8 +178,9 @@ TEST(RowQuant, SubnormalAmax_ScaleDoesNotUnderflowToZero) {
 
 TEST(RoundToBf16, MatchesFloatToBf16_IncludingSpecials) {
   std::vector<float> x = RandomRows(4, 50, 3);
-  for (float special : {0.0f, -0.0f, kInf, -kInf, kNaN, std::bit_cast<float>(0x3f808000u),
-                        std::bit_cast<float>(0x3f818000u), std::numeric_limits<float>::denorm_min(), 3.4e38f}) {
+  for (float special :
+       {0.0f, -0.0f, kInf, -kInf, kNaN, std::bit_cast<float>(0x3f808000u), std::bit_cast<float>(0x3f818000u),
+        std::numeric_limits<float>::denorm_min(), 3.4e38f}) {
     x.push_back(special);
   }
   std::vector<uint16_t> out(x.size());

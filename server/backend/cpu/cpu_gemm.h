@@ -10,8 +10,8 @@
 //  - reference: plain loops, products accumulated in double (int8: exact int32), the oracle;
 //  - fast: AVX2/FMA/F16C (chosen at run time; a portable blocked path where AVX2 is absent), threads
 //    over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to the reference). The fast fp8
-//    path propagates NaN codes of x (0x7F/0xFF) to the output rows they touch, but treats a NaN code of w as
-//    the value 480; weights are expected to be finite.
+//    path propagates NaN codes of x (0x7F/0xFF) to the output rows they touch; the AVX2 kernels read a NaN
+//    code of w as the value 480, so weights are expected to be finite.
 #ifndef QRAG_SERVER_BACKEND_CPU_CPU_GEMM_H_
 #define QRAG_SERVER_BACKEND_CPU_CPU_GEMM_H_
 

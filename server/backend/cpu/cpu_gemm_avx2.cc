@@ -1,11 +1,12 @@
-// AVX2/FMA/F16C GEMM kernels of the fast CPU path (cpu_gemm.h). This file alone is compiled with
-// -mavx2 -mfma -mf16c (backend/CMakeLists.txt); cpu_gemm.cc calls it only after CpuHasAvx2().
+// AVX2/FMA/F16C GEMM kernels of the fast CPU path (cpu_gemm.h). The instruction sets are enabled for this
+// file's own functions (see the pragma below); cpu_gemm.cc calls them only after CpuHasAvx2().
 //
 // Two shapes of work, both over the full k for a block of the output:
-//  - few activation rows (decode, small batches): "dot" kernels stream each weight row exactly once,
-//    several rows at a time, decoding the weights in registers and taking dot products with up to four
-//    activation rows that were decoded once into fp32 (int16 for int8). This is memory-bound: the goal is
-//    to keep the decode cheaper than the bytes it arrives with.
+//  - few activation rows (decode, small batches): "dot" kernels read the weight rows one after another as a
+//    single sequential stream, decode each step in registers and take dot products with up to four
+//    activation rows that were decoded once into fp32 (int16 for int8); more rows go in groups of four
+//    over L2-sized blocks of weight rows. Decode is memory-bound: the decode must cost less than the
+//    bytes take to arrive.
 //  - many rows (prefill): a GotoBLAS/BLIS-style blocked GEMM. Activations are decoded and packed per
 //    k-block into panels of kMr rows (k-major), weights into panels of kNr = 16 columns (k-major) that stay
 //    in L1 while every activation panel streams past them; a kMr x 16 register tile accumulates with FMA
@@ -26,14 +27,15 @@
 #include <limits>
 #include <memory>
 #include <type_traits>
+#include <utility>
 
 #include "server/quant/fp8.h"
 
-// The instruction sets are also enabled here, after the includes, for the functions of this file only:
-// the per-file -mavx2 of backend/CMakeLists.txt does not reach qrag_core (source properties are scoped
-// to the directory that creates the target), and enabling them only for our own functions keeps any
-// library template instantiated from this file (a comdat the linker may pick for other callers) free of
-// AVX2 instructions.
+// The instruction sets are enabled here, after the includes, for the functions of this file only. The
+// per-file -mavx2 -mfma -mf16c of backend/CMakeLists.txt does not reach this file: source properties are
+// scoped to the directory that sets them, and qrag_core is created in server/. Enabling them only for our
+// own functions also keeps any library template instantiated here (a comdat the linker may pick for other
+// callers) free of AVX2 instructions.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #elif defined(__GNUC__)
@@ -47,12 +49,15 @@ namespace {
 // ---------------------------------------------------------------------------------------------------
 // Tuning constants.
 
-// Up to this many activation rows take the dot kernels; more take the blocked GEMM. (Measured with
-// bench/cpu_gemm_bench.cc: packing the weights pays for itself from a handful of rows on.)
-constexpr int64_t kDotMaxRows = 1;
+// Up to this many activation rows take the dot kernels, more the blocked GEMM (the formats' kDotMaxRows
+// below). Measured with bench/cpu_gemm_bench.cc at n = k = 2048 from DRAM: packing the weights pays for
+// itself from 5 rows for fp32, whose dot kernel is load-bound; the dot kernels of the formats that decode
+// (bf16, fp8) or widen (int8) the weights stay ahead to 8, 16 and 16 rows.
+constexpr int64_t kDotMaxRowsInt8 = 16;
 // Blocked GEMM: register tile kMr x kNr, k-block of kKc elements (a 16 x 256 fp32 weight panel is 16 KiB,
 // half of L1; the int8 panel of 16 x 512 int16 pairs is the same size).
 constexpr int kMr = 6;
+constexpr int kMrInt8 = 4;  // int8 needs a temporary per vpmaddwd: 6 rows spill the 16 ymm registers
 constexpr int kNr = 16;
 constexpr int64_t kKcFloat = 256;
 constexpr int64_t kKcInt8 = 512;
@@ -70,6 +75,7 @@ class Scratch {
     const size_t bytes = static_cast<size_t>(RoundUp(std::max<int64_t>(count, 1) * sizeof(T), 64));
     if (bytes > capacity_) {
       data_.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
+      if (data_ == nullptr) std::abort();  // out of memory
       capacity_ = bytes;
     }
     return reinterpret_cast<T*>(data_.get());
@@ -90,17 +96,15 @@ Scratch& ThreadScratch(ScratchSlot slot) {
   return scratch[slot];
 }
 
-// Calls fn(std::integral_constant<int, r>) for r = rows in [1, 6], so tile heights are compile-time.
-template <typename Fn>
+// Calls fn(std::integral_constant<int, rows>) for rows in [1, kMaxRows], so tile heights are compile-time.
+template <int kMaxRows, int kRows = 1, typename Fn>
 void DispatchRows(int64_t rows, Fn&& fn) {
-  switch (rows) {
-    case 1: fn(std::integral_constant<int, 1>{}); break;
-    case 2: fn(std::integral_constant<int, 2>{}); break;
-    case 3: fn(std::integral_constant<int, 3>{}); break;
-    case 4: fn(std::integral_constant<int, 4>{}); break;
-    case 5: fn(std::integral_constant<int, 5>{}); break;
-    case 6: fn(std::integral_constant<int, 6>{}); break;
-    default: std::abort();
+  if constexpr (kRows > kMaxRows) {
+    std::abort();
+  } else if (rows == kRows) {
+    fn(std::integral_constant<int, kRows>{});
+  } else {
+    DispatchRows<kMaxRows, kRows + 1>(rows, std::forward<Fn>(fn));
   }
 }
 
@@ -170,6 +174,7 @@ const std::array<float, 256>& E4M3Table() {
 }
 
 // A float format, seen by the kernels through:
+//  - kDotMaxRows: the most activation rows for which the dot kernels beat the blocked GEMM.
 //  - kStep / DecodeStep: 32 elements decoded into four vectors. The lanes may come out permuted
 //    (bf16: even then odd elements); the dot kernels decode activations with the same function, so the
 //    permutation cancels in the dot product.
@@ -178,6 +183,7 @@ const std::array<float, 256>& E4M3Table() {
 //  - DecodeActivation: one element, true value with NaN preserved (activation packing).
 struct F32Format {
   using T = float;
+  static constexpr int64_t kDotMaxRows = 4;
   static constexpr int kStep = 32;
   static constexpr float kDotScale = 1.0f;
   static void DecodeStep(const float* p, __m256* v) {
@@ -190,6 +196,7 @@ struct F32Format {
 
 struct Bf16Format {
   using T = uint16_t;
+  static constexpr int64_t kDotMaxRows = 8;
   static constexpr int kStep = 32;
   static constexpr float kDotScale = 1.0f;
   // bf16 is the upper half of an fp32: the even elements shifted up, the odd ones masked in place.
@@ -216,11 +223,13 @@ struct Bf16Format {
 
 struct Fp8Format {
   using T = uint8_t;
+  static constexpr int64_t kDotMaxRows = 16;
   static constexpr int kStep = 32;
   static constexpr float kDotScale = 65536.0f;  // both operands decoded as value * 2^-8
   // 32 codes; 16-bit lane j holds code 2j (low byte) and 2j+1 (high byte). An arithmetic shift right by one
   // of the lane (or of the lane shifted up by 8) puts a byte's sign in bits 15 and 14 and its other seven
-  // bits in 13..7; the mask 0xbf80 keeps sign, exponent and mantissa: the half-trick bits, two ops per byte.
+  // bits in 13..7; the mask 0xbf80 keeps sign, exponent and mantissa: the half-trick bits, in five integer
+  // ops for all 32 codes.
   static void DecodeStep(const uint8_t* p, __m256* v) {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     const __m256i mask = _mm256_set1_epi16(static_cast<short>(0xbf80));
@@ -268,11 +277,30 @@ struct ScaledEpilogue {
 // ---------------------------------------------------------------------------------------------------
 // Dot kernels (few activation rows).
 //
-// Each weight row is read once, front to back, and the rows one after another: a single sequential
-// stream, which the hardware prefetchers follow at DRAM bandwidth. (Interleaving several weight rows to
-// share the activation loads splits it into streams one row long, 32 cache lines for int8 at k = 2048,
-// and halved the cold-cache bandwidth in bench/cpu_gemm_bench.cc.) The activations are decoded once and
-// reread from L1/L2 for every weight row; each decoded weight step feeds up to four activation rows.
+// Each weight row is read once, front to back, and the rows one after another: weight rows are adjacent,
+// so this is a single sequential stream, which the hardware prefetchers follow at DRAM bandwidth.
+// (Interleaving several weight rows to share the activation loads splits it into streams one row long, 32
+// cache lines for int8 at k = 2048, and halved the cold-cache bandwidth in bench/cpu_gemm_bench.cc.) The
+// activations are decoded once and reread from L1/L2 for every weight row; each decoded weight step feeds
+// up to four activation rows.
+//
+// With two or more activation rows the stream is also prefetched in software, this far ahead, once per
+// 64-byte line, into L2 (into L1 the lines evicted the activation rows): the hardware prefetcher alone left
+// DRAM idle once the kernel's compute rate came close to the memory rate (int8 with two rows ran at a third
+// of its hot speed), while with one row it keeps up and the extra prefetches cost some 15%.
+constexpr int64_t kDotPrefetchBytes = 4096;
+
+template <typename T>
+void PrefetchAhead(const T* p, int64_t extra_bytes) {
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kDotPrefetchBytes + extra_bytes, _MM_HINT_T1);
+}
+
+// Weight rows per block of the dot kernels: with more than four activation rows, each group of four streams
+// the block again, so it is sized to come back from L2 (half of it) rather than from DRAM.
+constexpr int64_t kDotWeightBlockBytes = 512 << 10;
+int64_t DotWeightBlock(int64_t k, int64_t element_bytes) {
+  return std::max<int64_t>(1, kDotWeightBlockBytes / (k * element_bytes));
+}
 
 // Independent accumulators per activation row: with one activation row, four chains cover the FMA latency;
 // with more rows the rows themselves supply independent chains, and registers run out.
@@ -282,7 +310,8 @@ constexpr int kDotChains = kM <= 2 ? 4 : 2;
 // Decodes activation rows [m_begin, m_end) with the weights' DecodeStep into rows of kp floats (kp = k
 // rounded up to kStep, zero padded), in the same lane order the weights will have.
 template <class F>
-void DecodeDotRows(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kp, float* out) {
+void DecodeDotRows(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kp,
+                   float* out) {
   using T = typename F::T;
   const int64_t k_full = k - k % F::kStep;
   for (int64_t i = m_begin; i < m_end; ++i) {
@@ -302,14 +331,13 @@ void DecodeDotRows(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m
   }
 }
 
-// out[i] = (decoded) dot(x row i, w) over `len` elements for kM activation rows (row stride kp). A
-// weight tail (len % kStep, only in the last k-block) is copied to a zero-padded step so that it decodes,
-// and permutes, exactly like the activations' padded tail.
+// out[i] = (decoded) dot(x row i, w) for kM activation rows (row stride kp). The weight tail (k % kStep) is
+// copied to a zero-padded step so that it decodes, and permutes, exactly like the activations' padded tail.
 template <class F, int kM>
-void DotRow(const float* xd, int64_t kp, const typename F::T* w, int64_t len, float (&out)[kM]) {
+void DotRow(const float* xd, int64_t kp, const typename F::T* w, int64_t k, float (&out)[kM]) {
   using T = typename F::T;
   constexpr int kChains = kDotChains<kM>;
-  const int64_t k_full = len - len % F::kStep;
+  const int64_t k_full = k - k % F::kStep;
   __m256 acc[kM][kChains];
   for (auto& row : acc) {
     for (auto& a : row) a = _mm256_setzero_ps();
@@ -319,14 +347,25 @@ void DotRow(const float* xd, int64_t kp, const typename F::T* w, int64_t len, fl
     F::DecodeStep(src, v);
     for (int i = 0; i < kM; ++i) {
       for (int t = 0; t < 4; ++t) {
-        acc[i][t % kChains] = _mm256_fmadd_ps(v[t], _mm256_loadu_ps(xd + i * kp + s + 8 * t), acc[i][t % kChains]);
+        acc[i][t % kChains] =
+            _mm256_fmadd_ps(v[t], _mm256_loadu_ps(xd + i * kp + s + 8 * t), acc[i][t % kChains]);
       }
     }
   };
-  for (int64_t s = 0; s < k_full; s += F::kStep) step(w + s, s);
-  if (k_full < len) {
+  // Steps per 64-byte line, each line prefetched kDotPrefetchBytes ahead (see kDotPrefetchBytes).
+  constexpr int kLine = std::max<int>(1, 64 / static_cast<int>(F::kStep * sizeof(T)));
+  constexpr int kPrefetchesPerStep = std::max<int>(1, static_cast<int>(F::kStep * sizeof(T)) / 64);
+  int64_t s = 0;
+  for (; s + kLine * F::kStep <= k_full; s += kLine * F::kStep) {
+    if constexpr (kM > 1) {
+      for (int p = 0; p < kPrefetchesPerStep; ++p) PrefetchAhead(w + s, 64 * p);
+    }
+    for (int u = 0; u < kLine; ++u) step(w + s + u * F::kStep, s + u * F::kStep);
+  }
+  for (; s < k_full; s += F::kStep) step(w + s, s);
+  if (k_full < k) {
     T tail[F::kStep] = {};
-    std::memcpy(tail, w + k_full, (len - k_full) * sizeof(T));
+    std::memcpy(tail, w + k_full, (k - k_full) * sizeof(T));
     step(tail, k_full);
   }
   for (int i = 0; i < kM; ++i) {
@@ -335,40 +374,28 @@ void DotRow(const float* xd, int64_t kp, const typename F::T* w, int64_t len, fl
   }
 }
 
-// Elements per k-block of the dot kernels: the block of kM decoded activation rows (element_bytes each)
-// stays within half of L1 while the weights stream through. (At k = 2048, four fp32 rows fill all of L1
-// and their reloads came from L2 at half the speed.) A multiple of `step`; one block when k fits.
-constexpr int64_t kDotActivationBytes = 16 << 10;
-int64_t DotBlock(int kM, int64_t element_bytes, int64_t step) {
-  return std::max(step, kDotActivationBytes / (kM * element_bytes) / step * step);
-}
-
 template <class F, class Epilogue>
 void DotGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
              int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
   const int64_t kp = RoundUp(k, F::kStep);
   float* xd = ThreadScratch(kSlotX).Get<float>((m_end - m_begin) * kp);
   DecodeDotRows<F>(x, k, m_begin, m_end, kp, xd);
-  for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
-    DispatchRows(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
-      constexpr int kM = decltype(rows)::value;
-      const int64_t block = DotBlock(kM, sizeof(float), F::kStep);
-      // Partial sums of earlier k-blocks wait in y; the epilogue follows the last block.
-      for (int64_t kb = 0; kb < k; kb += block) {
-        const int64_t len = std::min(block, k - kb);
-        const bool first = kb == 0, last = kb + len == k;
-        const float* xi = xd + (i0 - m_begin) * kp + kb;
-        for (int64_t j = n_begin; j < n_end; ++j) {
+  const int64_t block = DotWeightBlock(k, sizeof(typename F::T));
+  for (int64_t j0 = n_begin; j0 < n_end; j0 += block) {
+    const int64_t j1 = std::min(n_end, j0 + block);
+    for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
+      DispatchRows<4>(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
+        constexpr int kM = decltype(rows)::value;
+        const float* xi = xd + (i0 - m_begin) * kp;
+        for (int64_t j = j0; j < j1; ++j) {
           float out[kM];
-          DotRow<F, kM>(xi, kp, w + j * k + kb, len, out);
+          DotRow<F, kM>(xi, kp, w + j * k, k, out);
           for (int i = 0; i < kM; ++i) {
-            float& dst = y[(i0 + i) * n + j];
-            const float sum = first ? out[i] : dst + out[i];
-            dst = last ? epilogue.Scalar(sum * F::kDotScale, i0 + i, j) : sum;
+            y[(i0 + i) * n + j] = epilogue.Scalar(out[i] * F::kDotScale, i0 + i, j);
           }
         }
-      }
-    });
+      });
+    }
   }
 }
 
@@ -385,8 +412,8 @@ void WidenInt8Rows(const int8_t* x, int64_t k, int64_t m_begin, int64_t m_end, i
 // activations (pairs of products summed into int32 lanes: |a*b + c*d| <= 2^15, no saturation), add into
 // two int32 accumulators per row.
 template <int kM>
-void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w, int64_t len, int32_t (&out)[kM]) {
-  const int64_t k_full = len - len % 32;
+void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w, int64_t k, int32_t (&out)[kM]) {
+  const int64_t k_full = k - k % 32;
   __m256i acc[kM][2];
   for (auto& row : acc) row[0] = row[1] = _mm256_setzero_si256();
   auto step = [&](const int8_t* src, int64_t s) {
@@ -394,16 +421,23 @@ void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w, int64_t len, int
     const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16)));
     for (int i = 0; i < kM; ++i) {
       const int16_t* xs = xd + i * kp + s;
+      // (product, accumulator) operand order: the other way round GCC adds a register move per add.
       acc[i][0] = _mm256_add_epi32(
-          acc[i][0], _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs))));
+          _mm256_madd_epi16(w0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs))), acc[i][0]);
       acc[i][1] = _mm256_add_epi32(
-          acc[i][1], _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + 16))));
+          _mm256_madd_epi16(w1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + 16))), acc[i][1]);
     }
   };
-  for (int64_t s = 0; s < k_full; s += 32) step(w + s, s);
-  if (k_full < len) {
+  int64_t s = 0;
+  for (; s + 64 <= k_full; s += 64) {
+    if constexpr (kM > 1) PrefetchAhead(w + s, 0);
+    step(w + s, s);
+    step(w + s + 32, s + 32);
+  }
+  for (; s < k_full; s += 32) step(w + s, s);
+  if (k_full < k) {
     int8_t tail[32] = {};
-    std::memcpy(tail, w + k_full, len - k_full);
+    std::memcpy(tail, w + k_full, k - k_full);
     step(tail, k_full);
   }
   for (int i = 0; i < kM; ++i) out[i] = HorizontalSum(_mm256_add_epi32(acc[i][0], acc[i][1]));
@@ -414,31 +448,22 @@ void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t 
   const int64_t kp = RoundUp(k, 32);
   int16_t* xd = ThreadScratch(kSlotX).Get<int16_t>((m_end - m_begin) * kp);
   WidenInt8Rows(x, k, m_begin, m_end, kp, xd);
-  // Exact partial sums of earlier k-blocks, for one group of up to four rows.
-  const int64_t cols = n_end - n_begin;
-  int32_t* partial = k > DotBlock(4, sizeof(int16_t), 32) ? ThreadScratch(kSlotC).Get<int32_t>(4 * cols) : nullptr;
-  for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
-    DispatchRows(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
-      constexpr int kM = decltype(rows)::value;
-      const int64_t block = DotBlock(kM, sizeof(int16_t), 32);
-      for (int64_t kb = 0; kb < k; kb += block) {
-        const int64_t len = std::min(block, k - kb);
-        const bool first = kb == 0, last = kb + len == k;
-        const int16_t* xi = xd + (i0 - m_begin) * kp + kb;
-        for (int64_t j = n_begin; j < n_end; ++j) {
+  const int64_t block = DotWeightBlock(k, sizeof(int8_t));
+  for (int64_t j0 = n_begin; j0 < n_end; j0 += block) {
+    const int64_t j1 = std::min(n_end, j0 + block);
+    for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
+      DispatchRows<4>(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
+        constexpr int kM = decltype(rows)::value;
+        const int16_t* xi = xd + (i0 - m_begin) * kp;
+        for (int64_t j = j0; j < j1; ++j) {
           int32_t out[kM];
-          DotRowInt8<kM>(xi, kp, w + j * k + kb, len, out);
+          DotRowInt8<kM>(xi, kp, w + j * k, k, out);
           for (int i = 0; i < kM; ++i) {
-            const int32_t sum = first ? out[i] : partial[i * cols + j - n_begin] + out[i];
-            if (last) {
-              y[(i0 + i) * n + j] = epilogue.Scalar(static_cast<float>(sum), i0 + i, j);
-            } else {
-              partial[i * cols + j - n_begin] = sum;
-            }
+            y[(i0 + i) * n + j] = epilogue.Scalar(static_cast<float>(out[i]), i0 + i, j);
           }
         }
-      }
-    });
+      });
+    }
   }
 }
 
@@ -448,8 +473,8 @@ void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t 
 // Activation panels of the k-block [kb, kb + kc): panel p holds rows [m_begin + kMr p, ... + h) as
 // dst[kk * h + r], h = min(kMr, rows left), so a panel starts at (its first row - m_begin) * kc.
 template <class F>
-void PackActivations(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kb, int64_t kc,
-                     float* dst) {
+void PackActivations(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kb,
+                     int64_t kc, float* dst) {
   for (int64_t i0 = m_begin; i0 < m_end; i0 += kMr) {
     const int64_t h = std::min<int64_t>(kMr, m_end - i0);
     float* panel = dst + (i0 - m_begin) * kc;
@@ -462,6 +487,9 @@ void PackActivations(const typename F::T* x, int64_t k, int64_t m_begin, int64_t
 
 // The weight panel of columns [j0, j0 + cols) (cols <= 16, the rest zero) over [kb, kb + kc), k-major:
 // dst[kk * 16 + c]. Eight rows at a time are decoded eight elements wide and transposed in registers.
+// Meanwhile the same lines of the next panel's rows are prefetched into L2: a panel reads its rows in
+// pieces of one k-block, too short for the hardware prefetcher, and with few activation rows the packing
+// is what waits on DRAM. (Into L2 only: those rows, a power-of-two stride apart, share one L1 set.)
 template <class F>
 void PackWeightPanel(const typename F::T* w, int64_t k, int64_t j0, int64_t cols, int64_t kb, int64_t kc,
                      float* dst) {
@@ -505,17 +533,17 @@ void MicroKernelF32(const float* xp, const float* wp, int64_t kc, __m256 (&out)[
     const __m256 b0 = _mm256_load_ps(wp + kk * kNr);
     const __m256 b1 = _mm256_load_ps(wp + kk * kNr + 8);
     const float* a = xp + kk * kRows;
-#define QRAG_FMA(r)                                  \
-  if constexpr (r < kRows) {                         \
-    const __m256 ar = _mm256_broadcast_ss(a + r);    \
-    c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0);      \
-    c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1);      \
+#define QRAG_FMA(r)                               \
+  if constexpr (r < kRows) {                      \
+    const __m256 ar = _mm256_broadcast_ss(a + r); \
+    c##r##0 = _mm256_fmadd_ps(ar, b0, c##r##0);   \
+    c##r##1 = _mm256_fmadd_ps(ar, b1, c##r##1);   \
   }
     QRAG_TILE_ROWS(QRAG_FMA)
 #undef QRAG_FMA
   }
-#define QRAG_STORE(r)                        \
-  if constexpr (r < kRows) {                 \
+#define QRAG_STORE(r)                         \
+  if constexpr (r < kRows) {                  \
     out[r][0] = c##r##0, out[r][1] = c##r##1; \
   }
   QRAG_TILE_ROWS(QRAG_STORE)
@@ -565,7 +593,7 @@ void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64
       const int64_t cols = std::min<int64_t>(kNr, n_end - j0);
       PackWeightPanel<F>(w, k, j0, cols, kb, kc, wpack);
       for (int64_t i0 = m_begin; i0 < m_end; i0 += kMr) {
-        DispatchRows(std::min<int64_t>(kMr, m_end - i0), [&](auto rows) {
+        DispatchRows<kMr>(std::min<int64_t>(kMr, m_end - i0), [&](auto rows) {
           constexpr int kRows = decltype(rows)::value;
           __m256 acc[kRows][2];
           MicroKernelF32<kRows>(xpack + (i0 - m_begin) * kc, wpack, kc, acc);
@@ -589,8 +617,8 @@ int32_t Int16Pair(int8_t lo, int8_t hi) {
 void PackActivationsInt8(const int8_t* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kb, int64_t kc,
                          int32_t* dst) {
   const int64_t pairs = (kc + 1) / 2;
-  for (int64_t i0 = m_begin; i0 < m_end; i0 += kMr) {
-    const int64_t h = std::min<int64_t>(kMr, m_end - i0);
+  for (int64_t i0 = m_begin; i0 < m_end; i0 += kMrInt8) {
+    const int64_t h = std::min<int64_t>(kMrInt8, m_end - i0);
     int32_t* panel = dst + (i0 - m_begin) * pairs;
     for (int64_t r = 0; r < h; ++r) {
       const int8_t* row = x + (i0 + r) * k + kb;
@@ -616,13 +644,16 @@ void PackWeightPanelInt8(const int8_t* w, int64_t k, int64_t j0, int64_t cols, i
       for (int t = 0; t < 8; ++t) {
         if (t < valid) {
           const int8_t* src = w + (j0 + 8 * g + t) * k + kb + 2 * kp;
-          r[t] = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+          r[t] = _mm256_castsi256_ps(
+              _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
         } else {
           r[t] = _mm256_setzero_ps();
         }
       }
       Transpose8x8(r);
-      for (int t = 0; t < 8; ++t) _mm256_store_ps(reinterpret_cast<float*>(dst + (kp + t) * kNr + 8 * g), r[t]);
+      for (int t = 0; t < 8; ++t) {
+        _mm256_store_ps(reinterpret_cast<float*>(dst + (kp + t) * kNr + 8 * g), r[t]);
+      }
     }
     for (; kp < pairs; ++kp) {
       for (int t = 0; t < 8; ++t) {
@@ -639,7 +670,7 @@ void PackWeightPanelInt8(const int8_t* w, int64_t k, int64_t j0, int64_t cols, i
 
 template <int kRows>
 void MicroKernelInt8(const int32_t* xp, const int32_t* wp, int64_t pairs, __m256i (&out)[kRows][2]) {
-  static_assert(kRows >= 1 && kRows <= kMr);
+  static_assert(kRows >= 1 && kRows <= kMrInt8);
 #define QRAG_DECLARE(r) __m256i c##r##0 = _mm256_setzero_si256(), c##r##1 = _mm256_setzero_si256();
   QRAG_TILE_ROWS(QRAG_DECLARE)
 #undef QRAG_DECLARE
@@ -647,17 +678,19 @@ void MicroKernelInt8(const int32_t* xp, const int32_t* wp, int64_t pairs, __m256
     const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + kp * kNr));
     const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + kp * kNr + 8));
     const int32_t* a = xp + kp * kRows;
-#define QRAG_MADD(r)                                                  \
-  if constexpr (r < kRows) {                                          \
-    const __m256i ar = _mm256_set1_epi32(a[r]);                       \
-    c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(ar, b0));   \
-    c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(ar, b1));   \
+// (product, accumulator) operand order: the other way round GCC adds a register move per add, which cost
+// a third of the kernel's speed.
+#define QRAG_MADD(r)                                                \
+  if constexpr (r < kRows) {                                        \
+    const __m256i ar = _mm256_set1_epi32(a[r]);                     \
+    c##r##0 = _mm256_add_epi32(_mm256_madd_epi16(ar, b0), c##r##0); \
+    c##r##1 = _mm256_add_epi32(_mm256_madd_epi16(ar, b1), c##r##1); \
   }
     QRAG_TILE_ROWS(QRAG_MADD)
 #undef QRAG_MADD
   }
-#define QRAG_STORE(r)                        \
-  if constexpr (r < kRows) {                 \
+#define QRAG_STORE(r)                         \
+  if constexpr (r < kRows) {                  \
     out[r][0] = c##r##0, out[r][1] = c##r##1; \
   }
   QRAG_TILE_ROWS(QRAG_STORE)
@@ -669,7 +702,8 @@ void MicroKernelInt8(const int32_t* xp, const int32_t* wp, int64_t pairs, __m256
 // int64 -> float) and goes through the epilogue.
 template <int kRows>
 void StoreTileInt8(const __m256i (&acc)[kRows][2], int32_t* c, int64_t c_stride, float* y, int64_t n,
-                   int64_t i0, int64_t j0, int64_t cols, bool first, bool last, const ScaledEpilogue& epilogue) {
+                   int64_t i0, int64_t j0, int64_t cols, bool first, bool last,
+                   const ScaledEpilogue& epilogue) {
   for (int r = 0; r < kRows; ++r) {
     float* yr = y + (i0 + r) * n + j0;
     int32_t* cr = c + r * c_stride;
@@ -685,7 +719,9 @@ void StoreTileInt8(const __m256i (&acc)[kRows][2], int32_t* c, int64_t c_stride,
       } else {
         float lanes[8];
         _mm256_storeu_ps(lanes, _mm256_cvtepi32_ps(v));
-        for (int64_t col = 0; col < valid; ++col) yr[8 * h + col] = epilogue.Scalar(lanes[col], i0 + r, j0 + 8 * h + col);
+        for (int64_t col = 0; col < valid; ++col) {
+          yr[8 * h + col] = epilogue.Scalar(lanes[col], i0 + r, j0 + 8 * h + col);
+        }
       }
     }
   }
@@ -708,8 +744,8 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
     for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
       const int64_t cols = std::min<int64_t>(kNr, n_end - j0);
       PackWeightPanelInt8(w, k, j0, cols, kb, kc, wpack);
-      for (int64_t i0 = m_begin; i0 < m_end; i0 += kMr) {
-        DispatchRows(std::min<int64_t>(kMr, m_end - i0), [&](auto rows) {
+      for (int64_t i0 = m_begin; i0 < m_end; i0 += kMrInt8) {
+        DispatchRows<kMrInt8>(std::min<int64_t>(kMrInt8, m_end - i0), [&](auto rows) {
           constexpr int kRows = decltype(rows)::value;
           __m256i acc[kRows][2];
           MicroKernelInt8<kRows>(xpack + (i0 - m_begin) * pairs, wpack, pairs, acc);
@@ -726,9 +762,9 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
 // ---------------------------------------------------------------------------------------------------
 
 template <class F, class Epilogue>
-void FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
-               int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
-  if (m_end - m_begin <= kDotMaxRows) {
+void FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
+               int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
+  if (m_end - m_begin <= F::kDotMaxRows) {
     DotGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   } else {
     BlockedGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
@@ -751,7 +787,7 @@ void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const
                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                  int64_t n_begin, int64_t n_end) {
   FloatGemm<Fp8Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, ScaledEpilogue{x_scale, w_scale, bias});
-  if (m_end - m_begin > kDotMaxRows) return;  // the packed path decodes activations with their NaNs
+  if (m_end - m_begin > Fp8Format::kDotMaxRows) return;  // the packed path decodes activations with NaNs
   // The dot kernels decode activations with the half trick, which reads the NaN code as 480; a NaN
   // activation makes its whole output row NaN in the reference, so do that here.
   for (int64_t i = m_begin; i < m_end; ++i) {
@@ -766,7 +802,7 @@ void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const 
                   const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                   int64_t n_begin, int64_t n_end) {
   const ScaledEpilogue epilogue{x_scale, w_scale, bias};
-  if (m_end - m_begin <= kDotMaxRows) {
+  if (m_end - m_begin <= kDotMaxRowsInt8) {
     DotGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   } else {
     BlockedGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
