@@ -16,10 +16,10 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # qrag_server / qrag_client (gRPC API, metrics) and RAG storage
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   prometheus-cpp-dev libsqlite3-dev
   # helpers for the test suite (real-file checks written in Python)
-  python3 python3-numpy
+  python3 python3-numpy python3-grpcio python3-protobuf
 )
 
 missing=()
