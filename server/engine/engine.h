@@ -22,8 +22,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "server/engine/generator.h"
 #include "server/engine/model_runner.h"
+#include "server/engine/output_processor.h"
 #include "server/engine/sampler.h"
 #include "server/model/tokenizer.h"
 
@@ -46,13 +46,6 @@ struct EngineRequest {
   std::vector<std::string> stop;
   int logprobs = 0;  // 0: none; N > 0: the chosen token's logprob and the N most likely alternatives
   absl::Time deadline = absl::InfiniteFuture();
-};
-
-struct TokenLogprob {
-  int32_t token = 0;
-  std::string text;  // the token's own bytes (may be a partial UTF-8 character)
-  float logprob = 0;
-  std::vector<std::pair<int32_t, float>> top;  // (token, logprob), most likely first
 };
 
 struct Usage {

@@ -13,54 +13,7 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Holds back completion text that might be the start of a stop string, so a stop string is never
-// streamed out and then retracted.
-class StopMatcher {
- public:
-  explicit StopMatcher(const std::vector<std::string>& stops) : stops_(stops) {}
-
-  // Adds text; returns what can be released now. Sets *stopped when a stop string completed (the text
-  // before it is released; the rest is dropped).
-  std::string Push(std::string_view text, bool* stopped) {
-    pending_.append(text);
-    size_t first = std::string::npos;
-    for (const auto& s : stops_) {
-      if (s.empty()) continue;
-      size_t at = pending_.find(s);
-      if (at != std::string::npos) first = std::min(first, at);
-    }
-    if (first != std::string::npos) {
-      *stopped = true;
-      std::string out = pending_.substr(0, first);
-      pending_.clear();
-      return out;
-    }
-    // Keep the longest suffix of pending_ that is a proper prefix of some stop string.
-    size_t keep = 0;
-    for (const auto& s : stops_) {
-      for (size_t len = std::min(s.size() - 1, pending_.size()); len > keep; --len) {
-        if (pending_.compare(pending_.size() - len, len, s, 0, len) == 0) {
-          keep = len;
-          break;
-        }
-      }
-    }
-    std::string out = pending_.substr(0, pending_.size() - keep);
-    pending_.erase(0, pending_.size() - keep);
-    return out;
-  }
-  std::string Flush() { return std::exchange(pending_, {}); }
-
- private:
-  const std::vector<std::string>& stops_;
-  std::string pending_;
-};
-
 }  // namespace
-
-const char* FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kStop ? "stop" : "length";
-}
 
 Generator::Generator(model::Transformer* transformer, const model::Tokenizer* tokenizer,
                      const GeneratorOptions& options, model::KvCache cache)
@@ -121,7 +74,6 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
 
   const int vocab = transformer_->config().vocab_size;
   std::vector<float> logits(vocab);
-  std::vector<int32_t> history = result.prompt_ids;
   std::vector<int32_t> positions, seqs;
   const backend::AttentionBatch::Sequence seq{absl::MakeConstSpan(block_table_)};
   auto step = [&](absl::Span<const int32_t> tokens, int first_pos) -> absl::Status {
@@ -138,8 +90,13 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
     return transformer_->Forward(tokens, batch, absl::MakeConstSpan(&last, 1), cache_, logits.data());
   };
 
-  Sampler sampler(request.sampling);
-  result.seed = sampler.seed();
+  OutputOptions out_options;
+  out_options.sampling = request.sampling;
+  out_options.max_tokens = request.max_tokens;
+  out_options.stop = request.stop;
+  out_options.stop_ids = stop_ids_;
+  OutputProcessor output(tokenizer_, std::move(out_options), result.prompt_ids);
+  result.seed = output.seed();
   auto t0 = std::chrono::steady_clock::now();
   for (int begin = 0; begin < prompt_len; begin += options_.prefill_chunk) {
     const int len = std::min(options_.prefill_chunk, prompt_len - begin);
@@ -148,43 +105,20 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
   result.prefill_seconds = SecondsSince(t0);
   auto t1 = std::chrono::steady_clock::now();
 
-  // Detokenize with a few prompt ids as context so spacing matches a whole-sequence decode.
-  const size_t ctx_ids = std::min<size_t>(result.prompt_ids.size(), 4);
-  model::IncrementalDecoder decoder(tokenizer_, absl::MakeConstSpan(result.prompt_ids).last(ctx_ids));
-  StopMatcher stops(request.stop);
-  auto emit = [&](const std::string& text) {
-    if (text.empty()) return;
-    result.text += text;
-    if (on_text) on_text(text);
-  };
-
   int pos = prompt_len;
-  bool stopped = false;
   while (true) {
-    const int32_t next = sampler.Sample(absl::MakeSpan(logits), history);
-    if (std::binary_search(stop_ids_.begin(), stop_ids_.end(), next)) {
-      result.finish_reason = FinishReason::kStop;
+    QRAG_ASSIGN_OR_RETURN(OutputProcessor::Step s, output.Next(absl::MakeSpan(logits)));
+    if (!s.text.empty()) {
+      result.text += s.text;
+      if (on_text) on_text(s.text);
+    }
+    if (s.appended) result.output_ids.push_back(s.token);
+    if (s.finished) {
+      result.finish_reason = s.reason;
       break;
     }
-    result.output_ids.push_back(next);
-    history.push_back(next);
-    QRAG_ASSIGN_OR_RETURN(std::string piece, decoder.Push(next));
-    emit(stops.Push(piece, &stopped));
-    if (stopped) {
-      result.finish_reason = FinishReason::kStop;
-      break;
-    }
-    if (static_cast<int>(result.output_ids.size()) >= request.max_tokens) {
-      result.finish_reason = FinishReason::kLength;
-      break;
-    }
-    QRAG_RETURN_IF_ERROR(step(absl::MakeConstSpan(&next, 1), pos));
+    QRAG_RETURN_IF_ERROR(step(absl::MakeConstSpan(&s.token, 1), pos));
     ++pos;
-  }
-  if (!stopped) {
-    emit(stops.Push(decoder.Flush(), &stopped));
-    if (!stopped) emit(stops.Flush());
-    if (stopped) result.finish_reason = FinishReason::kStop;
   }
   result.decode_seconds = SecondsSince(t1);
   return result;

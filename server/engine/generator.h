@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/engine/output_processor.h"
 #include "server/engine/sampler.h"
 #include "server/model/kv_cache.h"
 #include "server/model/tokenizer.h"
@@ -32,9 +33,6 @@ struct GenerateRequest {
   SamplingParams sampling;
   std::vector<std::string> stop;  // generation ends before the first occurrence of any of these
 };
-
-enum class FinishReason { kLength, kStop };
-const char* FinishReasonName(FinishReason reason);
 
 struct GenerateResult {
   std::string text;  // the completion only

@@ -1,0 +1,140 @@
+#include "server/api/validation.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "server/common/status.h"
+#include "server/model/utf8.h"
+
+namespace qrag::api {
+namespace {
+
+// Field numbers of the string fields of GenerateRequest (inference.proto), for the UTF-8 diagnosis.
+constexpr int kModelField = 1;
+constexpr int kPromptField = 2;
+constexpr int kStopField = 10;
+
+// Why a GenerateRequest did not parse, by field, from its schema-less wire form.
+absl::Status DiagnoseUnparsable(std::string_view wire) {
+  google::protobuf::UnknownFieldSet fields;
+  if (wire.size() > static_cast<size_t>(INT32_MAX) || !fields.ParseFromArray(wire.data(), static_cast<int>(wire.size()))) {
+    return absl::InvalidArgumentError("the request is not a valid serialized qrag.v1.GenerateRequest");
+  }
+  int stop_index = 0;
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = fields.field(i);
+    if (f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+    std::string name;
+    switch (f.number()) {
+      case kModelField: name = "model"; break;
+      case kPromptField: name = "prompt"; break;
+      case kStopField: name = absl::StrCat("stop[", stop_index++, "]"); break;
+      default: continue;
+    }
+    QRAG_RETURN_IF_ERROR(model::CheckUtf8(f.length_delimited(), name));
+  }
+  return absl::InvalidArgumentError(
+      "the request is not a valid qrag.v1.GenerateRequest (a field has the wrong wire type or a string field "
+      "is not UTF-8)");
+}
+
+std::string Quoted(std::string_view s) { return absl::StrCat("'", s, "'"); }
+
+}  // namespace
+
+absl::StatusOr<qrag::v1::GenerateRequest> ParseGenerateRequest(std::string_view wire) {
+  qrag::v1::GenerateRequest request;
+  if (wire.size() <= static_cast<size_t>(INT32_MAX) &&
+      request.ParseFromArray(wire.data(), static_cast<int>(wire.size()))) {
+    return request;
+  }
+  return DiagnoseUnparsable(wire);
+}
+
+absl::StatusOr<std::string> ResolveModel(std::string_view requested, const std::vector<std::string>& models) {
+  if (requested.empty() && !models.empty()) return models.front();
+  for (const std::string& m : models) {
+    if (m == requested) return m;
+  }
+  return absl::NotFoundError(absl::StrCat("model ", Quoted(requested), " is not served here; available: ",
+                                          absl::StrJoin(models, ", ")));
+}
+
+absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const qrag::v1::GenerateRequest& request,
+                                                         const ValidationOptions& options) {
+  ValidatedRequest out;
+  QRAG_ASSIGN_OR_RETURN(out.model, ResolveModel(request.model(), options.models));
+  engine::EngineRequest& e = out.request;
+
+  const std::string& prompt = request.prompt();
+  if (prompt.empty()) {
+    return absl::InvalidArgumentError("prompt is empty; give the text to continue");
+  }
+  if (prompt.size() > static_cast<size_t>(options.max_prompt_bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt is ", prompt.size(), " bytes; this server accepts at most ",
+                                                   options.max_prompt_bytes, " bytes (--max-prompt-bytes)"));
+  }
+  QRAG_RETURN_IF_ERROR(model::CheckUtf8(prompt, "prompt"));
+  e.prompt = prompt;
+
+  e.max_tokens = request.has_max_tokens() ? request.max_tokens() : options.default_max_tokens;
+  if (e.max_tokens <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be > 0 (got ", e.max_tokens,
+                                                   "); leave it unset for the default of ",
+                                                   options.default_max_tokens));
+  }
+
+  engine::SamplingParams& s = e.sampling;
+  s.temperature = request.has_temperature() ? request.temperature() : 1.0f;
+  if (!std::isfinite(s.temperature) || s.temperature < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be a finite number >= 0 (got ", s.temperature, "); 0 = greedy"));
+  }
+  s.top_p = request.has_top_p() ? request.top_p() : 1.0f;
+  if (!(s.top_p > 0 && s.top_p <= 1)) {  // also rejects NaN
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1] (got ", s.top_p, "); 1 = off"));
+  }
+  s.top_k = request.top_k();
+  if (s.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0 (got ", s.top_k, "); 0 = off"));
+  }
+  s.min_p = request.min_p();
+  if (!(s.min_p >= 0 && s.min_p <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1] (got ", s.min_p, "); 0 = off"));
+  }
+  s.repetition_penalty = request.has_repetition_penalty() ? request.repetition_penalty() : 1.0f;
+  if (!std::isfinite(s.repetition_penalty) || s.repetition_penalty <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("repetition_penalty must be a finite number > 0 (got ",
+                                                   s.repetition_penalty, "); 1 = off"));
+  }
+  if (request.has_seed()) s.seed = request.seed();
+
+  if (request.stop_size() > options.max_stop_strings) {
+    return absl::InvalidArgumentError(absl::StrCat("stop has ", request.stop_size(), " strings; at most ",
+                                                   options.max_stop_strings, " are accepted"));
+  }
+  for (int i = 0; i < request.stop_size(); ++i) {
+    const std::string& stop = request.stop(i);
+    const std::string name = absl::StrCat("stop[", i, "]");
+    if (stop.empty()) return absl::InvalidArgumentError(absl::StrCat(name, " is empty"));
+    if (stop.size() > static_cast<size_t>(options.max_stop_bytes)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " is ", stop.size(), " bytes; at most ",
+                                                     options.max_stop_bytes, " are accepted"));
+    }
+    QRAG_RETURN_IF_ERROR(model::CheckUtf8(stop, name));
+    e.stop.push_back(stop);
+  }
+
+  e.logprobs = request.logprobs();
+  if (e.logprobs < 0 || e.logprobs > options.max_logprobs) {
+    return absl::InvalidArgumentError(absl::StrCat("logprobs must be in [0, ", options.max_logprobs, "] (got ",
+                                                   e.logprobs, "); 0 = none"));
+  }
+  return out;
+}
+
+}  // namespace qrag::api
