@@ -14,8 +14,8 @@
 
 namespace qrag::api {
 
-// OK -> grpc::Status::OK; otherwise the same code and message. A status whose code is outside the canonical
-// range (a bug) becomes UNKNOWN with the original code named in the message.
+// OK -> grpc::Status::OK; otherwise the same code and message. A status built with a code outside the
+// canonical range (a bug) becomes UNKNOWN, keeping its message.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace qrag::api

@@ -42,7 +42,8 @@ absl::Status DiagnoseUnparsable(std::string_view wire) {
       "is not UTF-8)");
 }
 
-std::string Quoted(std::string_view s) { return absl::StrCat("'", s, "'"); }
+// Debian's abseil has its own string_view type; StrCat takes std::string.
+std::string Quoted(std::string_view s) { return absl::StrCat("'", std::string(s), "'"); }
 
 }  // namespace
 

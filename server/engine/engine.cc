@@ -113,7 +113,7 @@ absl::StatusOr<uint64_t> Engine::Impl::Submit(EngineRequest r, std::shared_ptr<R
     return absl::OutOfRangeError(absl::StrCat("prompt is ", n, " tokens; the context holds ", ctx,
                                               " (prompt plus at least one generated token): shorten the prompt"));
   }
-  if (n + r.max_tokens > ctx) {
+  if (r.max_tokens > ctx - n) {  // (not n + max_tokens > ctx: max_tokens may be near INT32_MAX)
     return absl::InvalidArgumentError(absl::StrCat("max_tokens ", r.max_tokens, " plus the prompt's ", n,
                                                    " tokens exceeds the context of ", ctx,
                                                    " tokens; use max_tokens <= ", ctx - n));

@@ -89,8 +89,16 @@ absl::StatusOr<OutputProcessor::Step> OutputProcessor::Next(absl::Span<float> lo
   step.text = ReleaseText(piece, &stopped);
   if (options_.logprobs > 0) {
     step.logprob.token = step.token;
-    auto token_text = tokenizer_->Decode(absl::MakeConstSpan(&step.token, 1));
-    if (token_text.ok()) step.logprob.text = *token_text;
+    // The token's own text with its spacing: decode it after the previous token and drop the previous
+    // token's text (a lone SentencePiece piece would lose its leading space).
+    const int32_t pair[2] = {history_[history_.size() - 2], step.token};
+    auto with_prev = tokenizer_->Decode(pair);
+    auto prev = tokenizer_->Decode(absl::MakeConstSpan(pair, 1));
+    if (with_prev.ok() && prev.ok() && with_prev->compare(0, prev->size(), *prev) == 0) {
+      step.logprob.text = with_prev->substr(prev->size());
+    } else if (auto alone = tokenizer_->Decode(absl::MakeConstSpan(&step.token, 1)); alone.ok()) {
+      step.logprob.text = *alone;
+    }
     step.logprob.logprob = log_softmax[step.token];
     step.logprob.top = std::move(top);
   }

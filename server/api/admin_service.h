@@ -1,0 +1,31 @@
+// qrag.v1.Admin: a read-only view of the serving engine (queue, running batch, KV-cache blocks) for operators
+// and tests (e.g. "after a cancellation every KV block is free again").
+//
+// Thread-safe. `state` must outlive the service.
+#ifndef QRAG_SERVER_API_ADMIN_SERVICE_H_
+#define QRAG_SERVER_API_ADMIN_SERVICE_H_
+
+#include "qrag/v1/admin.grpc.pb.h"
+#include "server/api/serving_state.h"
+
+namespace qrag::api {
+
+// ServerStats of `model` ("" = default): the engine's counters, or zeros with state "loading" before it
+// loaded. NOT_FOUND for an unknown name.
+absl::StatusOr<qrag::v1::ServerStats> CollectServerStats(const ServingState& state, std::string_view model);
+
+class AdminService final : public qrag::v1::Admin::CallbackService {
+ public:
+  explicit AdminService(ServingState* state) : state_(state) {}
+
+  grpc::ServerUnaryReactor* GetServerStats(grpc::CallbackServerContext* context,
+                                           const qrag::v1::GetServerStatsRequest* request,
+                                           qrag::v1::ServerStats* response) override;
+
+ private:
+  ServingState* const state_;
+};
+
+}  // namespace qrag::api
+
+#endif  // QRAG_SERVER_API_ADMIN_SERVICE_H_

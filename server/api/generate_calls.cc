@@ -1,0 +1,368 @@
+#include "server/api/generate_calls.h"
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "qrag/v1/inference.grpc.pb.h"
+#include "server/api/status_mapping.h"
+#include "server/api/validation.h"
+#include "server/common/status.h"
+
+namespace qrag::api {
+namespace {
+
+absl::StatusOr<std::string> Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) return absl::InvalidArgumentError("could not read the request bytes");
+  std::string out;
+  out.reserve(buffer.Length());
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
+  const std::chrono::system_clock::time_point d = context.deadline();
+  if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(d);
+}
+
+template <typename Message>
+absl::Status Serialize(const Message& message, grpc::ByteBuffer* out) {
+  bool own_buffer = false;
+  grpc::Status s = grpc::SerializationTraits<Message>::Serialize(message, out, &own_buffer);
+  if (!s.ok()) return absl::InternalError(absl::StrCat("could not serialize the response: ", s.error_message()));
+  return absl::OkStatus();
+}
+
+void AddLogprobs(absl::Span<const engine::TokenLogprob> tokens,
+                 google::protobuf::RepeatedPtrField<qrag::v1::TokenLogprob>* out) {
+  for (const engine::TokenLogprob& t : tokens) {
+    qrag::v1::TokenLogprob* p = out->Add();
+    p->set_token_id(t.token);
+    p->set_token(t.text);
+    p->set_logprob(t.logprob);
+    for (const auto& [id, logprob] : t.top) {
+      qrag::v1::TopLogprob* top = p->add_top_logprobs();
+      top->set_token_id(id);
+      top->set_logprob(logprob);
+    }
+  }
+}
+
+void FillUsage(const engine::Usage& usage, qrag::v1::Usage* out) {
+  out->set_prompt_tokens(usage.prompt_tokens);
+  out->set_completion_tokens(usage.completion_tokens);
+}
+
+void FillTimings(const engine::Timings& t, qrag::v1::Timings* out) {
+  out->set_queue_seconds(t.queue_seconds);
+  out->set_time_to_first_token_seconds(t.time_to_first_token_seconds);
+  out->set_total_seconds(t.total_seconds);
+}
+
+// Links a call to its engine request for cancellation. The client may cancel before Submit returned the id
+// (gRPC runs OnCancel on its own thread), so whichever of Submitted/Cancel comes second issues the
+// Engine::Cancel. Engine::Cancel is always called without the mutex held.
+class EngineLink {
+ public:
+  void Submitted(engine::Engine* engine, uint64_t id) {
+    bool cancel_now;
+    {
+      absl::MutexLock lock(&mu_);
+      engine_ = engine;
+      id_ = id;
+      cancel_now = cancel_requested_;
+    }
+    if (cancel_now) engine->Cancel(id);
+  }
+
+  void Cancel() {
+    engine::Engine* engine;
+    uint64_t id;
+    {
+      absl::MutexLock lock(&mu_);
+      cancel_requested_ = true;
+      engine = engine_;
+      id = id_;
+    }
+    if (engine != nullptr) engine->Cancel(id);
+  }
+
+ private:
+  absl::Mutex mu_;
+  engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint64_t id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The engine's observer: forwards to the call, which outlives it in use (see generate_calls.h).
+template <typename Call>
+class Forwarder final : public engine::RequestObserver {
+ public:
+  explicit Forwarder(Call* call) : call_(call) {}
+  void OnText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) override {
+    call_->OnEngineText(text, tokens);
+  }
+  void OnFinish(const absl::Status& status, engine::FinishReason reason, const engine::Usage& usage,
+                const engine::Timings& timings) override {
+    call_->OnEngineFinish(status, reason, usage, timings);
+  }
+
+ private:
+  Call* const call_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Unary Generate.
+
+class GenerateCall final : public grpc::ServerUnaryReactor {
+ public:
+  GenerateCall(ServingState* state, grpc::CallbackServerContext* context, grpc::ByteBuffer* response)
+      : state_(state), context_(context), response_(response) {
+    state_->CallStarted();
+  }
+
+  void Start(const grpc::ByteBuffer& request) {
+    absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
+    if (!admission.ok()) {
+      Finish(ToGrpcStatus(admission.status()));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      message_.set_model(admission->model->name);
+    }
+    engine::Engine* engine = admission->model->engine;
+    absl::StatusOr<uint64_t> id =
+        engine->Submit(std::move(admission->request), std::make_shared<Forwarder<GenerateCall>>(this));
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    // gRPC does not run OnDone before this handler returned, so `this` is alive here even when the engine
+    // already finished the request.
+    link_.Submitted(engine, *id);
+  }
+
+  void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
+    absl::MutexLock lock(&mu_);
+    message_.mutable_text()->append(text);
+    AddLogprobs(tokens, message_.mutable_logprobs());
+  }
+
+  void OnEngineFinish(const absl::Status& status, engine::FinishReason reason, const engine::Usage& usage,
+                      const engine::Timings& timings) {
+    absl::Status result = status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (result.ok()) {
+        message_.set_finish_reason(engine::FinishReasonName(reason));
+        FillUsage(usage, message_.mutable_usage());
+        FillTimings(timings, message_.mutable_timings());
+        result = Serialize(message_, response_);
+      }
+    }
+    Finish(ToGrpcStatus(result));  // the last use of `this`
+  }
+
+  void OnCancel() override { link_.Cancel(); }
+
+  void OnDone() override {
+    state_->CallEnded();
+    delete this;
+  }
+
+ private:
+  ServingState* const state_;
+  grpc::CallbackServerContext* const context_;
+  grpc::ByteBuffer* const response_;
+  EngineLink link_;
+  absl::Mutex mu_;
+  qrag::v1::GenerateResponse message_ ABSL_GUARDED_BY(mu_);
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Server-streaming GenerateStream.
+
+class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  GenerateStreamCall(ServingState* state, grpc::CallbackServerContext* context)
+      : state_(state), context_(context) {
+    state_->CallStarted();
+  }
+
+  void Start(const grpc::ByteBuffer& request) {
+    absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
+    if (!admission.ok()) {
+      Finish(ToGrpcStatus(admission.status()));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      model_ = admission->model->name;
+    }
+    engine::Engine* engine = admission->model->engine;
+    absl::StatusOr<uint64_t> id =
+        engine->Submit(std::move(admission->request), std::make_shared<Forwarder<GenerateStreamCall>>(this));
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    link_.Submitted(engine, *id);  // safe: see GenerateCall::Start
+  }
+
+  void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.mutable_text()->append(text);
+      AddLogprobs(tokens, pending_.mutable_logprobs());
+      has_pending_ = true;
+      action = NextLocked();
+    }
+    Run(action);
+  }
+
+  void OnEngineFinish(const absl::Status& status, engine::FinishReason reason, const engine::Usage& usage,
+                      const engine::Timings& timings) {
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        pending_.set_finish_reason(engine::FinishReasonName(reason));
+        FillUsage(usage, pending_.mutable_usage());
+        FillTimings(timings, pending_.mutable_timings());
+        pending_.set_model(model_);
+        has_pending_ = true;
+      }
+      final_status_ = ToGrpcStatus(status);
+      action = NextLocked();
+    }
+    Run(action);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool cancel = false;
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        // The stream is broken (client gone or call cancelled): nothing more can be delivered.
+        write_failed_ = true;
+        cancel = !final_status_.has_value();
+      }
+      action = NextLocked();
+    }
+    if (cancel) link_.Cancel();
+    Run(action);
+  }
+
+  void OnCancel() override { link_.Cancel(); }
+
+  void OnDone() override {
+    state_->CallEnded();
+    delete this;
+  }
+
+ private:
+  enum class Action { kNone, kWrite, kFinish };
+
+  // Decides the next operation: one write at a time; Finish only after the engine finished and everything
+  // deliverable was written.
+  Action NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finish_called_) return Action::kNone;
+    if (has_pending_ && !write_failed_) {
+      in_flight_.Clear();  // the previous write is done with it
+      absl::Status s = Serialize(pending_, &in_flight_);
+      pending_.Clear();
+      has_pending_ = false;
+      if (s.ok()) {
+        writing_ = true;
+        return Action::kWrite;
+      }
+      // Cannot happen for well-formed messages; end the stream with the error once the engine finished.
+      write_failed_ = true;
+      if (!final_status_.has_value()) return Action::kNone;
+    }
+    if (final_status_.has_value()) {
+      finish_called_ = true;
+      return Action::kFinish;
+    }
+    return Action::kNone;
+  }
+
+  void Run(Action action) {
+    switch (action) {
+      case Action::kNone:
+        return;
+      case Action::kWrite:
+        StartWrite(&in_flight_);  // in_flight_ is untouched until OnWriteDone
+        return;
+      case Action::kFinish: {
+        grpc::Status status;
+        {
+          absl::MutexLock lock(&mu_);
+          status = *final_status_;
+        }
+        Finish(std::move(status));  // the last use of `this`
+        return;
+      }
+    }
+  }
+
+  ServingState* const state_;
+  grpc::CallbackServerContext* const context_;
+  EngineLink link_;
+  absl::Mutex mu_;
+  std::string model_ ABSL_GUARDED_BY(mu_);
+  qrag::v1::GenerateStreamResponse pending_ ABSL_GUARDED_BY(mu_);  // coalesced, not yet written
+  bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ByteBuffer in_flight_;  // owned by the write in flight (writing_)
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);  // set by the engine's OnFinish
+};
+
+}  // namespace
+
+absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
+                                        const grpc::ByteBuffer& request) {
+  QRAG_RETURN_IF_ERROR(state.CheckAccepting());
+  QRAG_ASSIGN_OR_RETURN(std::string wire, Flatten(request));
+  QRAG_ASSIGN_OR_RETURN(qrag::v1::GenerateRequest parsed, ParseGenerateRequest(wire));
+  wire.clear();
+  wire.shrink_to_fit();
+  QRAG_ASSIGN_OR_RETURN(ValidatedRequest validated, ValidateGenerateRequest(parsed, state.validation()));
+  QRAG_ASSIGN_OR_RETURN(const ServedModel* model, state.Find(validated.model));
+  Admission admission;
+  admission.model = model;
+  admission.request = std::move(validated.request);
+  admission.request.deadline = DeadlineOf(context);
+  return admission;
+}
+
+grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  auto* call = new GenerateCall(state, context, response);
+  call->Start(*request);
+  return call;
+}
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state,
+                                                                     grpc::CallbackServerContext* context,
+                                                                     const grpc::ByteBuffer* request) {
+  auto* call = new GenerateStreamCall(state, context);
+  call->Start(*request);
+  return call;
+}
+
+}  // namespace qrag::api

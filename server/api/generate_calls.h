@@ -1,0 +1,53 @@
+// The two generation RPCs as gRPC callback reactors, one object per call.
+//
+// A call is admitted (serving phase, parse, validation, model lookup, deadline) on the gRPC thread that
+// starts it, then submitted to the model's engine::Engine with an observer that forwards the engine's
+// callbacks to the reactor. The engine calls observers on its own thread and they must not block, so the
+// observer only records text and, for streams, queues it:
+//   - GenerateCall (unary) accumulates the completion and finishes once the engine reports OnFinish;
+//   - GenerateStreamCall keeps at most one write in flight; text produced meanwhile is coalesced into ONE
+//     pending message (a slow reader receives bigger chunks, memory stays bounded by the completion size),
+//     and the last message carries finish_reason, usage and timings.
+// Cancellation (client cancel, broken stream, or gRPC's own deadline) calls Engine::Cancel, which frees the
+// request's KV blocks before the engine's next iteration; EngineRequest::deadline makes the engine expire the
+// request itself (DEADLINE_EXCEEDED) in the queue or mid-generation.
+//
+// Lifetime: a reactor deletes itself in OnDone, which gRPC runs after Finish and after every other reaction.
+// Finish is called only after the engine's OnFinish (or when the request never reached the engine), so the
+// observer never outlives its reactor's use. All reactor state is guarded by the reactor's mutex, and Finish
+// / StartWrite are issued after the mutex is released.
+#ifndef QRAG_SERVER_API_GENERATE_CALLS_H_
+#define QRAG_SERVER_API_GENERATE_CALLS_H_
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/server_callback.h"
+#include "server/api/serving_state.h"
+#include "server/engine/engine.h"
+
+namespace qrag::api {
+
+// A request the server accepted: the model to run it on and the engine request, deadline included.
+struct Admission {
+  const ServedModel* model = nullptr;
+  engine::EngineRequest request;
+};
+
+// Serving phase (UNAVAILABLE), wire parse + validation (INVALID_ARGUMENT / NOT_FOUND), model lookup, and the
+// call's deadline copied into the engine request.
+absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
+                                        const grpc::ByteBuffer& request);
+
+// Starts a unary Generate call; the returned reactor serializes a qrag.v1.GenerateResponse into `response`.
+grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
+
+// Starts a GenerateStream call writing serialized qrag.v1.GenerateStreamResponse messages.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state,
+                                                                     grpc::CallbackServerContext* context,
+                                                                     const grpc::ByteBuffer* request);
+
+}  // namespace qrag::api
+
+#endif  // QRAG_SERVER_API_GENERATE_CALLS_H_

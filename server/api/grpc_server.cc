@@ -1,0 +1,78 @@
+#include "server/api/grpc_server.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/grpc.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "server/api/admin_service.h"
+#include "server/api/inference_service.h"
+
+namespace qrag::api {
+namespace {
+
+constexpr char kInferenceServiceName[] = "qrag.v1.Inference";
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOptions& options,
+                                                              ServingState* state) {
+  const size_t colon = options.listen_address.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address '", options.listen_address, "' is not HOST:PORT"));
+  }
+  if (options.max_receive_message_bytes <= 0) {
+    return absl::InvalidArgumentError("max_receive_message_bytes must be > 0");
+  }
+  std::unique_ptr<GrpcServer> server(new GrpcServer());
+  server->inference_ = std::make_unique<InferenceService>(state);
+  server->admin_ = std::make_unique<AdminService>(state);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials();
+  int selected_port = 0;
+  builder.AddListeningPort(options.listen_address, credentials, &selected_port);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // gRPC enables SO_REUSEPORT by default on Linux: a second server on a busy port would then start and
+  // silently share its traffic. Binding a busy port must fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.RegisterService(server->inference_.get());
+  builder.RegisterService(server->admin_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || selected_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
+                                               " (address in use, or not a local address)"));
+  }
+  server->port_ = selected_port;
+  server->address_ = absl::StrCat(options.listen_address.substr(0, colon), ":", selected_port);
+  server->SetServing(false);
+  return server;
+}
+
+GrpcServer::~GrpcServer() { Shutdown(absl::ZeroDuration()); }
+
+void GrpcServer::SetServing(bool serving) {
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", serving);
+  health->SetServingStatus(kInferenceServiceName, serving);
+}
+
+void GrpcServer::Shutdown(absl::Duration grace) {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  SetServing(false);
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  server_->Wait();
+}
+
+}  // namespace qrag::api

@@ -1,0 +1,304 @@
+// qrag-server: serves a model over gRPC (qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, reflection).
+//
+//   qrag-server --model PATH [--model-name NAME] [--tokenizer PATH] [--quant Q] [--listen HOST:PORT] ...
+//
+// Lifecycle: listen first (health NOT_SERVING, generation UNAVAILABLE "model loading"), load the model, then
+// SERVING. The first SIGTERM/SIGINT drains: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests
+// get up to --drain-seconds to finish (the rest end UNAVAILABLE), then the server stops and exits 0. A second
+// signal exits at once with status 1.
+//
+// stderr carries the log; the line "qrag-server: listening on HOST:PORT" gives the bound port (use
+// --listen 127.0.0.1:0 for a free one). Exit status: 0 after a signal-initiated shutdown, 2 for bad usage,
+// 1 for any other failure (model cannot load, address cannot be bound).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/api/grpc_server.h"
+#include "server/api/serving_state.h"
+#include "server/backend/cpu/cpu_backend.h"
+#include "server/common/status.h"
+#include "server/engine/engine.h"
+#include "server/engine/model_runner.h"
+#include "server/model/host_tensor.h"
+#include "server/model/tokenizer.h"
+#include "server/model/transformer.h"
+
+namespace qrag {
+namespace {
+
+constexpr char kUsage[] = R"(usage: qrag-server --model PATH [options]
+
+Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 directory over gRPC
+(qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, server reflection).
+
+  --model PATH              model file or directory (required)
+  --model-name NAME         name clients use in GenerateRequest.model (default: the file/dir name, no extension)
+  --tokenizer PATH          tokenizer file (default: found next to the model)
+  --quant Q                 fp32 | bf16 | fp8 | int8 (default fp32)
+  --listen HOST:PORT        address to listen on (default 127.0.0.1:50051; port 0 = any free port;
+                            0.0.0.0:PORT accepts remote clients)
+  --threads N               CPU threads for the model (default: all)
+  --max-running N           sequences decoding at once (default 16)
+  --max-waiting N           queued requests; beyond: RESOURCE_EXHAUSTED (default 256)
+  --max-batch-tokens N      tokens per engine iteration, prefill chunks + decodes (default 256)
+  --context N               tokens per request, prompt + completion (default: min(model's, 4096))
+  --kv-blocks N             KV-cache blocks (default: enough for max-running full contexts)
+  --block-size N            positions per KV-cache block (default 16)
+  --max-logprobs N          largest GenerateRequest.logprobs accepted (default 20)
+  --max-prompt-bytes N      largest prompt accepted, in bytes (default 1048576)
+  --max-message-bytes N     largest request message; beyond: RESOURCE_EXHAUSTED (default 4194304)
+  --drain-seconds S         on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 20)
+  --help                    this text
+)";
+
+struct Args {
+  std::string model, model_name, tokenizer, quant = "fp32", listen = "127.0.0.1:50051";
+  int threads = 0;
+  int max_prompt_bytes = 1 << 20;
+  int max_message_bytes = 4 << 20;
+  double drain_seconds = 20;
+  engine::EngineOptions engine;
+};
+
+[[noreturn]] void UsageError(const std::string& msg) {
+  std::fprintf(stderr, "qrag-server: %s\n(run qrag-server --help for usage)\n", msg.c_str());
+  std::exit(2);
+}
+
+template <typename T>
+T ParseNumber(const std::string& flag, const std::string& text) {
+  T value{};
+  bool ok;
+  if constexpr (std::is_floating_point_v<T>) {
+    ok = absl::SimpleAtod(text, &value);
+  } else {
+    ok = absl::SimpleAtoi(text, &value);
+  }
+  if (!ok) UsageError(absl::StrCat(flag, ": '", text, "' is not a valid number"));
+  return value;
+}
+
+Args ParseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    std::string value;
+    if (size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) UsageError(absl::StrCat(flag, " needs a value"));
+      value = argv[++i];
+    }
+    if (flag == "--model") a.model = value;
+    else if (flag == "--model-name") a.model_name = value;
+    else if (flag == "--tokenizer") a.tokenizer = value;
+    else if (flag == "--quant") a.quant = value;
+    else if (flag == "--listen") a.listen = value;
+    else if (flag == "--threads") a.threads = ParseNumber<int>(flag, value);
+    else if (flag == "--max-running") a.engine.max_running = ParseNumber<int>(flag, value);
+    else if (flag == "--max-waiting") a.engine.max_waiting = ParseNumber<int>(flag, value);
+    else if (flag == "--max-batch-tokens") a.engine.max_batch_tokens = ParseNumber<int>(flag, value);
+    else if (flag == "--context") a.engine.context_length = ParseNumber<int>(flag, value);
+    else if (flag == "--kv-blocks") a.engine.num_kv_blocks = ParseNumber<int>(flag, value);
+    else if (flag == "--block-size") a.engine.block_size = ParseNumber<int>(flag, value);
+    else if (flag == "--max-logprobs") a.engine.max_logprobs = ParseNumber<int>(flag, value);
+    else if (flag == "--max-prompt-bytes") a.max_prompt_bytes = ParseNumber<int>(flag, value);
+    else if (flag == "--max-message-bytes") a.max_message_bytes = ParseNumber<int>(flag, value);
+    else if (flag == "--drain-seconds") a.drain_seconds = ParseNumber<double>(flag, value);
+    else UsageError(absl::StrCat("unknown option ", flag));
+  }
+  if (a.model.empty()) UsageError("--model PATH is required");
+  if (a.threads < 0) UsageError("--threads must be >= 0");
+  if (a.max_prompt_bytes <= 0) UsageError("--max-prompt-bytes must be > 0");
+  if (a.max_message_bytes <= 0) UsageError("--max-message-bytes must be > 0");
+  if (!(a.drain_seconds >= 0)) UsageError("--drain-seconds must be >= 0");
+  if (a.engine.max_running <= 0 || a.engine.max_waiting <= 0 || a.engine.max_batch_tokens <= 0 ||
+      a.engine.block_size <= 0 || a.engine.context_length < 0 || a.engine.num_kv_blocks < 0 ||
+      a.engine.max_logprobs < 0) {
+    UsageError("--max-running, --max-waiting, --max-batch-tokens and --block-size must be > 0; --context, "
+               "--kv-blocks and --max-logprobs >= 0");
+  }
+  if (a.model_name.empty()) {
+    std::filesystem::path p(a.model);
+    if (!p.has_filename()) p = p.parent_path();  // "dir/" -> "dir"
+    a.model_name = p.stem().string();
+    if (a.model_name.empty()) a.model_name = "default";
+  }
+  return a;
+}
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "qrag-server: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+// Everything one served model needs, alive for as long as the server runs.
+struct LoadedServable {
+  model::LoadedModel checkpoint;  // the Transformer may reference its (mmapped) weights
+  std::unique_ptr<model::Tokenizer> tokenizer;
+  std::unique_ptr<backend::CpuBackend> backend;
+  std::unique_ptr<model::Transformer> transformer;
+  std::unique_ptr<engine::TransformerRunner> runner;
+  std::unique_ptr<engine::Engine> engine;
+  std::string tokenizer_path;
+};
+
+absl::Status Load(const Args& args, LoadedServable* out) {
+  QRAG_ASSIGN_OR_RETURN(backend::Precision precision, backend::ParsePrecision(args.quant));
+  QRAG_ASSIGN_OR_RETURN(out->checkpoint, model::LoadCheckpoint(args.model));
+  out->tokenizer_path = args.tokenizer;
+  if (out->tokenizer_path.empty()) {
+    QRAG_ASSIGN_OR_RETURN(out->tokenizer_path,
+                          model::FindTokenizerFor(args.model, out->checkpoint.config.vocab_size));
+  }
+  QRAG_ASSIGN_OR_RETURN(out->tokenizer,
+                        model::LoadTokenizer(out->tokenizer_path, out->checkpoint.config.vocab_size));
+  backend::CpuBackendOptions bo;
+  bo.num_threads = args.threads;
+  out->backend = std::make_unique<backend::CpuBackend>(bo);
+  model::TransformerOptions to;
+  to.precision = precision;
+  QRAG_ASSIGN_OR_RETURN(out->transformer, model::Transformer::Create(out->checkpoint, out->backend.get(), to));
+  out->runner = std::make_unique<engine::TransformerRunner>(out->transformer.get());
+  QRAG_ASSIGN_OR_RETURN(out->engine, engine::Engine::Create(out->runner.get(), out->tokenizer.get(), args.engine));
+  return absl::OkStatus();
+}
+
+api::ServedModel Describe(const Args& args, const LoadedServable& s) {
+  const model::ModelConfig& c = s.checkpoint.config;
+  api::ServedModel m;
+  m.name = args.model_name;
+  m.engine = s.engine.get();
+  m.kv_block_size = args.engine.block_size;
+  qrag::v1::ModelInfo& info = m.info;
+  info.set_name(args.model_name);
+  info.set_architecture(c.architecture);
+  info.set_precision(backend::PrecisionName(s.transformer->precision()));
+  info.set_tokenizer(std::string(s.tokenizer->kind()));
+  info.set_vocab_size(c.vocab_size);
+  info.set_context_length(s.engine->context_length());
+  info.set_max_seq_len(c.max_seq_len);
+  info.set_n_layers(c.n_layers);
+  info.set_dim(c.dim);
+  info.set_n_heads(c.n_heads);
+  info.set_n_kv_heads(c.n_kv_heads);
+  int64_t parameters = 0;
+  for (const auto& [name, tensor] : s.checkpoint.tensors) parameters += tensor.numel();
+  info.set_parameters(parameters);
+  info.set_max_logprobs(args.engine.max_logprobs);
+  info.set_is_default(true);
+  return m;
+}
+
+// Waits for SIGTERM/SIGINT on a dedicated thread (the signals are blocked in every other thread, so the
+// gRPC and engine threads never see them). The first one notifies `shutdown`; a second one exits at once.
+void StartSignalThread(const sigset_t& signals, absl::Notification* shutdown) {
+  std::thread([signals, shutdown] {
+    bool first = true;
+    while (true) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (first) {
+        first = false;
+        Log(absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT", "; draining"));
+        shutdown->Notify();
+      } else {
+        Log("second signal; exiting now");
+        std::_Exit(1);
+      }
+    }
+  }).detach();
+}
+
+int Main(int argc, char** argv) {
+  const Args args = ParseArgs(argc, argv);
+
+  // Block the shutdown signals before any thread exists: threads inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  absl::Notification shutdown;
+  StartSignalThread(signals, &shutdown);
+
+  api::ValidationOptions validation;
+  validation.models = {args.model_name};
+  validation.max_prompt_bytes = args.max_prompt_bytes;
+  validation.max_logprobs = args.engine.max_logprobs;
+  api::ServingState state(validation);
+
+  api::GrpcServerOptions server_options;
+  server_options.listen_address = args.listen;
+  server_options.max_receive_message_bytes = args.max_message_bytes;
+  absl::StatusOr<std::unique_ptr<api::GrpcServer>> server = api::GrpcServer::Start(server_options, &state);
+  if (!server.ok()) {
+    Log(absl::StrCat("error: ", server.status().ToString()));
+    return 1;
+  }
+  Log(absl::StrCat("listening on ", (*server)->address()));
+
+  const absl::Time load_start = absl::Now();
+  LoadedServable servable;
+  if (absl::Status s = Load(args, &servable); !s.ok()) {
+    Log(absl::StrCat("error: cannot load ", args.model, ": ", s.ToString()));
+    (*server)->Shutdown(absl::ZeroDuration());
+    return 1;
+  }
+  if (absl::Status s = state.Publish(Describe(args, servable)); !s.ok()) {
+    Log(absl::StrCat("error: ", s.ToString()));
+    return 1;
+  }
+  if (!shutdown.HasBeenNotified()) (*server)->SetServing(true);
+  const engine::EngineStats stats = servable.engine->Stats();
+  Log(absl::StrCat("serving '", args.model_name, "' (", args.model, ", tokenizer ", servable.tokenizer_path, ", ",
+                   backend::PrecisionName(servable.transformer->precision()), ", context ",
+                   servable.engine->context_length(), ", ", stats.kv_blocks_total, " KV blocks of ",
+                   args.engine.block_size, ", max running ", args.engine.max_running, ", max waiting ",
+                   args.engine.max_waiting, ") after ",
+                   absl::StrFormat("%.2f", absl::ToDoubleSeconds(absl::Now() - load_start)), " s"));
+
+  shutdown.WaitForNotification();
+  state.StartDraining();
+  (*server)->SetServing(false);
+  const absl::Duration grace = absl::Seconds(args.drain_seconds);
+  const engine::EngineStats at_signal = servable.engine->Stats();
+  Log(absl::StrCat("draining: ", at_signal.running + at_signal.waiting, " requests in flight, up to ",
+                   absl::FormatDuration(grace)));
+  servable.engine->Drain(grace);
+  // Every request has finished in the engine; let the reactors deliver their last messages (a client that
+  // stopped reading gets 2 s), then stop. gRPC's Shutdown would otherwise wait out its whole deadline for
+  // idle client connections.
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  while (state.active_calls() > 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
+  (*server)->Shutdown(absl::ZeroDuration());
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace qrag
+
+int main(int argc, char** argv) { return qrag::Main(argc, argv); }
