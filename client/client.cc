@@ -1,12 +1,17 @@
 #include "client/client.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "qrag/v1/admin.grpc.pb.h"
 #include "qrag/v1/inference.grpc.pb.h"
@@ -34,7 +39,48 @@ void Prepare(const ClientOptions& options, const CallOptions& call, grpc::Client
   for (const auto& [key, value] : options.metadata) context->AddMetadata(key, value);
 }
 
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string msg = absl::StrCat(what, ": cannot open ", path, ": ", std::strerror(err));
+    return err == EACCES ? absl::PermissionDeniedError(msg) : absl::NotFoundError(msg);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string pem = ss.str();
+  if (pem.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", path, " is not a PEM file"));
+  }
+  return pem;
+}
+
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> LoadTlsCredentials(const ClientTlsFiles& files) {
+  if (files.cert_chain.empty() != files.private_key.empty()) {
+    return absl::InvalidArgumentError("a client certificate and its private key go together");
+  }
+  grpc::SslCredentialsOptions options;
+  if (!files.ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem(files.ca, "TLS CA");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+  }
+  if (!files.cert_chain.empty()) {
+    absl::StatusOr<std::string> cert = ReadPem(files.cert_chain, "TLS client certificate");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem(files.private_key, "TLS client key");
+    if (!key.ok()) return key.status();
+    options.pem_cert_chain = *std::move(cert);
+    options.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(options);
+}
+
+std::pair<std::string, std::string> BearerTokenMetadata(const std::string& token) {
+  return {"authorization", absl::StrCat("Bearer ", token)};
+}
 
 const char* HealthStatusName(HealthStatus status) {
   switch (status) {
@@ -55,6 +101,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& opti
   if (options.server.empty()) return absl::InvalidArgumentError("no server address given");
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials();
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(options.server, credentials, args);

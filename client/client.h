@@ -30,8 +30,11 @@ namespace qrag::client {
 
 struct ClientOptions {
   std::string server;  // "HOST:PORT" (any gRPC target: "dns:///host:port", "unix:/path", ...)
-  // Null: plaintext. TLS: grpc::SslCredentials(...).
+  // Null: plaintext. TLS: LoadTlsCredentials(...) or grpc::SslCredentials(...).
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // TLS only: the name the server's certificate must carry, when it differs from the host in `server`
+  // (e.g. connecting to 127.0.0.1 with a certificate for "localhost"). Empty: the host in `server`.
+  std::string tls_server_name;
   int max_receive_message_bytes = 64 << 20;
   // Sent with every call, e.g. {"authorization", "Bearer TOKEN"}. Keys must be lowercase.
   std::vector<std::pair<std::string, std::string>> metadata;
@@ -44,6 +47,19 @@ struct CallOptions {
   // Wait for the server to become reachable instead of failing fast with UNAVAILABLE.
   bool wait_for_ready = false;
 };
+
+struct ClientTlsFiles {
+  std::string ca;           // PEM: the CA(s) the server certificate must chain to; empty: system roots
+  std::string cert_chain;   // PEM: this client's certificate, for mutual TLS; needs private_key
+  std::string private_key;  // PEM: its private key
+};
+
+// TLS channel credentials from PEM files. NOT_FOUND / PERMISSION_DENIED for a file that cannot be read,
+// INVALID_ARGUMENT for one that is empty or not PEM, or a certificate without a key (or the reverse).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> LoadTlsCredentials(const ClientTlsFiles& files);
+
+// {"authorization", "Bearer " + token}: the metadata entry qrag-server --auth-tokens expects.
+std::pair<std::string, std::string> BearerTokenMetadata(const std::string& token);
 
 // grpc.health.v1.HealthCheckResponse.ServingStatus.
 enum class HealthStatus { kUnknown, kServing, kNotServing, kServiceUnknown };

@@ -6,10 +6,16 @@
 //   qrag models   --server ADDR
 //   qrag health   --server ADDR [--service NAME] [--wait SECONDS]
 //   qrag stats    --server ADDR [--model NAME]
+//   qrag bench    --server ADDR [--concurrency N] [--requests N] [--prompt-tokens N | --prompt TEXT]
+//                 [--max-tokens N] [--seed S] [--temperature T] [--max-duration SECONDS] [--json]
+//
+// Every command also takes --tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] (TLS,
+// mutual TLS) and --token TOKEN (default $QRAG_TOKEN; sent as `authorization: Bearer TOKEN`).
 //
 // generate prints the completion to stdout followed by a newline (as it arrives with --stream), and
 // finish reason, token counts and timings to stderr. Exit status: 0 success, 2 bad usage, 1 an RPC error
-// (stderr: "qrag: CODE_NAME: message") or, for health, a server that is not SERVING.
+// (stderr: "qrag: CODE_NAME: message") or, for health, a server that is not SERVING, or, for bench, any failed
+// or unstarted request (the report is printed either way).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "client/bench.h"
 #include "client/client.h"
 
 namespace qrag::client {
@@ -39,10 +46,18 @@ commands:
   models     list the models the server serves
   health     print the server's health (SERVING / NOT_SERVING); exit 0 only when SERVING
   stats      print the engine's state (queue, running, KV-cache blocks)
+  bench      load generator: N streaming requests, at most C in flight; prints TTFT, TPOT, ITL and E2E
+             latency (mean/p50/p90/p99, ms) and request/token throughput, as `vllm bench serve` defines them
 
 common options:
   --server HOST:PORT       the server (default $QRAG_SERVER, else 127.0.0.1:50051)
   --timeout SECONDS        deadline of each call (default: none)
+  --tls                    use TLS, trusting the system's CA certificates
+  --tls-ca FILE            use TLS; the server's certificate must chain to a CA in this PEM file
+  --tls-cert FILE          mutual TLS: this client's PEM certificate (with --tls-key)
+  --tls-key FILE           mutual TLS: its PEM private key
+  --tls-server-name NAME   the name expected in the server's certificate (default: the host of --server)
+  --token TOKEN            bearer token for servers started with --auth-tokens (default $QRAG_TOKEN)
 
 generate options:
   --prompt TEXT            the text to continue (required unless --prompt-file)
@@ -65,6 +80,18 @@ health options:
 
 stats options:
   --model NAME             the model (default: the server's default)
+
+bench options (--timeout: each request's deadline, default 300 s):
+  --concurrency N          requests in flight at most (default 1, at most 1024)
+  --requests N             requests in all (default 16)
+  --prompt TEXT            the prompt of every request
+  --prompt-tokens N        instead: a synthetic prompt of N words (about N tokens; the report counts the real
+                           number) (default: 32)
+  --max-tokens N           tokens per completion (default 128)
+  --temperature T          (default 1.0); --top-p, --top-k, --min-p, --model as for generate
+  --seed S                 request i uses seed S + i (default: the server picks)
+  --max-duration SECONDS   start no request after this long (default 600)
+  --json                   print the report as JSON
 )";
 
 [[noreturn]] void UsageError(const std::string& msg) {
@@ -95,6 +122,11 @@ struct Args {
   std::string command;
   std::string server;
   std::optional<double> timeout;  // seconds; none: no deadline
+  // security
+  bool tls = false;
+  ClientTlsFiles tls_files;
+  std::string tls_server_name;
+  std::string token;
   // generate
   qrag::v1::GenerateRequest request;
   std::string prompt_file;
@@ -105,10 +137,17 @@ struct Args {
   double wait = 0;
   // stats / generate
   std::string model;
+  // bench
+  int concurrency = 1;
+  int requests = 16;
+  std::optional<int> prompt_tokens;
+  double max_duration = 600;
+  bool json = false;
 };
 
 bool FlagAllowed(const std::string& command, const std::string& flag) {
-  static const std::vector<std::string> kCommon = {"--server", "--timeout"};
+  static const std::vector<std::string> kCommon = {"--server",   "--timeout",         "--tls",  "--tls-ca",
+                                                   "--tls-cert", "--tls-key", "--tls-server-name", "--token"};
   static const std::vector<std::string> kGenerate = {
       "--prompt", "--prompt-file", "--model", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
       "--repetition-penalty", "--seed", "--stop", "--logprobs", "--stream"};
@@ -122,20 +161,29 @@ bool FlagAllowed(const std::string& command, const std::string& flag) {
   if (command == "generate") return in(kGenerate);
   if (command == "health") return flag == "--service" || flag == "--wait";
   if (command == "stats") return flag == "--model";
+  if (command == "bench") {
+    static const std::vector<std::string> kBench = {
+        "--prompt", "--prompt-tokens", "--model", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
+        "--seed", "--concurrency", "--requests", "--max-duration", "--json"};
+    return in(kBench);
+  }
   return false;
 }
 
 Args ParseArgs(int argc, char** argv) {
-  if (argc < 2) UsageError("missing COMMAND (generate, models, health, stats)");
+  if (argc < 2) UsageError("missing COMMAND (generate, models, health, stats, bench)");
   Args a;
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     std::fputs(kUsage, stdout);
     std::exit(0);
   }
-  if (a.command != "generate" && a.command != "models" && a.command != "health" && a.command != "stats") {
-    UsageError(absl::StrCat("unknown command '", a.command, "' (generate, models, health, stats)"));
+  if (a.command != "generate" && a.command != "models" && a.command != "health" && a.command != "stats" &&
+      a.command != "bench") {
+    UsageError(absl::StrCat("unknown command '", a.command, "' (generate, models, health, stats, bench)"));
   }
+  const char* env_token = std::getenv("QRAG_TOKEN");
+  if (env_token != nullptr) a.token = env_token;
   const char* env_server = std::getenv("QRAG_SERVER");
   a.server = env_server != nullptr && *env_server != '\0' ? env_server : "127.0.0.1:50051";
   qrag::v1::GenerateRequest& r = a.request;
@@ -152,6 +200,14 @@ Args ParseArgs(int argc, char** argv) {
       a.stream = true;
       continue;
     }
+    if (flag == "--tls") {
+      a.tls = true;
+      continue;
+    }
+    if (flag == "--json") {
+      a.json = true;
+      continue;
+    }
     std::string value;
     if (size_t eq = flag.find('='); eq != std::string::npos) {
       value = flag.substr(eq + 1);
@@ -162,6 +218,11 @@ Args ParseArgs(int argc, char** argv) {
     }
     if (flag == "--server") a.server = value;
     else if (flag == "--timeout") a.timeout = ParseNumber<double>(flag, value);
+    else if (flag == "--tls-ca") { a.tls_files.ca = value; a.tls = true; }
+    else if (flag == "--tls-cert") { a.tls_files.cert_chain = value; a.tls = true; }
+    else if (flag == "--tls-key") { a.tls_files.private_key = value; a.tls = true; }
+    else if (flag == "--tls-server-name") a.tls_server_name = value;
+    else if (flag == "--token") a.token = value;
     else if (flag == "--prompt") { r.set_prompt(value); a.has_prompt = true; }
     else if (flag == "--prompt-file") a.prompt_file = value;
     else if (flag == "--model") a.model = value;
@@ -176,9 +237,18 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--logprobs") r.set_logprobs(ParseNumber<int32_t>(flag, value));
     else if (flag == "--service") a.service = value;
     else if (flag == "--wait") a.wait = ParseNumber<double>(flag, value);
+    else if (flag == "--concurrency") a.concurrency = ParseNumber<int>(flag, value);
+    else if (flag == "--requests") a.requests = ParseNumber<int>(flag, value);
+    else if (flag == "--prompt-tokens") a.prompt_tokens = ParseNumber<int>(flag, value);
+    else if (flag == "--max-duration") a.max_duration = ParseNumber<double>(flag, value);
   }
   if (a.server.empty()) UsageError("--server needs HOST:PORT");
   if (a.timeout.has_value() && !(*a.timeout > 0)) UsageError("--timeout must be > 0 seconds");
+  if (a.tls_files.cert_chain.empty() != a.tls_files.private_key.empty()) {
+    UsageError("--tls-cert and --tls-key go together");
+  }
+  if (!a.tls_server_name.empty() && !a.tls) UsageError("--tls-server-name needs TLS (--tls or --tls-ca)");
+  if (a.token.find_first_of(" \t\r\n") != std::string::npos) UsageError("--token must not contain whitespace");
   if (a.wait < 0) UsageError("--wait must be >= 0 seconds");
   if (a.command == "generate") {
     if (a.has_prompt && !a.prompt_file.empty()) UsageError("give --prompt or --prompt-file, not both");
@@ -191,6 +261,22 @@ Args ParseArgs(int argc, char** argv) {
     } else if (!a.has_prompt) {
       UsageError("generate needs --prompt TEXT or --prompt-file PATH");
     }
+    r.set_model(a.model);
+  }
+  if (a.command == "bench") {
+    if (a.concurrency < 1 || a.concurrency > 1024) UsageError("--concurrency must be in [1, 1024]");
+    if (a.requests < 1 || a.requests > 1000000) UsageError("--requests must be in [1, 1000000]");
+    if (!(a.max_duration > 0)) UsageError("--max-duration must be > 0 seconds");
+    if (a.has_prompt && a.prompt_tokens.has_value()) UsageError("give --prompt or --prompt-tokens, not both");
+    if (!a.has_prompt) {
+      const int n = a.prompt_tokens.value_or(32);
+      if (n < 1 || n > 1000000) UsageError("--prompt-tokens must be in [1, 1000000]");
+      // One short common word per token: most tokenizers map " the" to one token.
+      std::string prompt = "The";
+      for (int i = 1; i < n; ++i) prompt += " the";
+      r.set_prompt(prompt);
+    }
+    if (!r.has_max_tokens()) r.set_max_tokens(128);
     r.set_model(a.model);
   }
   return a;
@@ -287,15 +373,41 @@ int Stats(Client& client, const Args& a) {
   return 0;
 }
 
+int Bench(Client& client, const Args& a) {
+  BenchOptions options;
+  options.concurrency = a.concurrency;
+  options.requests = a.requests;
+  options.request = a.request;
+  options.request_timeout = a.timeout.has_value() ? absl::Seconds(*a.timeout) : absl::Seconds(300);
+  options.max_duration = absl::Seconds(a.max_duration);
+  absl::StatusOr<BenchReport> report = RunBench(client, options);
+  if (!report.ok()) return RpcError(report.status());
+  const std::string text = a.json ? BenchReportJson(*report) + "\n" : FormatBenchReport(*report);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+  return report->failed == 0 && report->not_started == 0 ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   const Args args = ParseArgs(argc, argv);
   ClientOptions options;
   options.server = args.server;
+  if (args.tls) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = LoadTlsCredentials(args.tls_files);
+    if (!credentials.ok()) {
+      std::fprintf(stderr, "qrag: %s\n", std::string(credentials.status().message()).c_str());
+      return 2;
+    }
+    options.credentials = *std::move(credentials);
+    options.tls_server_name = args.tls_server_name;
+  }
+  if (!args.token.empty()) options.metadata.push_back(BearerTokenMetadata(args.token));
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(options);
   if (!client.ok()) return RpcError(client.status());
   if (args.command == "generate") return Generate(**client, args);
   if (args.command == "models") return Models(**client, args);
   if (args.command == "health") return Health(**client, args);
+  if (args.command == "bench") return Bench(**client, args);
   return Stats(**client, args);
 }
 

@@ -20,6 +20,8 @@ packages=(
   prometheus-cpp-dev libsqlite3-dev
   # helpers for the test suite (real-file checks written in Python)
   python3 python3-numpy python3-grpcio python3-protobuf
+  # certificates for the TLS tests (tests/integration/security_test.py)
+  openssl
 )
 
 missing=()

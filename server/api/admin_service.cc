@@ -30,6 +30,12 @@ grpc::ServerUnaryReactor* AdminService::GetServerStats(grpc::CallbackServerConte
                                                        const qrag::v1::GetServerStatsRequest* request,
                                                        qrag::v1::ServerStats* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (authenticator_ != nullptr) {
+    if (absl::Status s = authenticator_->Check(context->client_metadata()); !s.ok()) {
+      reactor->Finish(ToGrpcStatus(s));
+      return reactor;
+    }
+  }
   absl::StatusOr<qrag::v1::ServerStats> stats = CollectServerStats(*state_, request->model());
   if (stats.ok()) *response = *std::move(stats);
   reactor->Finish(ToGrpcStatus(stats.status()));

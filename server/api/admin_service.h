@@ -6,6 +6,9 @@
 #define QRAG_SERVER_API_ADMIN_SERVICE_H_
 
 #include "qrag/v1/admin.grpc.pb.h"
+#include <memory>
+
+#include "server/api/security.h"
 #include "server/api/serving_state.h"
 
 namespace qrag::api {
@@ -16,7 +19,9 @@ absl::StatusOr<qrag::v1::ServerStats> CollectServerStats(const ServingState& sta
 
 class AdminService final : public qrag::v1::Admin::CallbackService {
  public:
-  explicit AdminService(ServingState* state) : state_(state) {}
+  // `authenticator` null: every caller is served; else UNAUTHENTICATED without an accepted bearer token.
+  AdminService(ServingState* state, std::shared_ptr<const TokenAuthenticator> authenticator)
+      : state_(state), authenticator_(std::move(authenticator)) {}
 
   grpc::ServerUnaryReactor* GetServerStats(grpc::CallbackServerContext* context,
                                            const qrag::v1::GetServerStatsRequest* request,
@@ -24,6 +29,7 @@ class AdminService final : public qrag::v1::Admin::CallbackService {
 
  private:
   ServingState* const state_;
+  const std::shared_ptr<const TokenAuthenticator> authenticator_;
 };
 
 }  // namespace qrag::api

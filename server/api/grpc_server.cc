@@ -30,8 +30,8 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
     return absl::InvalidArgumentError("max_receive_message_bytes must be > 0");
   }
   std::unique_ptr<GrpcServer> server(new GrpcServer());
-  server->inference_ = std::make_unique<InferenceService>(state);
-  server->admin_ = std::make_unique<AdminService>(state);
+  server->inference_ = std::make_unique<InferenceService>(state, options.authenticator);
+  server->admin_ = std::make_unique<AdminService>(state, options.authenticator);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -48,8 +48,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   builder.RegisterService(server->admin_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
-                                               " (address in use, or not a local address)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen_address,
+        options.credentials != nullptr ? " (address in use, not a local address, or the TLS certificate/key "
+                                         "rejected: do they match?)"
+                                       : " (address in use, or not a local address)"));
   }
   server->port_ = selected_port;
   server->address_ = absl::StrCat(options.listen_address.substr(0, colon), ":", selected_port);

@@ -1,8 +1,8 @@
 // The gRPC server of qrag-server: the Inference and Admin services, grpc.health.v1 (gRPC's default health
 // service) and server reflection (so grpcurl-style tools discover qrag.v1), on one listening address.
 //
-// Security slots in through GrpcServerOptions: `credentials` (TLS / mutual TLS) and, later, an auth
-// interceptor; health stays open to all.
+// Security comes through GrpcServerOptions: `credentials` (TLS / mutual TLS, see security.h) and
+// `authenticator` (bearer tokens, checked by every qrag.v1 method); health and reflection stay open to all.
 //
 // Thread-safe. The ServingState passed to Start must outlive the GrpcServer.
 #ifndef QRAG_SERVER_API_GRPC_SERVER_H_
@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
+#include "server/api/security.h"
 #include "server/api/serving_state.h"
 
 namespace qrag::api {
@@ -23,6 +24,8 @@ struct GrpcServerOptions {
   std::string listen_address;                  // "HOST:PORT"; port 0 picks a free port (see address())
   int max_receive_message_bytes = 4 << 20;     // larger requests fail with RESOURCE_EXHAUSTED
   std::shared_ptr<grpc::ServerCredentials> credentials;  // null: plaintext
+  // Non-null: qrag.v1 calls need an accepted bearer token (UNAUTHENTICATED otherwise).
+  std::shared_ptr<const TokenAuthenticator> authenticator;
 };
 
 class AdminService;

@@ -3,11 +3,16 @@
 // deserialization error; see validation.h) and run as reactors (generate_calls.h); ListModels and
 // GetModelInfo answer from the ServingState.
 //
+// With an authenticator, every method first checks the caller's bearer token (UNAUTHENTICATED otherwise).
+//
 // Thread-safe: gRPC calls the handlers from its threads concurrently. `state` must outlive the service.
 #ifndef QRAG_SERVER_API_INFERENCE_SERVICE_H_
 #define QRAG_SERVER_API_INFERENCE_SERVICE_H_
 
 #include "qrag/v1/inference.grpc.pb.h"
+#include <memory>
+
+#include "server/api/security.h"
 #include "server/api/serving_state.h"
 
 namespace qrag::api {
@@ -18,7 +23,9 @@ class InferenceService final
               qrag::v1::Inference::WithCallbackMethod_ListModels<
                   qrag::v1::Inference::WithCallbackMethod_GetModelInfo<qrag::v1::Inference::Service>>>> {
  public:
-  explicit InferenceService(ServingState* state) : state_(state) {}
+  // `authenticator` null: every caller is served.
+  InferenceService(ServingState* state, std::shared_ptr<const TokenAuthenticator> authenticator)
+      : state_(state), authenticator_(std::move(authenticator)) {}
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
@@ -32,7 +39,10 @@ class InferenceService final
                                          qrag::v1::ModelInfo* response) override;
 
  private:
+  absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
+
   ServingState* const state_;
+  const std::shared_ptr<const TokenAuthenticator> authenticator_;
 };
 
 }  // namespace qrag::api

@@ -9,7 +9,13 @@
 //
 // stderr carries the log; the line "qrag-server: listening on HOST:PORT" gives the bound port (use
 // --listen 127.0.0.1:0 for a free one). Exit status: 0 after a signal-initiated shutdown, 2 for bad usage,
-// 1 for any other failure (model cannot load, address cannot be bound).
+// 1 for any other failure (model cannot load, address cannot be bound, a TLS or token file that cannot be read
+// or is malformed).
+//
+// Security: --tls-cert/--tls-key serve TLS only; --tls-client-ca also requires and verifies client
+// certificates (mutual TLS); --auth-tokens FILE requires `authorization: Bearer <token>` metadata on every
+// qrag.v1 call (grpc.health.v1 and reflection stay open). Without them the server is plaintext and open:
+// keep it on loopback or a trusted network.
 #include <pthread.h>
 #include <signal.h>
 
@@ -30,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/api/grpc_server.h"
+#include "server/api/security.h"
 #include "server/api/serving_state.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/common/status.h"
@@ -63,12 +70,18 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
   --max-logprobs N          largest GenerateRequest.logprobs accepted (default 20)
   --max-prompt-bytes N      largest prompt accepted, in bytes (default 1048576)
   --max-message-bytes N     largest request message; beyond: RESOURCE_EXHAUSTED (default 4194304)
+  --tls-cert FILE           serve TLS with this PEM certificate (chain); needs --tls-key
+  --tls-key FILE            the PEM private key of --tls-cert
+  --tls-client-ca FILE      mutual TLS: require client certificates signed by a CA in this PEM file
+  --auth-tokens FILE        require 'authorization: Bearer <token>' on qrag.v1 calls; FILE holds one token per
+                            line (blank lines and '#' comments ignored); health and reflection stay open
   --drain-seconds S         on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 20)
   --help                    this text
 )";
 
 struct Args {
   std::string model, model_name, tokenizer, quant = "fp32", listen = "127.0.0.1:50051";
+  std::string tls_cert, tls_key, tls_client_ca, auth_tokens;
   int threads = 0;
   int max_prompt_bytes = 1 << 20;
   int max_message_bytes = 4 << 20;
@@ -125,10 +138,18 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--max-logprobs") a.engine.max_logprobs = ParseNumber<int>(flag, value);
     else if (flag == "--max-prompt-bytes") a.max_prompt_bytes = ParseNumber<int>(flag, value);
     else if (flag == "--max-message-bytes") a.max_message_bytes = ParseNumber<int>(flag, value);
+    else if (flag == "--tls-cert") a.tls_cert = value;
+    else if (flag == "--tls-key") a.tls_key = value;
+    else if (flag == "--tls-client-ca") a.tls_client_ca = value;
+    else if (flag == "--auth-tokens") a.auth_tokens = value;
     else if (flag == "--drain-seconds") a.drain_seconds = ParseNumber<double>(flag, value);
     else UsageError(absl::StrCat("unknown option ", flag));
   }
   if (a.model.empty()) UsageError("--model PATH is required");
+  if (a.tls_cert.empty() != a.tls_key.empty()) UsageError("--tls-cert and --tls-key go together");
+  if (!a.tls_client_ca.empty() && a.tls_cert.empty()) {
+    UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key");
+  }
   if (a.threads < 0) UsageError("--threads must be >= 0");
   if (a.max_prompt_bytes <= 0) UsageError("--max-prompt-bytes must be > 0");
   if (a.max_message_bytes <= 0) UsageError("--max-message-bytes must be > 0");
@@ -253,12 +274,35 @@ int Main(int argc, char** argv) {
   api::GrpcServerOptions server_options;
   server_options.listen_address = args.listen;
   server_options.max_receive_message_bytes = args.max_message_bytes;
+  if (!args.tls_cert.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = api::LoadServerTlsCredentials(
+        {.cert_chain = args.tls_cert, .private_key = args.tls_key, .client_ca = args.tls_client_ca});
+    if (!credentials.ok()) {
+      Log(absl::StrCat("error: ", credentials.status().message()));
+      return 1;
+    }
+    server_options.credentials = *std::move(credentials);
+  }
+  if (!args.auth_tokens.empty()) {
+    absl::StatusOr<api::TokenAuthenticator> tokens = api::TokenAuthenticator::FromFile(args.auth_tokens);
+    if (!tokens.ok()) {
+      Log(absl::StrCat("error: ", tokens.status().message()));
+      return 1;
+    }
+    server_options.authenticator = std::make_shared<const api::TokenAuthenticator>(*std::move(tokens));
+  }
   absl::StatusOr<std::unique_ptr<api::GrpcServer>> server = api::GrpcServer::Start(server_options, &state);
   if (!server.ok()) {
     Log(absl::StrCat("error: ", server.status().ToString()));
     return 1;
   }
+  // Tests and scripts take the address from the rest of this line: keep it last.
   Log(absl::StrCat("listening on ", (*server)->address()));
+  Log(absl::StrCat("security: ",
+                   args.tls_cert.empty() ? "plaintext" : args.tls_client_ca.empty() ? "TLS" : "mutual TLS", ", ",
+                   server_options.authenticator != nullptr
+                       ? absl::StrCat(server_options.authenticator->size(), " bearer token(s)")
+                       : "no authentication"));
 
   const absl::Time load_start = absl::Now();
   LoadedServable servable;

@@ -481,6 +481,45 @@ class StoriesServer(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("UNAVAILABLE", p.stderr.decode())
 
+    def test_cli_bench_report_counts_add_up(self):
+        import json
+        p = self.cli("bench", "--server", self.server.address, "--requests", "8", "--concurrency", "4", "--prompt",
+                     "Once upon a time", "--max-tokens", "24", "--temperature", "0.8", "--seed", "7", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = json.loads(p.stdout)
+        self.assertEqual((r["requests"], r["concurrency"], r["completed"], r["failed"], r["not_started"]),
+                         (8, 4, 8, 0, 0))
+        self.assertEqual(r["errors"], {})
+        # Each request: its prompt's tokens and at most 24 completion tokens (a story may end early).
+        self.assertEqual(r["prompt_tokens"] % 8, 0)
+        self.assertGreater(r["prompt_tokens"], 0)
+        self.assertTrue(8 <= r["completion_tokens"] <= 8 * 24, r)
+        self.assertGreater(r["duration_s"], 0)
+        for key, tokens in (("request_throughput", 8), ("output_token_throughput", r["completion_tokens"]),
+                            ("total_token_throughput", r["completion_tokens"] + r["prompt_tokens"])):
+            self.assertAlmostEqual(r[key], tokens / r["duration_s"], delta=1e-6 * r[key] + 1e-9)
+        for name in ("ttft", "tpot", "itl", "e2e"):
+            s = r[name]
+            self.assertEqual(set(s), {"mean_ms", "p50_ms", "p90_ms", "p99_ms", "count"})
+            self.assertTrue(0 <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"], (name, s))
+        self.assertEqual(r["ttft"]["count"], 8)
+        self.assertEqual(r["e2e"]["count"], 8)
+        self.assertLessEqual(r["ttft"]["p99_ms"], r["e2e"]["p99_ms"] + 1e-9)
+        # One gap between consecutive text messages, so at most completion_tokens - 1 per request.
+        self.assertLessEqual(r["itl"]["count"], r["completion_tokens"] - 8)
+        # The text report carries the same counts; a bad flag is a usage error.
+        p = self.cli("bench", "--server", self.server.address, "--requests", "2", "--concurrency", "2",
+                     "--prompt-tokens", "5", "--max-tokens", "4")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout.decode()
+        for fragment in ("completed           2", "failed              0", "TTFT", "TPOT", "ITL", "E2E",
+                         "output throughput"):
+            self.assertIn(fragment, out)
+        for bad in (["--concurrency", "0"], ["--requests", "-1"], ["--prompt", "x", "--prompt-tokens", "3"]):
+            p = self.cli("bench", "--server", self.server.address, *bad)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+        self.assert_still_serves()
+
 
 class SlowServer(unittest.TestCase):
     """A random-weight stories110M-shaped model (slow enough to catch requests in flight), one running sequence and
