@@ -4,6 +4,9 @@
 //   BM_Gemm/<scheme>/<m>/<n>/<k>/<threads>/<cold>  counters: GB/s (weight bytes read per second), GFLOP/s
 //   BM_MemoryRead/<bytes>/<threads>/<cold>         counter:  GB/s
 //   BM_FmaPeak                                     counter:  GFLOP/s of one core's FMA units
+//   BM_ParallelFor/<threads>/<idle_us>             time per ParallelFor of no work: the pool's dispatch
+//                                                  cost, back to back (idle_us = 0) or after the workers
+//                                                  idled that long (past the pool's spin: a cold wake-up)
 //
 // Decode (m = 1) reads every weight once per token, so its GB/s against BM_MemoryRead of the same size says
 // how close to the memory roofline it runs. With cold = 1 each iteration uses the next of several copies of
@@ -16,9 +19,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -208,6 +214,29 @@ void BM_FmaPeak(benchmark::State& state) {
       benchmark::Counter(kIterations * 12 * 8 * 2 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The cost of handing work to the pool and getting it back: decode runs one ParallelFor per GEMM, several
+// per layer and token. With idle_us > 0 the workers first sit idle that long (not timed), as between
+// tokens; 100 us is past ThreadPool::kSpinBeforeBlock, so they have gone to sleep.
+void BM_ParallelFor(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t idle_us = state.range(1);
+  ThreadPool pool(threads);
+  std::atomic<int64_t> chunks{0};
+  const std::function<void(int64_t, int64_t)> fn = [&](int64_t, int64_t) {
+    chunks.fetch_add(1, std::memory_order_relaxed);
+  };
+  for (auto _ : state) {
+    if (idle_us > 0) {
+      state.PauseTiming();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(idle_us);
+      while (std::chrono::steady_clock::now() < until) std::this_thread::sleep_until(until);
+      state.ResumeTiming();
+    }
+    pool.ParallelFor(threads, 1, fn);
+  }
+  benchmark::DoNotOptimize(chunks.load());
+}
+
 void GemmArgs(benchmark::internal::Benchmark* b) {
   b->ArgNames({"scheme", "m", "n", "k", "threads", "cold"});
   for (int64_t scheme : {kF32, kBf16, kFp8, kInt8}) {
@@ -239,6 +268,11 @@ void MemoryArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Gemm)->Apply(GemmArgs);
 BENCHMARK(BM_MemoryRead)->Apply(MemoryArgs);
 BENCHMARK(BM_FmaPeak)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ParallelFor)
+    ->ArgNames({"threads", "idle_us"})
+    ->ArgsProduct({{2}, {0, 100}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace qrag::backend::cpu

@@ -1,10 +1,17 @@
-// The fast CPU GEMM kernels (AVX2 and portable) against the reference kernels, per scheme and shape.
+// The fast CPU GEMM kernels (AVX2 and portable) against the reference kernels, per scheme and shape, and
+// their batch invariance.
 //
 // Integer-valued inputs in [-2, 2] are exact in every format and their sums are exact in fp32, so fast and
 // reference must agree bit for bit (the epilogue rounds identically by contract, cpu_gemm.h). Random inputs
 // must agree within the rigorous forward error bound of fp32 summation; int8 is exact always.
+//
+// Batch invariance (CpuGemmBatchInvariance.<Scheme>_M<m>_N<n>_K<k>_Threads<t>): with random inputs, where
+// the order of the fp32 sums shows in the bits, every row of a batched call must be bit-identical to the
+// row computed alone, to the row inside a batch of other composition, across kernel families, and to a
+// direct implementation of the canonical order documented in cpu_gemm.h.
 #include "server/backend/cpu/cpu_gemm.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +19,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -355,6 +363,73 @@ TEST(CpuGemmFp8, NaNActivation_PropagatesToItsRow_M1_And_M20) {
   }
 }
 
+// The fp8 special values of the fast-path contract (cpu_gemm.h), in every path (dot kernels, blocked GEMM)
+// and both kernel families: a NaN weight code reads as +-480, and a row with a NaN activation code is the
+// quiet NaN 0x7FC00000 throughout.
+TEST(CpuGemmFp8, NaNCodes_SameBitsInEveryPath_M1_M5_M20_M40) {
+  for (int64_t m : {1, 5, 20, 40}) {
+    const int64_t n = 20, k = 50;
+    std::vector<uint8_t> x(m * k, quant::FloatToE4M3(0.5f)), w(n * k, quant::FloatToE4M3(-1.5f));
+    w[3 * k + 7] = 0x7f;  // reads as +480
+    w[5 * k + 9] = 0xff;  // reads as -480
+    if (m > 1) x[(m - 1) * k + 17] = 0xff;
+    std::vector<float> xs(m, 1.0f), ws(n, 1.0f);
+    for (const GemmKernelOptions& options : FastVariants()) {
+      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, options.allow_avx2 ? "AVX2" : "portable"));
+      std::vector<float> y(m * n, 0.0f);
+      GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          const float got = y[i * n + j];
+          if (m > 1 && i == m - 1) {
+            EXPECT_EQ(std::bit_cast<uint32_t>(got), 0x7fc00000u) << i << "," << j;
+          } else if (j == 3 || j == 5) {
+            EXPECT_EQ(got, -0.75f * (k - 1) + (j == 3 ? 240.0f : -240.0f)) << i << "," << j;
+          } else {
+            EXPECT_EQ(got, -0.75f * k) << i << "," << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+// k = 0: every output is the epilogue of an empty sum, as in the reference, in every path.
+TEST(CpuGemm, EmptySum_K0_M1_M40) {
+  for (int64_t m : {1, 40}) {
+    const int64_t n = 21;
+    const std::vector<float> xs(m, 0.5f), ws(n, 3.0f);
+    std::vector<float> bias(n);
+    for (int64_t j = 0; j < n; ++j) bias[j] = 0.25f * static_cast<float>(j) - 1.0f;
+    const float xf = 0.0f, wf = 0.0f;
+    const uint16_t xb = 0, wb = 0;
+    const uint8_t xq = 0, wq = 0;
+    const int8_t xi = 0, wi = 0;
+    for (const GemmKernelOptions& options : FastVariants()) {
+      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, options.allow_avx2 ? "AVX2" : "portable"));
+      std::vector<float> y(m * n, std::nanf(""));
+      for (int scheme = 0; scheme < 4; ++scheme) {
+        std::fill(y.begin(), y.end(), std::nanf(""));
+        switch (scheme) {
+          case 0:
+            GemmF32(&xf, m, &wf, n, 0, bias.data(), y.data(), options);
+            break;
+          case 1:
+            GemmBf16(&xb, m, &wb, n, 0, bias.data(), y.data(), options);
+            break;
+          case 2:
+            GemmFp8(&xq, xs.data(), m, &wq, ws.data(), n, 0, bias.data(), y.data(), options);
+            break;
+          case 3:
+            GemmInt8(&xi, xs.data(), m, &wi, ws.data(), n, 0, bias.data(), y.data(), options);
+            break;
+        }
+        for (int64_t o = 0; o < m * n; ++o) ASSERT_EQ(y[o], bias[o % n]) << "scheme " << scheme << " " << o;
+      }
+    }
+  }
+}
+
 // -128 * -128 everywhere: sums past 2^24 (so the int -> float conversion rounds) over several k-blocks,
 // and past 2^31 where the AVX2 int32 lanes could not hold them (the dispatch carries into int64 there).
 void CheckInt8Extremes(int64_t m, int64_t n, int64_t k) {
@@ -377,6 +452,228 @@ TEST(CpuGemmInt8, Extremes_Exact_M1_N3_K5000) { CheckInt8Extremes(1, 3, 5000); }
 TEST(CpuGemmInt8, Extremes_Exact_M13_N20_K5001) { CheckInt8Extremes(13, 20, 5001); }
 TEST(CpuGemmInt8, Extremes_Exact_M1_N2_K140000) { CheckInt8Extremes(1, 2, 140000); }
 TEST(CpuGemmInt8, Extremes_Exact_M7_N2_K140000) { CheckInt8Extremes(7, 2, 140000); }
+
+// ---- Batch invariance ----
+
+// The activation side of a problem: rows picked from one or more problems (the weights stay those of the
+// problem it is run against).
+struct Activations {
+  int64_t m = 0;
+  std::vector<float> xf;
+  std::vector<uint16_t> xb;
+  std::vector<uint8_t> xq;
+  std::vector<int8_t> xi;
+  std::vector<float> x_scale;
+};
+
+struct RowRef {
+  const Problem* from;
+  int64_t row;
+};
+
+Activations PickRows(const std::vector<RowRef>& rows) {
+  Activations a;
+  a.m = static_cast<int64_t>(rows.size());
+  for (const RowRef& r : rows) {
+    const int64_t k = r.from->shape.k, b = r.row * k;
+    a.xf.insert(a.xf.end(), r.from->xf.begin() + b, r.from->xf.begin() + b + k);
+    a.xb.insert(a.xb.end(), r.from->xb.begin() + b, r.from->xb.begin() + b + k);
+    a.xq.insert(a.xq.end(), r.from->xq.begin() + b, r.from->xq.begin() + b + k);
+    a.xi.insert(a.xi.end(), r.from->xi.begin() + b, r.from->xi.begin() + b + k);
+    a.x_scale.push_back(r.from->x_scale[r.row]);
+  }
+  return a;
+}
+
+// Runs the activations `a` against the weights of `p` into a NaN-filled output.
+std::vector<float> RunActivations(Scheme scheme, const Problem& p, const Activations& a, bool with_bias,
+                                  const GemmKernelOptions& options) {
+  const int64_t m = a.m, n = p.shape.n, k = p.shape.k;
+  std::vector<float> y(m * n, std::nanf(""));
+  const float* bias = with_bias ? p.bias.data() : nullptr;
+  switch (scheme) {
+    case Scheme::kF32:
+      GemmF32(a.xf.data(), m, p.wf.data(), n, k, bias, y.data(), options);
+      break;
+    case Scheme::kBf16:
+      GemmBf16(a.xb.data(), m, p.wb.data(), n, k, bias, y.data(), options);
+      break;
+    case Scheme::kFp8:
+      GemmFp8(a.xq.data(), a.x_scale.data(), m, p.wq.data(), p.w_scale.data(), n, k, bias, y.data(), options);
+      break;
+    case Scheme::kInt8:
+      GemmInt8(a.xi.data(), a.x_scale.data(), m, p.wi.data(), p.w_scale.data(), n, k, bias, y.data(),
+               options);
+      break;
+  }
+  return y;
+}
+
+// The canonical order of cpu_gemm.h written out directly: operands decoded exactly (value_x / value_w hold
+// the decoded values), zero padded to a multiple of 8; eight lanes, lane l = p mod 8, one FMA per product
+// in increasing p; the fixed tree; the epilogue. Int8 sums exactly (in double: |sum| < 2^53) and rounds once.
+std::vector<float> CanonicalOrder(Scheme scheme, const Problem& p, bool with_bias) {
+  const auto [m, n, k] = p.shape;
+  std::vector<float> y(m * n);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      float sum;
+      if (scheme == Scheme::kInt8) {
+        double exact = 0.0;
+        for (int64_t c = 0; c < k; ++c) exact += p.value_x[i * k + c] * p.value_w[j * k + c];
+        sum = static_cast<float>(exact);
+      } else {
+        float lane[8] = {};
+        for (int64_t c = 0; c < (k + 7) / 8 * 8; ++c) {
+          const float a = c < k ? static_cast<float>(p.value_x[i * k + c]) : 0.0f;
+          const float b = c < k ? static_cast<float>(p.value_w[j * k + c]) : 0.0f;
+          lane[c % 8] = std::fma(a, b, lane[c % 8]);
+        }
+        sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+      }
+      float out;
+      if (Scaled(scheme)) {
+        const float s = p.x_scale[i] * p.w_scale[j];
+        out = with_bias ? std::fma(sum, s, p.bias[j]) : sum * s;
+      } else {
+        out = with_bias ? sum + p.bias[j] : sum;
+      }
+      y[i * n + j] = out;
+    }
+  }
+  return y;
+}
+
+// Compares row `row_a` of `a` with row `row_b` of `b` (n floats each) bit for bit; reports the first
+// differing element.
+void ExpectSameRow(const std::vector<float>& a, int64_t row_a, const std::vector<float>& b, int64_t row_b,
+                   int64_t n, const std::string& what, int64_t& failures) {
+  const float* ra = a.data() + row_a * n;
+  const float* rb = b.data() + row_b * n;
+  if (std::memcmp(ra, rb, n * sizeof(float)) == 0) return;
+  if (++failures > 5) return;
+  for (int64_t j = 0; j < n; ++j) {
+    if (std::bit_cast<uint32_t>(ra[j]) != std::bit_cast<uint32_t>(rb[j])) {
+      ADD_FAILURE() << what << ": row " << row_a << " column " << j << ": " << ra[j] << " (0x" << std::hex
+                    << std::bit_cast<uint32_t>(ra[j]) << ") vs " << rb[j] << " (0x"
+                    << std::bit_cast<uint32_t>(rb[j]) << std::dec << ")";
+      return;
+    }
+  }
+}
+
+struct InvarianceConfig {
+  Scheme scheme;
+  int64_t m, n, k;
+  int threads;
+};
+
+void CheckBatchInvariance(const InvarianceConfig& config) {
+  const Scheme scheme = config.scheme;
+  const Shape shape{config.m, config.n, config.k};
+  const auto [m, n, k] = shape;
+  const uint32_t seed = static_cast<uint32_t>(7919 * m + 104729 * n + 31 * k + static_cast<int>(scheme));
+  const Problem p = MakeProblem(scheme, Inputs::kRandom, shape, seed);
+  // Activation rows that appear in no batch of p: the "other users" of a recomposed batch.
+  const Problem others = MakeProblem(scheme, Inputs::kRandom, {m + 3, n, k}, seed ^ 0x5bd1e995u);
+  const bool with_bias = n % 2 == 1;  // both epilogues: n = 64 without bias, the other widths with
+
+  std::vector<RowRef> all;
+  for (int64_t i = 0; i < m; ++i) all.push_back({&p, i});
+  // A recomposed batch: the even rows of p among rows of `others`, three rows more than p, shuffled.
+  std::vector<RowRef> mixed;
+  for (int64_t i = 0; i < m; i += 2) mixed.push_back({&p, i});
+  for (int64_t o = 0; static_cast<int64_t>(mixed.size()) < m + 3; ++o) mixed.push_back({&others, o});
+  std::mt19937 rng(seed);
+  std::shuffle(mixed.begin(), mixed.end(), rng);
+  const Activations batch = PickRows(all), recomposed = PickRows(mixed);
+
+  const std::vector<float> canonical = CanonicalOrder(scheme, p, with_bias);
+  std::vector<bool> kernel_families = {false};
+  if (CpuHasAvx2()) kernel_families.push_back(true);
+  std::vector<std::vector<float>> batched_by_family;
+  for (bool avx2 : kernel_families) {
+    SCOPED_TRACE(avx2 ? "AVX2 kernels" : "portable kernels");
+    const GemmKernelOptions options{.reference = false, .pool = &Pool(config.threads), .allow_avx2 = avx2};
+    const GemmKernelOptions alone_options{.reference = false, .pool = nullptr, .allow_avx2 = avx2};
+    const std::vector<float> batched = RunActivations(scheme, p, batch, with_bias, options);
+    int64_t failures = 0, nonzero = 0;
+    for (float v : batched) nonzero += v != 0.0f;
+    EXPECT_GT(nonzero, 0) << "the output is all zero";
+    for (int64_t i = 0; i < m; ++i) {
+      const std::vector<float> alone =
+          RunActivations(scheme, p, PickRows({{&p, i}}), with_bias, alone_options);
+      ExpectSameRow(batched, i, alone, 0, n, "batched vs alone (m = 1, no pool)", failures);
+    }
+    const std::vector<float> mixed_y = RunActivations(scheme, p, recomposed, with_bias, options);
+    for (int64_t q = 0; q < recomposed.m; ++q) {
+      if (mixed[q].from == &p)
+        ExpectSameRow(batched, mixed[q].row, mixed_y, q, n, "batched vs recomposed batch", failures);
+    }
+    for (int64_t i = 0; i < m; ++i)
+      ExpectSameRow(batched, i, canonical, i, n, "batched vs canonical order", failures);
+    EXPECT_EQ(failures, 0);
+    batched_by_family.push_back(batched);
+  }
+  if (batched_by_family.size() == 2) {
+    int64_t failures = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      ExpectSameRow(batched_by_family[0], i, batched_by_family[1], i, n, "portable vs AVX2", failures);
+    }
+    EXPECT_EQ(failures, 0);
+  }
+}
+
+class CpuGemmBatchInvariance : public ::testing::Test {
+ public:
+  explicit CpuGemmBatchInvariance(InvarianceConfig config) : config_(config) {}
+  void TestBody() override { CheckBatchInvariance(config_); }
+
+ private:
+  InvarianceConfig config_;
+};
+
+const char* SchemeName(Scheme scheme) {
+  switch (scheme) {
+    case Scheme::kF32:
+      return "F32";
+    case Scheme::kBf16:
+      return "Bf16";
+    case Scheme::kFp8:
+      return "Fp8";
+    case Scheme::kInt8:
+      return "Int8";
+  }
+  return "";
+}
+
+// One test per configuration, named by it (TEST cannot generate names, TEST_P would put the configuration
+// after a slash): the grid of the brief, every m (decode, small batches, every dot/blocked switch, several
+// register tiles and row chunks) x n (narrower than a tile, a panel, a panel plus one) x k (shorter than a
+// lane group, one, odd tails, several k-blocks), plus shapes whose single rows are split over two threads.
+[[maybe_unused]] const bool kBatchInvarianceRegistered = [] {
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> shapes;
+  for (int64_t m : {1, 2, 3, 4, 5, 8, 17, 33, 64, 130}) {
+    for (int64_t n : {1, 7, 64, 257}) {
+      for (int64_t k : {1, 7, 8, 9, 33, 256, 1000}) shapes.emplace_back(m, n, k);
+    }
+  }
+  for (int64_t m : {1, 4, 17}) shapes.emplace_back(m, 1100, 520);  // m = 1 alone is split over two threads
+  shapes.emplace_back(300, 40, 700);  // rows split over two threads, more than one row chunk
+  for (Scheme scheme : {Scheme::kF32, Scheme::kBf16, Scheme::kFp8, Scheme::kInt8}) {
+    for (const auto& [m, n, k] : shapes) {
+      for (int threads : {1, 2}) {
+        const InvarianceConfig config{scheme, m, n, k, threads};
+        const std::string name =
+            absl::StrFormat("%s_M%d_N%d_K%d_Threads%d", SchemeName(scheme), m, n, k, threads);
+        ::testing::RegisterTest(
+            "CpuGemmBatchInvariance", name.c_str(), nullptr, nullptr, __FILE__, __LINE__,
+            [config]() -> CpuGemmBatchInvariance* { return new CpuGemmBatchInvariance(config); });
+      }
+    }
+  }
+  return true;
+}();
 
 }  // namespace
 }  // namespace qrag::backend::cpu

@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "server/quant/bf16.h"
@@ -36,11 +37,13 @@ namespace {
 // below 2^31. Longer rows (far beyond any model dimension) take the portable path, which carries into int64.
 constexpr int64_t kMaxAvx2Int8K = (int64_t{1} << 17) - 1;
 
-// Threading: each task gets at least this many multiply-adds, so that waking a worker (tens of
-// microseconds) stays small against the work it is given.
+// Threading: each task gets at least this many multiply-adds, so that handing it to a worker stays small
+// against the work: well under a microsecond while the pool's workers spin between back-to-back calls,
+// tens of microseconds to wake one that has gone to sleep (thread_pool.h).
 constexpr int64_t kMinMacsPerTask = int64_t{1} << 18;
 // Output columns are handed out in multiples of the AVX2 kernels' weight panel width, and rows in multiples
-// of their activation panel heights (6 rows, int8 4), so that no panel straddles two threads.
+// of their activation panel heights (6 rows, int8 4), so that no panel straddles two threads. (Any split
+// gives the same bits: every element's accumulation order is fixed, cpu_gemm.h.)
 constexpr int64_t kColumnGrain = 16;
 constexpr int64_t kRowGrain = 12;
 
@@ -110,15 +113,17 @@ void ReferenceFloat(const T* x, int64_t m, const T* w, int64_t n, int64_t k, flo
 // Weight rows decoded per block; with the activations decoded once, each block is reused by every row.
 constexpr int64_t kPortableRows = 8;
 
-// Eight independent partial sums: a dependency chain the compiler can vectorize (SSE2 is baseline x86-64).
-float DotF32(const float* a, const float* b, int64_t k) {
+// The canonical order of cpu_gemm.h: eight lanes, lane l takes the products p = l (mod 8) in increasing p
+// with one FMA each, then the fixed tree. `a` and `b` hold kp = k rounded up to 8 elements, zero padded.
+// std::fma is a call here (the baseline x86-64 has no FMA instruction; glibc picks the hardware one at run
+// time where it exists): the portable path is the fallback for machines without AVX2, and it must round
+// exactly like the AVX2 kernels.
+float CanonicalDot(const float* a, const float* b, int64_t kp) {
   float acc[8] = {};
-  int64_t p = 0;
-  for (; p + 8 <= k; p += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += a[p + l] * b[p + l];
+  for (int64_t p = 0; p < kp; p += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] = std::fma(a[p + l], b[p + l], acc[l]);
   }
-  for (; p < k; ++p) acc[p & 7] += a[p] * b[p];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
 }
 
 // Exact int8 dot product: int32 partial sums over chunks short enough never to overflow, carried into int64.
@@ -140,22 +145,49 @@ int64_t DotInt8(const int8_t* a, const int8_t* b, int64_t k) {
   return total;
 }
 
-// One output block of a float scheme: `decode(src, count, dst)` turns `count` elements into fp32.
-template <typename T, typename DecodeFn, typename EpilogueFn>
+// One output block of a float scheme: `decode_x` / `decode_w` (src, count, dst) turn `count` activations /
+// weights into fp32; rows are zero padded to a multiple of 8 (the canonical padding).
+template <typename T, typename DecodeXFn, typename DecodeWFn, typename EpilogueFn>
 void PortableFloatBlock(const T* x, const T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
-                        int64_t m_end, int64_t n_begin, int64_t n_end, DecodeFn decode, EpilogueFn epilogue) {
-  std::vector<float> xf((m_end - m_begin) * k);
-  std::vector<float> wf(kPortableRows * k);
-  for (int64_t i = m_begin; i < m_end; ++i) decode(x + i * k, k, xf.data() + (i - m_begin) * k);
+                        int64_t m_end, int64_t n_begin, int64_t n_end, DecodeXFn decode_x, DecodeWFn decode_w,
+                        EpilogueFn epilogue) {
+  const int64_t kp = (k + 7) / 8 * 8;
+  std::vector<float> xf((m_end - m_begin) * kp, 0.0f);
+  std::vector<float> wf(kPortableRows * kp, 0.0f);
+  for (int64_t i = m_begin; i < m_end; ++i) decode_x(x + i * k, k, xf.data() + (i - m_begin) * kp);
   for (int64_t j0 = n_begin; j0 < n_end; j0 += kPortableRows) {
     const int64_t rows = std::min(kPortableRows, n_end - j0);
-    decode(w + j0 * k, rows * k, wf.data());
+    for (int64_t r = 0; r < rows; ++r) decode_w(w + (j0 + r) * k, k, wf.data() + r * kp);
     for (int64_t i = m_begin; i < m_end; ++i) {
-      const float* xi = xf.data() + (i - m_begin) * k;
+      const float* xi = xf.data() + (i - m_begin) * kp;
       for (int64_t r = 0; r < rows; ++r) {
-        y[i * n + j0 + r] = epilogue(DotF32(xi, wf.data() + r * k, k), i, j0 + r);
+        y[i * n + j0 + r] = epilogue(CanonicalDot(xi, wf.data() + r * kp, kp), i, j0 + r);
       }
     }
+  }
+}
+
+// The fast fp8 kernels read a NaN weight code as +-480, the value the AVX2 decode (the half trick) gives
+// it, so that the portable path agrees with them bit for bit (cpu_gemm.h).
+const std::array<float, 256>& E4M3WeightTable() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t = E4M3Table();
+    t[0x7f] = 480.0f;
+    t[0xff] = -480.0f;
+    return t;
+  }();
+  return table;
+}
+
+// A NaN activation code makes its whole output row NaN in every fast path (the reference gets there by
+// arithmetic): the rows [m_begin, m_end) x [n_begin, n_end) of x rows holding one are overwritten.
+void PropagateFp8ActivationNaNs(const uint8_t* x, int64_t k, float* y, int64_t n, int64_t m_begin,
+                                int64_t m_end, int64_t n_begin, int64_t n_end) {
+  for (int64_t i = m_begin; i < m_end; ++i) {
+    bool has_nan = false;
+    for (int64_t p = 0; p < k; ++p) has_nan |= (x[i * k + p] & 0x7f) == 0x7f;
+    if (!has_nan) continue;
+    std::fill(y + i * n + n_begin, y + i * n + n_end, std::numeric_limits<float>::quiet_NaN());
   }
 }
 
@@ -182,7 +214,7 @@ void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, co
       return;
     }
     auto copy = [](const float* src, int64_t count, float* dst) { std::copy(src, src + count, dst); };
-    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, copy, epilogue);
+    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, copy, copy, epilogue);
   });
 }
 
@@ -202,7 +234,7 @@ void GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_
     auto decode = [](const uint16_t* src, int64_t count, float* dst) {
       for (int64_t p = 0; p < count; ++p) dst[p] = quant::Bf16ToFloat(src[p]);
     };
-    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode, epilogue);
+    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode, decode, epilogue);
   });
 }
 
@@ -217,16 +249,21 @@ void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w
         x, m, w, n, k, y, [](uint8_t v) { return quant::E4M3ToFloat(v); }, epilogue);
     return;
   }
+  const std::array<float, 256>& weight_table = E4M3WeightTable();
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
   ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
     if (avx2) {
       internal::Avx2GemmFp8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne);
-      return;
+    } else {
+      auto decode_x = [&table](const uint8_t* src, int64_t count, float* dst) {
+        for (int64_t p = 0; p < count; ++p) dst[p] = table[src[p]];
+      };
+      auto decode_w = [&weight_table](const uint8_t* src, int64_t count, float* dst) {
+        for (int64_t p = 0; p < count; ++p) dst[p] = weight_table[src[p]];
+      };
+      PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode_x, decode_w, epilogue);
     }
-    auto decode = [&table](const uint8_t* src, int64_t count, float* dst) {
-      for (int64_t p = 0; p < count; ++p) dst[p] = table[src[p]];
-    };
-    PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode, epilogue);
+    PropagateFp8ActivationNaNs(x, k, y, n, mb, me, nb, ne);
   });
 }
 

@@ -8,10 +8,26 @@
 //
 // Two implementations behind one switch (GemmKernelOptions::reference):
 //  - reference: plain loops, products accumulated in double (int8: exact int32), the oracle;
-//  - fast: AVX2/FMA/F16C (chosen at run time; a portable blocked path where AVX2 is absent), threads
-//    over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to the reference). The fast fp8
-//    path propagates NaN codes of x (0x7F/0xFF) to the output rows they touch; the AVX2 kernels read a NaN
-//    code of w as the value 480, so weights are expected to be finite.
+//  - fast: AVX2/FMA/F16C (chosen at run time; a portable path where AVX2 is absent, or where
+//    allow_avx2 is false), threads over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to
+//    the reference).
+//
+// Batch invariance of the fast kernels. Every output element y[i, j] is a function of x[i, :], w[j, :],
+// x_scale[i], w_scale[j] and bias[j] alone, bit for bit: it does not depend on m, on the other rows of x,
+// on n or the columns around j, on the pool's thread count or split, on the path taken (m = 1, small m,
+// blocked large m) or on the kernel family (AVX2 or portable). A request's logits are therefore the same
+// whether it runs alone or batched with others. The fp32, bf16 and fp8 fast kernels all compute, for each
+// element, exactly this sequence of fp32 operations (the canonical order):
+//   1. a[p] = x[i, p], b[p] = w[j, p] decoded to fp32 for p < k (exact in every format), and
+//      a[p] = b[p] = +0 for k <= p < K8, where K8 is k rounded up to a multiple of 8;
+//   2. eight lanes acc[0..7] = +0; for p = 0, 1, ..., K8 - 1 in this order:
+//      acc[p % 8] = fma(a[p], b[p], acc[p % 8])  (one rounding each);
+//   3. sum = ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+//   4. the epilogue above with acc = sum.
+// Int8 sums exactly in integers, then rounds once to fp32 (its order cannot show). The fast paths agree on
+// special values too: an fp8 activation NaN code (0x7F/0xFF) turns its whole output row into the quiet NaN
+// 0x7FC00000, and an fp8 weight NaN code is read as +-480 (weights are expected to be finite; the reference
+// propagates the NaN instead). Other NaNs (fp32/bf16 inputs) propagate with unspecified payloads.
 #ifndef QRAG_SERVER_BACKEND_CPU_CPU_GEMM_H_
 #define QRAG_SERVER_BACKEND_CPU_CPU_GEMM_H_
 
@@ -24,7 +40,7 @@ namespace qrag::backend::cpu {
 struct GemmKernelOptions {
   bool reference = false;
   ThreadPool* pool = nullptr;  // null: run on the calling thread
-  // Fast path only: false runs the portable blocked kernels even where AVX2 exists (tests cover them so).
+  // Fast path only: false runs the portable kernels even where AVX2 exists (tests cover them so).
   bool allow_avx2 = true;
 };
 

@@ -1,21 +1,35 @@
 // AVX2/FMA/F16C GEMM kernels of the fast CPU path (cpu_gemm.h). The instruction sets are enabled for this
 // file's own functions (see the pragma below); cpu_gemm.cc calls them only after CpuHasAvx2().
 //
-// Two shapes of work, both over the full k for a block of the output:
-//  - few activation rows (decode, small batches): "dot" kernels read the weight rows one after another as a
-//    single sequential stream, decode each step in registers and take dot products with up to four
-//    activation rows that were decoded once into fp32 (int16 for int8); more rows go in groups of four
-//    over L2-sized blocks of weight rows. Decode is memory-bound: the decode must cost less than the
-//    bytes take to arrive.
-//  - many rows (prefill): a GotoBLAS/BLIS-style blocked GEMM. Activations are decoded and packed per
-//    k-block into panels of kMr rows (k-major), weights into panels of kNr = 16 columns (k-major) that stay
-//    in L1 while every activation panel streams past them; a kMr x 16 register tile accumulates with FMA
-//    (int8: vpmaddwd on int16 pairs, exact int32).
+// Float schemes (fp32, bf16, fp8) follow the canonical accumulation order of cpu_gemm.h in every kernel:
+// each output element owns eight fp32 lanes, lane l takes the products of the k-indices p = l (mod 8) in
+// increasing p with one FMA each (k zero-padded to a multiple of 8), and the lanes are reduced by one fixed
+// tree. Two shapes of work produce exactly that chain for each element:
+//  - few activation rows (decode, small batches): "dot" kernels. The activation rows are decoded once into
+//    fp32; the weights are decoded in registers, eight consecutive k per vector, in order, so that a vector
+//    lane is a canonical lane. A register tile of R activation rows x C weight rows holds one accumulator
+//    per output; the C weight rows supply the independent FMA chains that one output cannot (its own chain
+//    is one FMA per eight products).
+//  - many rows (prefill): a GotoBLAS/BLIS-style blocked GEMM whose vector lanes are output columns (a
+//    kMr x 16 register tile, broadcast activations times a 16-column weight panel). The canonical lanes
+//    become eight "residue" passes: panels are packed residue-major (for residue l, the k-indices
+//    kb + l, kb + l + 8, ... are adjacent), the tile runs one pass per residue, and the eight partial tiles
+//    of every output live in a scratch state between k-blocks; after the last k-block they are reduced by
+//    the canonical tree. The weight panel stays in L1 while the activation panels stream past it.
+// fp8 weights are decoded with the half trick (value * 2^-8) and the sum is multiplied back by 2^8: the
+// canonical sum of an fp8 dot product never holds a subnormal (every product and partial sum is zero or
+// at least 2^-18 in magnitude), so the power-of-two scale commutes with every rounding and the result is
+// bit-identical to the unscaled order.
+//
+// Int8 (vpmaddwd on int16 pairs) is exact in int32, so its order is free: the dot kernels and the blocked
+// GEMM keep their own.
 //
 // Exactness: fp8 and bf16 products are exact in fp32, int8 sums are exact in int32 (cpu_gemm.cc keeps
 // k < 2^17), and the epilogue performs the same fp32 operations in the same order as the reference (an
 // explicit fma, never a contraction chosen by the compiler), so integer-valued inputs give bit-identical
-// outputs and int8 always does.
+// outputs and int8 always does. GCC contracts a * b + c into an FMA in C++ even with -std=c++20 (the
+// -ffp-contract=off default of ISO modes is for C only) and FMA is enabled here: no scalar or vector
+// expression of this file may multiply and then add, or the compiler could change a rounding.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -24,12 +38,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <type_traits>
 #include <utility>
-
-#include "server/quant/fp8.h"
 
 // The instruction sets are enabled here, after the includes, for the functions of this file only. The
 // per-file -mavx2 -mfma -mf16c of backend/CMakeLists.txt does not reach this file: source properties are
@@ -50,17 +61,26 @@ namespace {
 // Tuning constants.
 
 // Up to this many activation rows take the dot kernels, more the blocked GEMM (the formats' kDotMaxRows
-// below). Measured with bench/cpu_gemm_bench.cc at n = k = 2048 from DRAM: packing the weights pays for
-// itself from 5 rows for fp32, whose dot kernel is load-bound; the dot kernels of the formats that decode
-// (bf16, fp8) or widen (int8) the weights stay ahead to 8, 16 and 16 rows.
+// below). Measured with bench/cpu_gemm_bench.cc at n = k = 2048.
 constexpr int64_t kDotMaxRowsInt8 = 16;
-// Blocked GEMM: register tile kMr x kNr, k-block of kKc elements (a 16 x 256 fp32 weight panel is 16 KiB,
-// half of L1; the int8 panel of 16 x 512 int16 pairs is the same size).
+// Blocked GEMM: register tile kMr x kNr, k-block of kKc elements. The int8 weight panel of 16 x 512 int16
+// pairs is 16 KiB, half of L1. The float one of 16 x 384 fp32 is 24 KiB: the float tile reloads its eight
+// residue accumulators from the state once per k-block, and the longer block (measured against 256 and 512
+// with bench/cpu_gemm_bench.cc) pays for the smaller share of L1. kKcFloat is a multiple of 8, so that every
+// k-block holds whole canonical lane groups.
 constexpr int kMr = 6;
 constexpr int kMrInt8 = 4;  // int8 needs a temporary per vpmaddwd: 6 rows spill the 16 ymm registers
 constexpr int kNr = 16;
-constexpr int64_t kKcFloat = 256;
+constexpr int64_t kKcFloat = 384;
 constexpr int64_t kKcInt8 = 512;
+// Float blocked GEMM: activation rows per chunk, and weight panels per group. A chunk's activations are
+// packed over the whole k; a group's panels run through each k-block together, so that the chunk's k-block
+// of activations is read from L2 once per group rather than once per panel. The group's residue state
+// (rows x 64 columns x 8 lanes of fp32, 288 KiB) stays in L2. Each weight panel is packed once per chunk:
+// smaller chunks repack it too often (48 rows: 15-20% slower at m = 128).
+constexpr int64_t kMcFloat = 144;
+constexpr int64_t kPanelsPerGroup = 4;
+static_assert(kKcFloat % 8 == 0 && kMcFloat % kMr == 0);
 
 int64_t RoundUp(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -96,7 +116,7 @@ Scratch& ThreadScratch(ScratchSlot slot) {
   return scratch[slot];
 }
 
-// Calls fn(std::integral_constant<int, rows>) for rows in [1, kMaxRows], so tile heights are compile-time.
+// Calls fn(std::integral_constant<int, rows>) for rows in [1, kMaxRows], so tile sizes are compile-time.
 template <int kMaxRows, int kRows = 1, typename Fn>
 void DispatchRows(int64_t rows, Fn&& fn) {
   if constexpr (kRows > kMaxRows) {
@@ -111,6 +131,8 @@ void DispatchRows(int64_t rows, Fn&& fn) {
 // ---------------------------------------------------------------------------------------------------
 // Small vector helpers.
 
+// The canonical reduction of an output's eight lanes (cpu_gemm.h):
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)).
 float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -145,17 +167,29 @@ void Transpose8x8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+// The same tree applied lane-wise to eight vectors whose vector r holds lane r of eight outputs (the
+// blocked GEMM's residue state).
+__m256 CanonicalReduce(const __m256 (&a)[8]) {
+  const __m256 even = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+  const __m256 odd = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+  return _mm256_add_ps(even, odd);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Number formats. E4M3 decoding uses the IEEE half trick: a code's bits placed as s.0eeee.mmm0000000
 // (sign to bit 15, exponent and mantissa shifted left by 7) form a binary16 whose value is the E4M3 value
 // times 2^-8, for every finite code including subnormals, since both formats are sign-magnitude with the
 // same mantissa alignment and the exponent biases differ by 8 (OCP OFP8 v1.0: bias 7; IEEE 754 binary16:
 // bias 15). F16C converts eight of them per instruction. The NaN code S.1111.111 becomes 1.875 * 2^0, i.e.
-// 480 after rescaling (cpu_gemm.h: weights must be finite; activation NaNs are handled separately).
+// 480 after rescaling (cpu_gemm.h: the fast kernels read a NaN weight as +-480; NaN activations are
+// handled by cpu_gemm.cc).
 
 // Half-trick bits of each E4M3 code in a vector of sign-extended 16-bit lanes.
 __m128i E4M3LanesToHalf(__m128i sign_extended) {
   return _mm_and_si128(_mm_slli_epi16(sign_extended, 7), _mm_set1_epi16(static_cast<short>(0xbf80)));
+}
+__m256i E4M3LanesToHalf(__m256i sign_extended) {
+  return _mm256_and_si256(_mm256_slli_epi16(sign_extended, 7), _mm256_set1_epi16(static_cast<short>(0xbf80)));
 }
 
 float E4M3HalfTrickScalar(uint8_t code) {  // value * 2^-8, bit-identical to the vector decode
@@ -163,54 +197,40 @@ float E4M3HalfTrickScalar(uint8_t code) {  // value * 2^-8, bit-identical to the
   return _cvtsh_ss(static_cast<uint16_t>((sign_extended << 7) & 0xbf80u));
 }
 
-// The true values of the E4M3 codes (NaN included), for packing activations.
-const std::array<float, 256>& E4M3Table() {
-  static const std::array<float, 256> table = [] {
-    std::array<float, 256> t{};
-    for (int c = 0; c < 256; ++c) t[c] = quant::E4M3ToFloat(static_cast<uint8_t>(c));
-    return t;
-  }();
-  return table;
-}
-
 // A float format, seen by the kernels through:
 //  - kDotMaxRows: the most activation rows for which the dot kernels beat the blocked GEMM.
-//  - kStep / DecodeStep: 32 elements decoded into four vectors. The lanes may come out permuted
-//    (bf16: even then odd elements); the dot kernels decode activations with the same function, so the
-//    permutation cancels in the dot product.
-//  - kDotScale: the factor the dot-kernel accumulator carries (fp8: 2^-8 per operand), undone exactly.
-//  - DecodeRow8 / DecodeWeight: eight consecutive elements / one element in order, true value (packing).
-//  - DecodeActivation: one element, true value with NaN preserved (activation packing).
+//  - Weights in the kernels' representation, in k order: Decode8 (eight elements, one vector), Decode16
+//    (sixteen, two vectors), DecodeWeight (one). The representation is the value times 1 / kSumScale.
+//  - kSumScale: the power of two by which a sum of activation x weight products is multiplied (exactly)
+//    to give the canonical sum.
+//  - Activations as true values: DecodeActivation16 / DecodeActivation (fp8 NaN codes may come out as
+//    +-480; cpu_gemm.cc overwrites the rows they touch).
 struct F32Format {
   using T = float;
-  static constexpr int64_t kDotMaxRows = 4;
-  static constexpr int kStep = 32;
-  static constexpr float kDotScale = 1.0f;
-  static void DecodeStep(const float* p, __m256* v) {
-    for (int t = 0; t < 4; ++t) v[t] = _mm256_loadu_ps(p + 8 * t);
+  static constexpr int64_t kDotMaxRows = 32;
+  static constexpr float kSumScale = 1.0f;
+  static __m256 Decode8(const float* p) { return _mm256_loadu_ps(p); }
+  static void Decode16(const float* p, __m256& lo, __m256& hi) {
+    lo = _mm256_loadu_ps(p);
+    hi = _mm256_loadu_ps(p + 8);
   }
-  static __m256 DecodeRow8(const float* p) { return _mm256_loadu_ps(p); }
   static float DecodeWeight(float v) { return v; }
+  static void DecodeActivation16(const float* p, __m256& lo, __m256& hi) { Decode16(p, lo, hi); }
   static float DecodeActivation(float v) { return v; }
 };
 
 struct Bf16Format {
   using T = uint16_t;
-  static constexpr int64_t kDotMaxRows = 8;
-  static constexpr int kStep = 32;
-  static constexpr float kDotScale = 1.0f;
-  // bf16 is the upper half of an fp32: the even elements shifted up, the odd ones masked in place.
-  static void DecodeStep(const uint16_t* p, __m256* v) {
-    const __m256i high = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
-    for (int h = 0; h < 2; ++h) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * h));
-      v[2 * h] = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
-      v[2 * h + 1] = _mm256_castsi256_ps(_mm256_and_si256(raw, high));
-    }
-  }
-  static __m256 DecodeRow8(const uint16_t* p) {
+  static constexpr int64_t kDotMaxRows = 32;
+  static constexpr float kSumScale = 1.0f;
+  // bf16 is the upper half of an fp32: widen to 32 bits and shift up.
+  static __m256 Decode8(const uint16_t* p) {
     const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+  }
+  static void Decode16(const uint16_t* p, __m256& lo, __m256& hi) {
+    lo = Decode8(p);
+    hi = Decode8(p + 8);
   }
   static float DecodeWeight(uint16_t v) {
     const uint32_t bits = static_cast<uint32_t>(v) << 16;
@@ -218,35 +238,59 @@ struct Bf16Format {
     std::memcpy(&f, &bits, sizeof f);
     return f;
   }
+  static void DecodeActivation16(const uint16_t* p, __m256& lo, __m256& hi) { Decode16(p, lo, hi); }
   static float DecodeActivation(uint16_t v) { return DecodeWeight(v); }
 };
 
 struct Fp8Format {
   using T = uint8_t;
   static constexpr int64_t kDotMaxRows = 16;
-  static constexpr int kStep = 32;
-  static constexpr float kDotScale = 65536.0f;  // both operands decoded as value * 2^-8
-  // 32 codes; 16-bit lane j holds code 2j (low byte) and 2j+1 (high byte). An arithmetic shift right by one
-  // of the lane (or of the lane shifted up by 8) puts a byte's sign in bits 15 and 14 and its other seven
-  // bits in 13..7; the mask 0xbf80 keeps sign, exponent and mantissa: the half-trick bits, in five integer
-  // ops for all 32 codes.
-  static void DecodeStep(const uint8_t* p, __m256* v) {
-    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i mask = _mm256_set1_epi16(static_cast<short>(0xbf80));
-    const __m256i even = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(raw, 8), 1), mask);
-    const __m256i odd = _mm256_and_si256(_mm256_srai_epi16(raw, 1), mask);
-    v[0] = _mm256_cvtph_ps(_mm256_castsi256_si128(even));
-    v[1] = _mm256_cvtph_ps(_mm256_extracti128_si256(even, 1));
-    v[2] = _mm256_cvtph_ps(_mm256_castsi256_si128(odd));
-    v[3] = _mm256_cvtph_ps(_mm256_extracti128_si256(odd, 1));
+  static constexpr float kSumScale = 256.0f;  // weights decoded as value * 2^-8
+  // Sixteen codes sign-extended to 16-bit lanes, in order; the half-trick bits of all sixteen in two ops.
+  static void Decode16(const uint8_t* p, __m256& lo, __m256& hi) {
+    const __m256i half =
+        E4M3LanesToHalf(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    lo = _mm256_cvtph_ps(_mm256_castsi256_si128(half));
+    hi = _mm256_cvtph_ps(_mm256_extracti128_si256(half, 1));
   }
-  static __m256 DecodeRow8(const uint8_t* p) {
+  static __m256 Decode8(const uint8_t* p) {
     const __m128i codes = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_mul_ps(_mm256_cvtph_ps(E4M3LanesToHalf(codes)), _mm256_set1_ps(256.0f));
+    return _mm256_cvtph_ps(E4M3LanesToHalf(codes));
   }
-  static float DecodeWeight(uint8_t v) { return E4M3HalfTrickScalar(v) * 256.0f; }
-  static float DecodeActivation(uint8_t v) { return E4M3Table()[v]; }
+  static float DecodeWeight(uint8_t v) { return E4M3HalfTrickScalar(v); }
+  static void DecodeActivation16(const uint8_t* p, __m256& lo, __m256& hi) {
+    Decode16(p, lo, hi);
+    lo = _mm256_mul_ps(lo, _mm256_set1_ps(256.0f));
+    hi = _mm256_mul_ps(hi, _mm256_set1_ps(256.0f));
+  }
+  static float DecodeActivation(uint8_t v) { return E4M3HalfTrickScalar(v) * 256.0f; }
 };
+
+// Eight weights at p, of which only `count` (< 8) exist; the rest read as zero (the canonical padding).
+template <class F>
+__m256 DecodePartial8(const typename F::T* p, int64_t count) {
+  typename F::T tail[8] = {};
+  std::memcpy(tail, p, count * sizeof(typename F::T));
+  return F::Decode8(tail);
+}
+
+// Applies kSumScale to an accumulated sum (a no-op for the formats decoded at their true value).
+template <class F>
+float ScaleSum(float sum) {
+  if constexpr (F::kSumScale == 1.0f) {
+    return sum;
+  } else {
+    return sum * F::kSumScale;
+  }
+}
+template <class F>
+__m256 ScaleSum(__m256 sum) {
+  if constexpr (F::kSumScale == 1.0f) {
+    return sum;
+  } else {
+    return _mm256_mul_ps(sum, _mm256_set1_ps(F::kSumScale));
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Epilogues (cpu_gemm.h), as a vector over eight columns and as a scalar; both do the same fp32
@@ -277,17 +321,9 @@ struct ScaledEpilogue {
 // ---------------------------------------------------------------------------------------------------
 // Dot kernels (few activation rows).
 //
-// Each weight row is read once, front to back, and the rows one after another: weight rows are adjacent,
-// so this is a single sequential stream, which the hardware prefetchers follow at DRAM bandwidth.
-// (Interleaving several weight rows to share the activation loads splits it into streams one row long, 32
-// cache lines for int8 at k = 2048, and halved the cold-cache bandwidth in bench/cpu_gemm_bench.cc.) The
-// activations are decoded once and reread from L1/L2 for every weight row; each decoded weight step feeds
-// up to four activation rows.
-//
-// With two or more activation rows the stream is also prefetched in software, this far ahead, once per
-// 64-byte line, into L2 (into L1 the lines evicted the activation rows): the hardware prefetcher alone left
-// DRAM idle once the kernel's compute rate came close to the memory rate (int8 with two rows ran at a third
-// of its hot speed), while with one row it keeps up and the extra prefetches cost some 15%.
+// The weight streams are also prefetched in software, this far ahead, once per 64-byte line, into L2 (into
+// L1 the lines evicted the activation rows): the hardware prefetcher alone left DRAM idle once the kernel's
+// compute rate came close to the memory rate (fp8 and bf16 decode at a third of their cached speed).
 constexpr int64_t kDotPrefetchBytes = 4096;
 
 template <typename T>
@@ -295,109 +331,141 @@ void PrefetchAhead(const T* p, int64_t extra_bytes) {
   _mm_prefetch(reinterpret_cast<const char*>(p) + kDotPrefetchBytes + extra_bytes, _MM_HINT_T1);
 }
 
-// Weight rows per block of the dot kernels: with more than four activation rows, each group of four streams
-// the block again, so it is sized to come back from L2 (half of it) rather than from DRAM.
+// Weight rows per block of the dot kernels: with more than one group of activation rows, each group
+// streams the block again, so it is sized to come back from L2 (half of it) rather than from DRAM.
 constexpr int64_t kDotWeightBlockBytes = 512 << 10;
 int64_t DotWeightBlock(int64_t k, int64_t element_bytes) {
-  return std::max<int64_t>(1, kDotWeightBlockBytes / (k * element_bytes));
+  return std::max<int64_t>(1, kDotWeightBlockBytes / std::max<int64_t>(1, k * element_bytes));
 }
 
-// Independent accumulators per activation row: with one activation row, four chains cover the FMA latency;
-// with more rows the rows themselves supply independent chains, and registers run out.
-template <int kM>
-constexpr int kDotChains = kM <= 2 ? 4 : 2;
+// Activation rows per group of the float dot kernels, and weight rows per register tile for a group of R
+// rows: R x C accumulators, C independent weight streams (each output's own chain is one FMA per eight
+// products, so one-row decode needs eight weight rows in flight to cover the FMA latency).
+constexpr int kDotGroupRows = 4;
+template <int R>
+constexpr int kDotTileCols = R == 1   ? 8
+                             : R == 2 ? 4
+                                      : 3;
 
-// Decodes activation rows [m_begin, m_end) with the weights' DecodeStep into rows of kp floats (kp = k
-// rounded up to kStep, zero padded), in the same lane order the weights will have.
+// Decodes activation rows [m_begin, m_end) to fp32 rows of kp floats (kp = k rounded up to 8, zero
+// padded: the canonical padding).
 template <class F>
 void DecodeDotRows(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kp,
                    float* out) {
-  using T = typename F::T;
-  const int64_t k_full = k - k % F::kStep;
   for (int64_t i = m_begin; i < m_end; ++i) {
-    const T* row = x + i * k;
+    const typename F::T* row = x + i * k;
     float* dst = out + (i - m_begin) * kp;
-    __m256 v[4];
-    for (int64_t s = 0; s < k_full; s += F::kStep) {
-      F::DecodeStep(row + s, v);
-      for (int t = 0; t < 4; ++t) _mm256_storeu_ps(dst + s + 8 * t, v[t]);
+    int64_t p = 0;
+    for (; p + 16 <= k; p += 16) {
+      __m256 lo, hi;
+      F::DecodeActivation16(row + p, lo, hi);
+      _mm256_storeu_ps(dst + p, lo);
+      _mm256_storeu_ps(dst + p + 8, hi);
     }
-    if (k_full < k) {
-      T tail[F::kStep] = {};
-      std::memcpy(tail, row + k_full, (k - k_full) * sizeof(T));
-      F::DecodeStep(tail, v);
-      for (int t = 0; t < 4; ++t) _mm256_storeu_ps(dst + k_full + 8 * t, v[t]);
-    }
+    for (; p < k; ++p) dst[p] = F::DecodeActivation(row[p]);
+    for (; p < kp; ++p) dst[p] = 0.0f;
   }
 }
 
-// out[i] = (decoded) dot(x row i, w) for kM activation rows (row stride kp). The weight tail (k % kStep) is
-// copied to a zero-padded step so that it decodes, and permutes, exactly like the activations' padded tail.
-template <class F, int kM>
-void DotRow(const float* xd, int64_t kp, const typename F::T* w, int64_t k, float (&out)[kM]) {
+// out[r][c] = canonical sum of activation row r (xd + r * kp, decoded) times weight row c (w + c * stride *
+// k), the weights decoded in registers. Each accumulator takes the vectors of its products in increasing k:
+// lane l of the vector at k-offset s holds product s + l, so the lanes are the canonical ones.
+template <class F, int R, int C>
+void DotTile(const float* xd, int64_t kp, const typename F::T* w, int64_t stride, int64_t k,
+             float (&out)[R][C]) {
   using T = typename F::T;
-  constexpr int kChains = kDotChains<kM>;
-  const int64_t k_full = k - k % F::kStep;
-  __m256 acc[kM][kChains];
+  __m256 acc[R][C];
   for (auto& row : acc) {
     for (auto& a : row) a = _mm256_setzero_ps();
   }
-  auto step = [&](const T* src, int64_t s) {
-    __m256 v[4];
-    F::DecodeStep(src, v);
-    for (int i = 0; i < kM; ++i) {
-      for (int t = 0; t < 4; ++t) {
-        acc[i][t % kChains] =
-            _mm256_fmadd_ps(v[t], _mm256_loadu_ps(xd + i * kp + s + 8 * t), acc[i][t % kChains]);
+  const int64_t k8 = k & ~int64_t{7};
+  const int64_t row_step = stride * k;
+  constexpr int64_t kLineElements = 64 / sizeof(T);
+  int64_t s = 0;
+  for (; s + 16 <= k8; s += 16) {
+    if (s % kLineElements == 0) {
+      for (int c = 0; c < C; ++c) PrefetchAhead(w + c * row_step + s, 0);
+    }
+    for (int c = 0; c < C; ++c) {
+      __m256 lo, hi;
+      F::Decode16(w + c * row_step + s, lo, hi);
+      for (int r = 0; r < R; ++r)
+        acc[r][c] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xd + r * kp + s), acc[r][c]);
+      for (int r = 0; r < R; ++r) {
+        acc[r][c] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xd + r * kp + s + 8), acc[r][c]);
       }
     }
-  };
-  // Steps per 64-byte line, each line prefetched kDotPrefetchBytes ahead (see kDotPrefetchBytes).
-  constexpr int kLine = std::max<int>(1, 64 / static_cast<int>(F::kStep * sizeof(T)));
-  constexpr int kPrefetchesPerStep = std::max<int>(1, static_cast<int>(F::kStep * sizeof(T)) / 64);
-  int64_t s = 0;
-  for (; s + kLine * F::kStep <= k_full; s += kLine * F::kStep) {
-    if constexpr (kM > 1) {
-      for (int p = 0; p < kPrefetchesPerStep; ++p) PrefetchAhead(w + s, 64 * p);
+  }
+  if (s < k8) {
+    for (int c = 0; c < C; ++c) {
+      const __m256 v = F::Decode8(w + c * row_step + s);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xd + r * kp + s), acc[r][c]);
     }
-    for (int u = 0; u < kLine; ++u) step(w + s + u * F::kStep, s + u * F::kStep);
   }
-  for (; s < k_full; s += F::kStep) step(w + s, s);
-  if (k_full < k) {
-    T tail[F::kStep] = {};
-    std::memcpy(tail, w + k_full, (k - k_full) * sizeof(T));
-    step(tail, k_full);
+  if (k8 < k) {
+    for (int c = 0; c < C; ++c) {
+      const __m256 v = DecodePartial8<F>(w + c * row_step + k8, k - k8);
+      for (int r = 0; r < R; ++r) {
+        acc[r][c] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xd + r * kp + k8), acc[r][c]);
+      }
+    }
   }
-  for (int i = 0; i < kM; ++i) {
-    for (int c = 1; c < kChains; ++c) acc[i][0] = _mm256_add_ps(acc[i][0], acc[i][c]);
-    out[i] = HorizontalSum(acc[i][0]);
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) out[r][c] = HorizontalSum(acc[r][c]);
   }
 }
 
+// The tile of activation rows [i0, i0 + R) and weight rows j, j + stride, ..., j + (C - 1) stride.
+template <class F, int R, int C, class Epilogue>
+void DotTileStore(const float* xd, int64_t kp, const typename F::T* w, int64_t k, float* y, int64_t n,
+                  int64_t i0, int64_t j, int64_t stride, const Epilogue& epilogue) {
+  float out[R][C];
+  DotTile<F, R, C>(xd, kp, w + j * k, stride, k, out);
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
+      y[(i0 + r) * n + j + c * stride] = epilogue.Scalar(ScaleSum<F>(out[r][c]), i0 + r, j + c * stride);
+    }
+  }
+}
+
+// A block of weight rows is cut into C contiguous streams of `per_stream` rows, and tile t takes row t of
+// every stream: each of the C weight streams the tile reads at once runs through memory front to back for
+// the whole block, which the hardware prefetchers follow at DRAM bandwidth. (C rows side by side instead
+// are C streams one row long, 2 KiB for fp8 at k = 2048, and left DRAM idle at every row start.) The rows
+// that do not fill C streams take a narrower tile.
 template <class F, class Epilogue>
 void DotGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
              int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
-  const int64_t kp = RoundUp(k, F::kStep);
+  const int64_t kp = RoundUp(k, 8);
   float* xd = ThreadScratch(kSlotX).Get<float>((m_end - m_begin) * kp);
   DecodeDotRows<F>(x, k, m_begin, m_end, kp, xd);
-  const int64_t block = DotWeightBlock(k, sizeof(typename F::T));
+  // One group of activation rows reads the weights once: its streams run over the whole range.
+  const int64_t block =
+      m_end - m_begin <= kDotGroupRows ? n_end - n_begin : DotWeightBlock(k, sizeof(typename F::T));
   for (int64_t j0 = n_begin; j0 < n_end; j0 += block) {
     const int64_t j1 = std::min(n_end, j0 + block);
-    for (int64_t i0 = m_begin; i0 < m_end; i0 += 4) {
-      DispatchRows<4>(std::min<int64_t>(4, m_end - i0), [&](auto rows) {
-        constexpr int kM = decltype(rows)::value;
+    for (int64_t i0 = m_begin; i0 < m_end; i0 += kDotGroupRows) {
+      DispatchRows<kDotGroupRows>(std::min<int64_t>(kDotGroupRows, m_end - i0), [&](auto rows) {
+        constexpr int R = decltype(rows)::value;
+        constexpr int C = kDotTileCols<R>;
         const float* xi = xd + (i0 - m_begin) * kp;
-        for (int64_t j = j0; j < j1; ++j) {
-          float out[kM];
-          DotRow<F, kM>(xi, kp, w + j * k, k, out);
-          for (int i = 0; i < kM; ++i) {
-            y[(i0 + i) * n + j] = epilogue.Scalar(out[i] * F::kDotScale, i0 + i, j);
-          }
+        const int64_t per_stream = (j1 - j0) / C;
+        for (int64_t t = 0; t < per_stream; ++t) {
+          DotTileStore<F, R, C>(xi, kp, w, k, y, n, i0, j0 + t, per_stream, epilogue);
+        }
+        const int64_t j = j0 + C * per_stream;
+        if (j < j1) {
+          DispatchRows<C>(j1 - j, [&](auto cols) {
+            DotTileStore<F, R, decltype(cols)::value>(xi, kp, w, k, y, n, i0, j, 1, epilogue);
+          });
         }
       });
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Int8 dot kernels.
 
 // int8 rows widened to int16 (zero padded to a multiple of 32) for vpmaddwd.
 void WidenInt8Rows(const int8_t* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kp, int16_t* out) {
@@ -468,71 +536,100 @@ void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Blocked GEMM, float formats.
+// Blocked GEMM, float formats, in canonical lanes ("residues").
+//
+// A k-block of kc elements (kc a multiple of 8) holds S = kc / 8 values of each residue l in 0..7: the
+// k-indices kb + 8 s + l, s < S. Panels store the block residue-major, residue l's S values together, so a
+// residue pass of the register tile reads contiguous memory and runs one canonical lane's FMA chain for
+// every element of the tile.
 
-// Activation panels of the k-block [kb, kb + kc): panel p holds rows [m_begin + kMr p, ... + h) as
-// dst[kk * h + r], h = min(kMr, rows left), so a panel starts at (its first row - m_begin) * kc.
+// The activation panels of rows [i_chunk, i_chunk + rows) over the whole k (kp = k rounded up to 8, zero
+// padded). For each k-block (offset kb, size kc) and tile of h = min(kMr, rows left) rows starting at i0,
+// the panel at dst + kb * rows + (i0 - i_chunk) * kc holds element (row r, k-index kb + 8 s + l) at
+// [(l * S + s) * h + r].
 template <class F>
-void PackActivations(const typename F::T* x, int64_t k, int64_t m_begin, int64_t m_end, int64_t kb,
-                     int64_t kc, float* dst) {
-  for (int64_t i0 = m_begin; i0 < m_end; i0 += kMr) {
-    const int64_t h = std::min<int64_t>(kMr, m_end - i0);
-    float* panel = dst + (i0 - m_begin) * kc;
-    for (int64_t r = 0; r < h; ++r) {
-      const typename F::T* row = x + (i0 + r) * k + kb;
-      for (int64_t kk = 0; kk < kc; ++kk) panel[kk * h + r] = F::DecodeActivation(row[kk]);
+void PackActivationsResidue(const typename F::T* x, int64_t k, int64_t kp, int64_t i_chunk, int64_t rows,
+                            float* dst) {
+  for (int64_t kb = 0; kb < kp; kb += kKcFloat) {
+    const int64_t kc = std::min(kKcFloat, kp - kb);
+    const int64_t steps = kc / 8;
+    float* block = dst + kb * rows;
+    for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += kMr) {
+      const int64_t h = std::min<int64_t>(kMr, i_chunk + rows - i0);
+      float* panel = block + (i0 - i_chunk) * kc;
+      for (int64_t r = 0; r < h; ++r) {
+        const typename F::T* row = x + (i0 + r) * k;
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const int64_t p = kb + kk;
+          panel[((kk & 7) * steps + (kk >> 3)) * h + r] = p < k ? F::DecodeActivation(row[p]) : 0.0f;
+        }
+      }
     }
   }
 }
 
-// The weight panel of columns [j0, j0 + cols) (cols <= 16, the rest zero) over [kb, kb + kc), k-major:
-// dst[kk * 16 + c]. Eight rows at a time are decoded eight elements wide and transposed in registers.
-// Meanwhile the same lines of the next panel's rows are prefetched into L2: a panel reads its rows in
-// pieces of one k-block, too short for the hardware prefetcher, and with few activation rows the packing
-// is what waits on DRAM. (Into L2 only: those rows, a power-of-two stride apart, share one L1 set.)
+// The weight panel of columns [j0, j0 + cols) (cols <= 16, the rest zero) over [kb, kb + kc), residue-major:
+// dst[(l * S + s) * 16 + c] holds w[j0 + c, kb + 8 s + l] (zero beyond k). Eight rows at a time are decoded
+// eight consecutive k wide and transposed in registers, which turns the eight k-indices of a lane group
+// into the eight residues. Meanwhile the same lines of the next panel's rows are prefetched into L2: a
+// panel reads its rows in pieces of one k-block, too short for the hardware prefetcher, and with few
+// activation rows the packing is what waits on DRAM. (Into L2 only: those rows, a power-of-two stride
+// apart, share one L1 set.)
 template <class F>
-void PackWeightPanel(const typename F::T* w, int64_t k, int64_t j0, int64_t cols, int64_t kb, int64_t kc,
-                     float* dst) {
+void PackWeightPanelResidue(const typename F::T* w, int64_t k, int64_t j0, int64_t cols, int64_t kb,
+                            int64_t kc, float* dst) {
+  const int64_t steps = kc / 8;
   for (int g = 0; g < kNr / 8; ++g) {
     const int64_t valid = std::clamp<int64_t>(cols - 8 * g, 0, 8);
-    int64_t kk = 0;
-    for (; kk + 8 <= kc; kk += 8) {
-      if ((kk * sizeof(typename F::T)) % 64 == 0) {
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t p = kb + 8 * s;
+      if ((8 * s * sizeof(typename F::T)) % 64 == 0) {
         for (int t = 0; t < 8; ++t) {
-          _mm_prefetch(reinterpret_cast<const char*>(w + (j0 + kNr + 8 * g + t) * k + kb + kk), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(w + (j0 + kNr + 8 * g + t) * k + p), _MM_HINT_T1);
         }
       }
       __m256 r[8];
       for (int t = 0; t < 8; ++t) {
-        r[t] = t < valid ? F::DecodeRow8(w + (j0 + 8 * g + t) * k + kb + kk) : _mm256_setzero_ps();
+        const typename F::T* src = w + (j0 + 8 * g + t) * k + p;
+        if (t >= valid) {
+          r[t] = _mm256_setzero_ps();
+        } else if (p + 8 <= k) {
+          r[t] = F::Decode8(src);
+        } else {
+          r[t] = DecodePartial8<F>(src, k - p);
+        }
       }
       Transpose8x8(r);
-      for (int t = 0; t < 8; ++t) _mm256_store_ps(dst + (kk + t) * kNr + 8 * g, r[t]);
-    }
-    for (; kk < kc; ++kk) {
-      for (int t = 0; t < 8; ++t) {
-        dst[kk * kNr + 8 * g + t] = t < valid ? F::DecodeWeight(w[(j0 + 8 * g + t) * k + kb + kk]) : 0.0f;
-      }
+      for (int l = 0; l < 8; ++l) _mm256_store_ps(dst + (l * steps + s) * kNr + 8 * g, r[l]);
     }
   }
 }
 
-// acc[r][h] += sum over kk of x[r][kk] * w[kk][8h .. 8h + 7]: two weight loads and kRows broadcasts feed
-// 2 * kRows independent FMAs per k (12 accumulators at kRows = 6 cover the FMA latency of two ports).
-// The accumulators are named locals: GCC keeps an array of them in memory and stores it back on every k,
-// which halves the kernel's speed. Rows beyond kRows compile away.
+// One residue pass of a kRows x 16 tile: acc[r][h] += x[r][s] * w[s][8h .. 8h + 7] for s < steps, two
+// weight loads and kRows broadcasts feeding 2 * kRows independent FMAs per step (12 accumulators at
+// kRows = 6 cover the FMA latency of two ports). The accumulators start from `state` (kRows x 16 floats,
+// 64-byte aligned), or from +0 on the first k-block, and go back to it. They are named locals: GCC keeps an
+// array of them in memory and stores it back on every step, which halves the kernel's speed. Rows beyond
+// kRows compile away.
 #define QRAG_TILE_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
 template <int kRows>
-void MicroKernelF32(const float* xp, const float* wp, int64_t kc, __m256 (&out)[kRows][2]) {
+void MicroKernelResidue(const float* xp, const float* wp, int64_t steps, float* state, bool first) {
   static_assert(kRows >= 1 && kRows <= kMr);
-#define QRAG_DECLARE(r) __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();
+#define QRAG_DECLARE(r)                                                \
+  __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps(); \
+  if constexpr (r < kRows) {                                           \
+    if (!first) {                                                      \
+      c##r##0 = _mm256_load_ps(state + r * kNr);                       \
+      c##r##1 = _mm256_load_ps(state + r * kNr + 8);                   \
+    }                                                                  \
+  }
   QRAG_TILE_ROWS(QRAG_DECLARE)
 #undef QRAG_DECLARE
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const __m256 b0 = _mm256_load_ps(wp + kk * kNr);
-    const __m256 b1 = _mm256_load_ps(wp + kk * kNr + 8);
-    const float* a = xp + kk * kRows;
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m256 b0 = _mm256_load_ps(wp + s * kNr);
+    const __m256 b1 = _mm256_load_ps(wp + s * kNr + 8);
+    const float* a = xp + s * kRows;
 #define QRAG_FMA(r)                               \
   if constexpr (r < kRows) {                      \
     const __m256 ar = _mm256_broadcast_ss(a + r); \
@@ -542,38 +639,34 @@ void MicroKernelF32(const float* xp, const float* wp, int64_t kc, __m256 (&out)[
     QRAG_TILE_ROWS(QRAG_FMA)
 #undef QRAG_FMA
   }
-#define QRAG_STORE(r)                         \
-  if constexpr (r < kRows) {                  \
-    out[r][0] = c##r##0, out[r][1] = c##r##1; \
+#define QRAG_STORE(r)                              \
+  if constexpr (r < kRows) {                       \
+    _mm256_store_ps(state + r * kNr, c##r##0);     \
+    _mm256_store_ps(state + r * kNr + 8, c##r##1); \
   }
   QRAG_TILE_ROWS(QRAG_STORE)
 #undef QRAG_STORE
 }
 
-// Adds a tile's partial sums of one k-block into y (the first block stores), applying the epilogue after
-// the last. Edge columns go through a scalar copy of the same operations.
-template <int kRows, class Epilogue>
-void StoreTile(const __m256 (&acc)[kRows][2], float* y, int64_t n, int64_t i0, int64_t j0, int64_t cols,
-               bool first, bool last, const Epilogue& epilogue) {
-  for (int r = 0; r < kRows; ++r) {
+// Reduces the eight residue tiles of an h-row tile (state[(l * h + r) * 16 + c]) by the canonical tree and
+// writes the outputs through the epilogue. Edge columns go through a scalar copy of the same operations.
+template <class F, class Epilogue>
+void StoreResidueTile(const float* state, int64_t h, float* y, int64_t n, int64_t i0, int64_t j0,
+                      int64_t cols, const Epilogue& epilogue) {
+  for (int64_t r = 0; r < h; ++r) {
     float* yr = y + (i0 + r) * n + j0;
-    for (int h = 0; h < 2; ++h) {
-      const int64_t valid = std::min<int64_t>(cols - 8 * h, 8);
+    for (int g = 0; g < kNr / 8; ++g) {
+      const int64_t valid = std::min<int64_t>(cols - 8 * g, 8);
       if (valid <= 0) break;
+      __m256 lanes[8];
+      for (int l = 0; l < 8; ++l) lanes[l] = _mm256_load_ps(state + (l * h + r) * kNr + 8 * g);
+      const __m256 sum = ScaleSum<F>(CanonicalReduce(lanes));
       if (valid == 8) {
-        __m256 v = acc[r][h];
-        if (!first) v = _mm256_add_ps(v, _mm256_loadu_ps(yr + 8 * h));
-        if (last) v = epilogue.Vector(v, i0 + r, j0 + 8 * h);
-        _mm256_storeu_ps(yr + 8 * h, v);
+        _mm256_storeu_ps(yr + 8 * g, epilogue.Vector(sum, i0 + r, j0 + 8 * g));
       } else {
-        float lanes[8];
-        _mm256_storeu_ps(lanes, acc[r][h]);
-        for (int64_t c = 0; c < valid; ++c) {
-          float v = lanes[c];
-          if (!first) v = v + yr[8 * h + c];
-          if (last) v = epilogue.Scalar(v, i0 + r, j0 + 8 * h + c);
-          yr[8 * h + c] = v;
-        }
+        float s[8];
+        _mm256_storeu_ps(s, sum);
+        for (int64_t c = 0; c < valid; ++c) yr[8 * g + c] = epilogue.Scalar(s[c], i0 + r, j0 + 8 * g + c);
       }
     }
   }
@@ -582,23 +675,44 @@ void StoreTile(const __m256 (&acc)[kRows][2], float* y, int64_t n, int64_t i0, i
 template <class F, class Epilogue>
 void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
-  const int64_t kc_max = std::min(k, kKcFloat);
-  float* xpack = ThreadScratch(kSlotX).Get<float>((m_end - m_begin) * kc_max);
-  float* wpack = ThreadScratch(kSlotW).Get<float>(kNr * kc_max);
-  for (int64_t kb = 0; kb < k; kb += kc_max) {
-    const int64_t kc = std::min(kc_max, k - kb);
-    const bool first = kb == 0, last = kb + kc == k;
-    PackActivations<F>(x, k, m_begin, m_end, kb, kc, xpack);
-    for (int64_t j0 = n_begin; j0 < n_end; j0 += kNr) {
-      const int64_t cols = std::min<int64_t>(kNr, n_end - j0);
-      PackWeightPanel<F>(w, k, j0, cols, kb, kc, wpack);
-      for (int64_t i0 = m_begin; i0 < m_end; i0 += kMr) {
-        DispatchRows<kMr>(std::min<int64_t>(kMr, m_end - i0), [&](auto rows) {
-          constexpr int kRows = decltype(rows)::value;
-          __m256 acc[kRows][2];
-          MicroKernelF32<kRows>(xpack + (i0 - m_begin) * kc, wpack, kc, acc);
-          StoreTile<kRows>(acc, y, n, i0, j0, cols, first, last, epilogue);
-        });
+  const int64_t kp = RoundUp(k, 8);
+  const int64_t chunk_max = std::min(kMcFloat, m_end - m_begin);
+  float* xpack = ThreadScratch(kSlotX).Get<float>(chunk_max * kp);
+  float* wpack = ThreadScratch(kSlotW).Get<float>(kNr * std::min(kp, kKcFloat));
+  const int64_t panel_state = chunk_max * kNr * 8;
+  float* state = ThreadScratch(kSlotC).Get<float>(kPanelsPerGroup * panel_state);
+  for (int64_t i_chunk = m_begin; i_chunk < m_end; i_chunk += kMcFloat) {
+    const int64_t rows = std::min(kMcFloat, m_end - i_chunk);
+    PackActivationsResidue<F>(x, k, kp, i_chunk, rows, xpack);
+    for (int64_t j_group = n_begin; j_group < n_end; j_group += kNr * kPanelsPerGroup) {
+      const int64_t group_end = std::min(n_end, j_group + kNr * kPanelsPerGroup);
+      for (int64_t kb = 0; kb < kp; kb += kKcFloat) {
+        const int64_t kc = std::min(kKcFloat, kp - kb);
+        const int64_t steps = kc / 8;
+        for (int64_t j0 = j_group; j0 < group_end; j0 += kNr) {
+          const int64_t cols = std::min<int64_t>(kNr, group_end - j0);
+          PackWeightPanelResidue<F>(w, k, j0, cols, kb, kc, wpack);
+          float* panel_st = state + (j0 - j_group) / kNr * panel_state;
+          for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += kMr) {
+            DispatchRows<kMr>(std::min<int64_t>(kMr, i_chunk + rows - i0), [&](auto tile_rows) {
+              constexpr int h = decltype(tile_rows)::value;
+              const float* xp = xpack + kb * rows + (i0 - i_chunk) * kc;
+              float* st = panel_st + (i0 - i_chunk) * kNr * 8;
+              for (int l = 0; l < 8; ++l) {
+                MicroKernelResidue<h>(xp + l * steps * h, wpack + l * steps * kNr, steps, st + l * h * kNr,
+                                      kb == 0);
+              }
+            });
+          }
+        }
+      }
+      for (int64_t j0 = j_group; j0 < group_end; j0 += kNr) {
+        const int64_t cols = std::min<int64_t>(kNr, group_end - j0);
+        const float* panel_st = state + (j0 - j_group) / kNr * panel_state;
+        for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += kMr) {
+          const int64_t h = std::min<int64_t>(kMr, i_chunk + rows - i0);
+          StoreResidueTile<F>(panel_st + (i0 - i_chunk) * kNr * 8, h, y, n, i0, j0, cols, epilogue);
+        }
       }
     }
   }
@@ -764,7 +878,7 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
 template <class F, class Epilogue>
 void FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
                int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
-  if (m_end - m_begin <= F::kDotMaxRows) {
+  if (m_end - m_begin <= F::kDotMaxRows || k == 0) {  // k = 0: the dot kernels write the empty sums
     DotGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   } else {
     BlockedGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
@@ -787,22 +901,13 @@ void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const
                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                  int64_t n_begin, int64_t n_end) {
   FloatGemm<Fp8Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, ScaledEpilogue{x_scale, w_scale, bias});
-  if (m_end - m_begin > Fp8Format::kDotMaxRows) return;  // the packed path decodes activations with NaNs
-  // The dot kernels decode activations with the half trick, which reads the NaN code as 480; a NaN
-  // activation makes its whole output row NaN in the reference, so do that here.
-  for (int64_t i = m_begin; i < m_end; ++i) {
-    bool has_nan = false;
-    for (int64_t p = 0; p < k; ++p) has_nan |= (x[i * k + p] & 0x7f) == 0x7f;
-    if (!has_nan) continue;
-    for (int64_t j = n_begin; j < n_end; ++j) y[i * n + j] = std::numeric_limits<float>::quiet_NaN();
-  }
 }
 
 void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
                   const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                   int64_t n_begin, int64_t n_end) {
   const ScaledEpilogue epilogue{x_scale, w_scale, bias};
-  if (m_end - m_begin <= kDotMaxRowsInt8) {
+  if (m_end - m_begin <= kDotMaxRowsInt8 || k == 0) {
     DotGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   } else {
     BlockedGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
