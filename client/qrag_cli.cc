@@ -27,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "server/common/cli.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -94,28 +95,19 @@ bench options (--timeout: each request's deadline, default 300 s):
   --json                   print the report as JSON
 )";
 
-[[noreturn]] void UsageError(const std::string& msg) {
-  std::fprintf(stderr, "qrag: %s\n(run qrag --help for usage)\n", msg.c_str());
-  std::exit(2);
+constexpr char kProgram[] = "qrag";
+
+[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
+
+template <typename T>
+T ParseNumber(const std::string& flag, const std::string& text) {
+  return cli::ParseNumber<T>(kProgram, flag, text);
 }
 
 int RpcError(const absl::Status& status) {
   std::fprintf(stderr, "qrag: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
                std::string(status.message()).c_str());
   return 1;
-}
-
-template <typename T>
-T ParseNumber(const std::string& flag, const std::string& text) {
-  T value{};
-  bool ok;
-  if constexpr (std::is_floating_point_v<T>) {
-    ok = absl::SimpleAtod(text, &value);
-  } else {
-    ok = absl::SimpleAtoi(text, &value);
-  }
-  if (!ok) UsageError(absl::StrCat(flag, ": '", text, "' is not a valid number"));
-  return value;
 }
 
 struct Args {

@@ -11,20 +11,10 @@
 
 #include <cstring>
 
+#include "server/quant/bits.h"
+
 namespace qrag::quant {
 namespace {
-
-uint32_t Bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-float FromBits(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-}
 
 // Rounds a non-negative v < 2^22 to the nearest integer, ties to even. v - trunc(v) is exact for such v,
 // so this does not depend on the current rounding mode.
@@ -46,8 +36,8 @@ uint8_t EncodeMagnitude(uint32_t abs_bits) {
     // 2^(bias - 1 + man) as an fp32 value; the product is exact (a power-of-two scaling of a number that
     // stays in the normal fp32 range or is a subnormal scaled up) and is < 2^man. A result of 2^man is
     // the smallest normal code, which the field layout gives for free.
-    const float to_steps = FromBits(static_cast<uint32_t>(127 + kBias - 1 + kManBits) << 23);
-    return static_cast<uint8_t>(RoundHalfEven(FromBits(abs_bits) * to_steps));
+    const float to_steps = FloatFromBits(static_cast<uint32_t>(127 + kBias - 1 + kManBits) << 23);
+    return static_cast<uint8_t>(RoundHalfEven(FloatFromBits(abs_bits) * to_steps));
   }
   // Normal: drop 23 - man mantissa bits with round-to-nearest-even (add half an ulp minus one plus the
   // lowest kept bit, then truncate); a carry out of the mantissa correctly bumps the exponent. Then rebias
@@ -60,11 +50,11 @@ uint8_t EncodeMagnitude(uint32_t abs_bits) {
 }  // namespace
 
 uint8_t FloatToE4M3(float x) {
-  const uint32_t u = Bits(x);
+  const uint32_t u = FloatBits(x);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   const uint32_t abs_bits = u & 0x7fffffffu;
   if (abs_bits > 0x7f800000u) return sign | 0x7f;     // NaN: S.1111.111 is E4M3's only NaN
-  if (abs_bits > Bits(kE4M3Max)) return sign | 0x7e;  // saturate, +-inf included
+  if (abs_bits > FloatBits(kE4M3Max)) return sign | 0x7e;  // saturate, +-inf included
   return sign | EncodeMagnitude<4, 3>(abs_bits);
 }
 
@@ -72,22 +62,22 @@ float E4M3ToFloat(uint8_t v) {
   const uint32_t sign = static_cast<uint32_t>(v & 0x80u) << 24;
   const uint32_t exp = (v >> 3) & 0xfu;
   const uint32_t man = v & 0x7u;
-  if (exp == 0xf && man == 0x7) return FromBits(sign | 0x7fc00000u);  // the only NaN encoding
+  if (exp == 0xf && man == 0x7) return FloatFromBits(sign | 0x7fc00000u);  // the only NaN encoding
   if (exp == 0) {
     // Subnormal: man * 2^-9, exact in fp32.
     const float f = static_cast<float>(man) * 0.001953125f;
     return sign != 0 ? -f : f;
   }
   // Normal: 2^(exp - 7) * (1 + man / 8); the fp32 exponent field is exp - 7 + 127.
-  return FromBits(sign | ((exp + 120u) << 23) | (man << 20));
+  return FloatFromBits(sign | ((exp + 120u) << 23) | (man << 20));
 }
 
 uint8_t FloatToE5M2(float x) {
-  const uint32_t u = Bits(x);
+  const uint32_t u = FloatBits(x);
   const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80u);
   const uint32_t abs_bits = u & 0x7fffffffu;
   if (abs_bits > 0x7f800000u) return sign | 0x7e;     // NaN (qrag's canonical quiet NaN, per fp8.h)
-  if (abs_bits > Bits(kE5M2Max)) return sign | 0x7b;  // saturate, +-inf included
+  if (abs_bits > FloatBits(kE5M2Max)) return sign | 0x7b;  // saturate, +-inf included
   return sign | EncodeMagnitude<5, 2>(abs_bits);
 }
 
@@ -95,14 +85,14 @@ float E5M2ToFloat(uint8_t v) {
   const uint32_t sign = static_cast<uint32_t>(v & 0x80u) << 24;
   const uint32_t exp = (v >> 2) & 0x1fu;
   const uint32_t man = v & 0x3u;
-  if (exp == 0x1f) return FromBits(sign | (man == 0 ? 0x7f800000u : 0x7fc00000u));  // inf / NaN
+  if (exp == 0x1f) return FloatFromBits(sign | (man == 0 ? 0x7f800000u : 0x7fc00000u));  // inf / NaN
   if (exp == 0) {
     // Subnormal: man * 2^-16, exact in fp32.
     const float f = static_cast<float>(man) * 1.52587890625e-05f;
     return sign != 0 ? -f : f;
   }
   // Normal: 2^(exp - 15) * (1 + man / 4); the fp32 exponent field is exp - 15 + 127.
-  return FromBits(sign | ((exp + 112u) << 23) | (man << 21));
+  return FloatFromBits(sign | ((exp + 112u) << 23) | (man << 21));
 }
 
 }  // namespace qrag::quant

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "server/common/cli.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -60,22 +61,13 @@ struct Args {
   bool reference = false;
 };
 
-[[noreturn]] void UsageError(const std::string& msg) {
-  std::fprintf(stderr, "qrag-run: %s\n(run qrag-run --help for usage)\n", msg.c_str());
-  std::exit(2);
-}
+constexpr char kProgram[] = "qrag-run";
+
+[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
 
 template <typename T>
 T ParseNumber(const std::string& flag, const std::string& text) {
-  T value{};
-  bool ok;
-  if constexpr (std::is_floating_point_v<T>) {
-    ok = absl::SimpleAtof(text, &value);
-  } else {
-    ok = absl::SimpleAtoi(text, &value);
-  }
-  if (!ok) UsageError(absl::StrCat(flag, ": '", text, "' is not a valid number"));
-  return value;
+  return cli::ParseNumber<T>(kProgram, flag, text);
 }
 
 Args ParseArgs(int argc, char** argv) {

@@ -28,6 +28,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "server/common/cli.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -89,22 +90,13 @@ struct Args {
   engine::EngineOptions engine;
 };
 
-[[noreturn]] void UsageError(const std::string& msg) {
-  std::fprintf(stderr, "qrag-server: %s\n(run qrag-server --help for usage)\n", msg.c_str());
-  std::exit(2);
-}
+constexpr char kProgram[] = "qrag-server";
+
+[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
 
 template <typename T>
 T ParseNumber(const std::string& flag, const std::string& text) {
-  T value{};
-  bool ok;
-  if constexpr (std::is_floating_point_v<T>) {
-    ok = absl::SimpleAtod(text, &value);
-  } else {
-    ok = absl::SimpleAtoi(text, &value);
-  }
-  if (!ok) UsageError(absl::StrCat(flag, ": '", text, "' is not a valid number"));
-  return value;
+  return cli::ParseNumber<T>(kProgram, flag, text);
 }
 
 Args ParseArgs(int argc, char** argv) {
