@@ -35,6 +35,18 @@ T ParseNumber(const char* program, const std::string& flag, const std::string& t
   return value;
 }
 
+// The value of the flag argv[*i] ("--flag=value" or "--flag value"; the latter advances *i), with `flag`
+// reduced to its name. A usage error when the value is missing.
+inline std::string FlagValue(const char* program, int argc, char** argv, int* i, std::string* flag) {
+  if (size_t eq = flag->find('='); flag->rfind("--", 0) == 0 && eq != std::string::npos) {
+    std::string value = flag->substr(eq + 1);
+    flag->resize(eq);
+    return value;
+  }
+  if (*i + 1 >= argc) UsageError(program, absl::StrCat(*flag, " needs a value"));
+  return argv[++*i];
+}
+
 }  // namespace qrag::cli
 
 #endif  // QRAG_SERVER_COMMON_CLI_H_

@@ -84,14 +84,7 @@ Args ParseArgs(int argc, char** argv) {
       a.reference = true;
       continue;
     }
-    std::string value;
-    if (size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) UsageError(absl::StrCat(flag, " needs a value"));
-      value = argv[++i];
-    }
+    const std::string value = cli::FlagValue(kProgram, argc, argv, &i, &flag);
     if (flag == "--model") a.model = value;
     else if (flag == "--tokenizer") a.tokenizer = value;
     else if (flag == "--quant") a.quant = value;
