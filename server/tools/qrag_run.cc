@@ -23,6 +23,7 @@
 #include "server/common/mapped_file.h"
 #include "server/common/status.h"
 #include "server/engine/generator.h"
+#include "server/engine/model_bundle.h"
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
@@ -109,31 +110,26 @@ Args ParseArgs(int argc, char** argv) {
 }
 
 absl::Status Run(const Args& args) {
-  QRAG_ASSIGN_OR_RETURN(backend::Precision precision, backend::ParsePrecision(args.quant));
+  engine::ModelBundleOptions mo;
+  mo.model_path = args.model;
+  mo.tokenizer_path = args.tokenizer;
+  QRAG_ASSIGN_OR_RETURN(mo.precision, backend::ParsePrecision(args.quant));
+  mo.cpu.reference = args.reference;
+  mo.cpu.num_threads = args.threads;
   std::string prompt = args.prompt;
   if (!args.prompt_file.empty()) {
     QRAG_ASSIGN_OR_RETURN(prompt, ReadFileToString(args.prompt_file));
   }
-  QRAG_ASSIGN_OR_RETURN(model::LoadedModel loaded, model::LoadCheckpoint(args.model));
-  std::string tokenizer_path = args.tokenizer;
-  if (tokenizer_path.empty()) {
-    QRAG_ASSIGN_OR_RETURN(tokenizer_path, model::FindTokenizerFor(args.model, loaded.config.vocab_size));
-  }
-  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tokenizer,
-                        model::LoadTokenizer(tokenizer_path, loaded.config.vocab_size));
-
-  backend::CpuBackendOptions bo;
-  bo.reference = args.reference;
-  bo.num_threads = args.threads;
-  backend::CpuBackend cpu(bo);
-  model::TransformerOptions to;
-  to.precision = precision;
-  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<model::Transformer> transformer,
-                        model::Transformer::Create(loaded, &cpu, to));
+  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<engine::ModelBundle> bundle, engine::LoadModelBundle(mo));
+  model::Transformer* transformer = bundle->transformer.get();
+  model::Tokenizer* tokenizer = bundle->tokenizer.get();
+  const std::string& tokenizer_path = bundle->tokenizer_path;
+  const backend::Precision precision = mo.precision;
+  const backend::CpuBackend& cpu = *bundle->backend;
   engine::GeneratorOptions go;
   go.context_length = args.context;
   QRAG_ASSIGN_OR_RETURN(std::unique_ptr<engine::Generator> generator,
-                        engine::Generator::Create(transformer.get(), tokenizer.get(), go));
+                        engine::Generator::Create(transformer, tokenizer, go));
 
   engine::GenerateRequest request;
   request.prompt = prompt;

@@ -46,6 +46,7 @@
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
+#include "server/engine/model_bundle.h"
 
 namespace qrag {
 namespace {
@@ -161,38 +162,26 @@ void Log(const std::string& line) {
 
 // Everything one served model needs, alive for as long as the server runs.
 struct LoadedServable {
-  model::LoadedModel checkpoint;  // the Transformer may reference its (mmapped) weights
-  std::unique_ptr<model::Tokenizer> tokenizer;
-  std::unique_ptr<backend::CpuBackend> backend;
-  std::unique_ptr<model::Transformer> transformer;
+  std::unique_ptr<engine::ModelBundle> bundle;
   std::unique_ptr<engine::TransformerRunner> runner;
   std::unique_ptr<engine::Engine> engine;
-  std::string tokenizer_path;
 };
 
 absl::Status Load(const Args& args, LoadedServable* out) {
-  QRAG_ASSIGN_OR_RETURN(backend::Precision precision, backend::ParsePrecision(args.quant));
-  QRAG_ASSIGN_OR_RETURN(out->checkpoint, model::LoadCheckpoint(args.model));
-  out->tokenizer_path = args.tokenizer;
-  if (out->tokenizer_path.empty()) {
-    QRAG_ASSIGN_OR_RETURN(out->tokenizer_path,
-                          model::FindTokenizerFor(args.model, out->checkpoint.config.vocab_size));
-  }
-  QRAG_ASSIGN_OR_RETURN(out->tokenizer,
-                        model::LoadTokenizer(out->tokenizer_path, out->checkpoint.config.vocab_size));
-  backend::CpuBackendOptions bo;
-  bo.num_threads = args.threads;
-  out->backend = std::make_unique<backend::CpuBackend>(bo);
-  model::TransformerOptions to;
-  to.precision = precision;
-  QRAG_ASSIGN_OR_RETURN(out->transformer, model::Transformer::Create(out->checkpoint, out->backend.get(), to));
-  out->runner = std::make_unique<engine::TransformerRunner>(out->transformer.get());
-  QRAG_ASSIGN_OR_RETURN(out->engine, engine::Engine::Create(out->runner.get(), out->tokenizer.get(), args.engine));
+  engine::ModelBundleOptions o;
+  o.model_path = args.model;
+  o.tokenizer_path = args.tokenizer;
+  QRAG_ASSIGN_OR_RETURN(o.precision, backend::ParsePrecision(args.quant));
+  o.cpu.num_threads = args.threads;
+  QRAG_ASSIGN_OR_RETURN(out->bundle, engine::LoadModelBundle(o));
+  out->runner = std::make_unique<engine::TransformerRunner>(out->bundle->transformer.get());
+  QRAG_ASSIGN_OR_RETURN(out->engine,
+                        engine::Engine::Create(out->runner.get(), out->bundle->tokenizer.get(), args.engine));
   return absl::OkStatus();
 }
 
 api::ServedModel Describe(const Args& args, const LoadedServable& s) {
-  const model::ModelConfig& c = s.checkpoint.config;
+  const model::ModelConfig& c = s.bundle->checkpoint.config;
   api::ServedModel m;
   m.name = args.model_name;
   m.engine = s.engine.get();
@@ -200,8 +189,8 @@ api::ServedModel Describe(const Args& args, const LoadedServable& s) {
   qrag::v1::ModelInfo& info = m.info;
   info.set_name(args.model_name);
   info.set_architecture(c.architecture);
-  info.set_precision(backend::PrecisionName(s.transformer->precision()));
-  info.set_tokenizer(std::string(s.tokenizer->kind()));
+  info.set_precision(backend::PrecisionName(s.bundle->transformer->precision()));
+  info.set_tokenizer(std::string(s.bundle->tokenizer->kind()));
   info.set_vocab_size(c.vocab_size);
   info.set_context_length(s.engine->context_length());
   info.set_max_seq_len(c.max_seq_len);
@@ -210,7 +199,7 @@ api::ServedModel Describe(const Args& args, const LoadedServable& s) {
   info.set_n_heads(c.n_heads);
   info.set_n_kv_heads(c.n_kv_heads);
   int64_t parameters = 0;
-  for (const auto& [name, tensor] : s.checkpoint.tensors) parameters += tensor.numel();
+  for (const auto& [name, tensor] : s.bundle->checkpoint.tensors) parameters += tensor.numel();
   info.set_parameters(parameters);
   info.set_max_logprobs(args.engine.max_logprobs);
   info.set_is_default(true);
@@ -302,8 +291,8 @@ int Main(int argc, char** argv) {
   }
   if (!shutdown.HasBeenNotified()) (*server)->SetServing(true);
   const engine::EngineStats stats = servable.engine->Stats();
-  Log(absl::StrCat("serving '", args.model_name, "' (", args.model, ", tokenizer ", servable.tokenizer_path, ", ",
-                   backend::PrecisionName(servable.transformer->precision()), ", context ",
+  Log(absl::StrCat("serving '", args.model_name, "' (", args.model, ", tokenizer ", servable.bundle->tokenizer_path, ", ",
+                   backend::PrecisionName(servable.bundle->transformer->precision()), ", context ",
                    servable.engine->context_length(), ", ", stats.kv_blocks_total, " KV blocks of ",
                    args.engine.block_size, ", max running ", args.engine.max_running, ", max waiting ",
                    args.engine.max_waiting, ") after ",
