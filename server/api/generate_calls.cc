@@ -59,6 +59,8 @@ void AddLogprobs(absl::Span<const engine::TokenLogprob> tokens,
 void FillUsage(const engine::Usage& usage, qrag::v1::Usage* out) {
   out->set_prompt_tokens(usage.prompt_tokens);
   out->set_completion_tokens(usage.completion_tokens);
+  out->set_energy_joules(usage.energy_joules);
+  out->set_tensor_ops(usage.tensor_ops);
 }
 
 void FillTimings(const engine::Timings& t, qrag::v1::Timings* out) {
