@@ -134,6 +134,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   void Start(const grpc::ByteBuffer& request) {
     absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
     if (!admission.ok()) {
+      state_->ReportRejected(admission.status());
       Finish(ToGrpcStatus(admission.status()));
       return;
     }
@@ -203,6 +204,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   void Start(const grpc::ByteBuffer& request) {
     absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
     if (!admission.ok()) {
+      state_->ReportRejected(admission.status());
       Finish(ToGrpcStatus(admission.status()));
       return;
     }

@@ -316,6 +316,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   if (!args.metrics_listen.empty()) Log(absl::StrCat("metrics on ", (*metrics_stack)->address()));
+  state.set_rejection_observer(&(*metrics_stack)->serving());
 
   const absl::Time load_start = absl::Now();
   LoadedServable servable;
