@@ -248,11 +248,31 @@ class LiveMetrics(unittest.TestCase):
             by_outcome = {r["metric"]["outcome"]: float(r["value"][1])
                           for r in prom.query('qrag_requests_total{job="qrag"}')}
             self.assertEqual(by_outcome, {"ok": 1.0, "invalid_argument": 2.0})
+            self.check_dashboard(prom, s, has_meter)
         finally:
             prom.stop()
 
         server.signal(signal.SIGTERM)
         self.assertEqual(server.wait_exit(60), 0)
+
+    def check_dashboard(self, prom, scraped, has_meter):
+        """Every query of deploy/grafana/qrag-dashboard.json parses and runs on the real Prometheus, and names
+        only series the server exports (the energy ones only when it has a meter)."""
+        with open(os.path.join(st.REPO, "deploy", "grafana", "qrag-dashboard.json")) as f:
+            dashboard = json.load(f)
+        exported = {n for (n, _) in scraped}
+        exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+        self.assertGreaterEqual(len(exprs), 14)
+        for expr in exprs:
+            promql = expr.replace("$__rate_interval", "1m").replace("$job", ".*").replace("$model", ".*")
+            prom.query(promql)  # asserts status "success"
+            for name in re.findall(r"\bqrag_[a-z_]+", expr):
+                energy = re.search(r"energy|power|per_watt|per_joule", name)
+                if has_meter or not energy:
+                    self.assertIn(name, exported, f"dashboard query names an unknown series: {expr}")
+        p = subprocess.run([ARGS.promtool_bin, "check", "config", os.path.join(st.REPO, "deploy", "prometheus.yml")],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
 
     def promtool(self, exposition):
         p = subprocess.run([ARGS.promtool_bin, "check", "metrics"], input=exposition.encode(), capture_output=True,
