@@ -295,9 +295,10 @@ void PrintSummary(const std::string& model, const std::string& finish_reason, co
                   const qrag::v1::Timings& t) {
   std::fprintf(stderr,
                "qrag: model=%s finish=%s prompt_tokens=%d completion_tokens=%d queue=%.3fs "
-               "time_to_first_token=%.3fs total=%.3fs\n",
+               "time_to_first_token=%.3fs total=%.3fs tensor_ops=%lld energy=%.6fJ\n",
                model.c_str(), finish_reason.c_str(), usage.prompt_tokens(), usage.completion_tokens(),
-               t.queue_seconds(), t.time_to_first_token_seconds(), t.total_seconds());
+               t.queue_seconds(), t.time_to_first_token_seconds(), t.total_seconds(),
+               static_cast<long long>(usage.tensor_ops()), usage.energy_joules());
 }
 
 int Generate(Client& client, const Args& a) {

@@ -24,6 +24,8 @@ packages=(
   python3 python3-numpy python3-grpcio python3-protobuf python3-yaml
   # certificates for the TLS tests (tests/integration/security_test.py)
   openssl
+  # Prometheus server and promtool for the metrics tests (tests/integration/metrics_test.py)
+  prometheus
 )
 
 missing=()

@@ -59,6 +59,8 @@ void AddLogprobs(absl::Span<const engine::TokenLogprob> tokens,
 void FillUsage(const engine::Usage& usage, qrag::v1::Usage* out) {
   out->set_prompt_tokens(usage.prompt_tokens);
   out->set_completion_tokens(usage.completion_tokens);
+  out->set_energy_joules(usage.energy_joules);
+  out->set_tensor_ops(usage.tensor_ops);
 }
 
 void FillTimings(const engine::Timings& t, qrag::v1::Timings* out) {
@@ -132,6 +134,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   void Start(const grpc::ByteBuffer& request) {
     absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
     if (!admission.ok()) {
+      state_->ReportRejected(admission.status());
       Finish(ToGrpcStatus(admission.status()));
       return;
     }
@@ -201,6 +204,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   void Start(const grpc::ByteBuffer& request) {
     absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
     if (!admission.ok()) {
+      state_->ReportRejected(admission.status());
       Finish(ToGrpcStatus(admission.status()));
       return;
     }

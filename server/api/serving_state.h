@@ -71,12 +71,20 @@ class ServingState {
   void CallEnded() { active_calls_.fetch_sub(1, std::memory_order_relaxed); }
   int active_calls() const { return active_calls_.load(std::memory_order_relaxed); }
 
+  // Where Generate calls refused before they reach an engine (not serving, malformed or invalid request,
+  // unknown model) are reported, for qrag_requests_total; null: nowhere. Not owned; may be set at any time.
+  void set_rejection_observer(engine::EngineObserver* observer) { rejection_observer_.store(observer); }
+  void ReportRejected(const absl::Status& status) const {
+    if (engine::EngineObserver* o = rejection_observer_.load(); o != nullptr) o->OnRequestRejected(status);
+  }
+
  private:
   const ValidationOptions validation_;
   mutable absl::Mutex mu_;
   ServingPhase phase_ ABSL_GUARDED_BY(mu_) = ServingPhase::kLoading;
   std::vector<std::unique_ptr<ServedModel>> models_ ABSL_GUARDED_BY(mu_);  // append-only
   std::atomic<int> active_calls_{0};
+  std::atomic<engine::EngineObserver*> rejection_observer_{nullptr};
 };
 
 }  // namespace qrag::api

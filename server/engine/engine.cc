@@ -16,10 +16,11 @@ namespace qrag::engine {
 
 class Engine::Impl {
  public:
-  Impl(ModelRunner* model, const model::Tokenizer* tokenizer, const EngineOptions& options)
+  Impl(ModelRunner* model, const model::Tokenizer* tokenizer, const EngineOptions& options, EngineHooks hooks)
       : model_(model),
         tokenizer_(tokenizer),
         options_(options),
+        hooks_(hooks),
         blocks_(options.num_kv_blocks),
         scheduler_({.block_size = options.block_size,
                     .max_batch_tokens = options.max_batch_tokens,
@@ -30,12 +31,17 @@ class Engine::Impl {
     std::sort(stop_ids_.begin(), stop_ids_.end());
     stop_ids_.erase(std::unique(stop_ids_.begin(), stop_ids_.end()), stop_ids_.end());
     stats_.kv_blocks_total = stats_.kv_blocks_free = blocks_.num_total();
+    if (hooks_.observer != nullptr) hooks_.observer->OnEngineStats(stats_);
     thread_ = std::thread([this] { Loop(); });
   }
 
   ~Impl() { Drain(absl::ZeroDuration()); }
 
-  absl::StatusOr<uint64_t> Submit(EngineRequest r, std::shared_ptr<RequestObserver> observer);
+  absl::StatusOr<uint64_t> Submit(EngineRequest r, std::shared_ptr<RequestObserver> observer) {
+    absl::StatusOr<uint64_t> id = Accept(std::move(r), std::move(observer));
+    if (!id.ok() && hooks_.observer != nullptr) hooks_.observer->OnRequestRejected(id.status());
+    return id;
+  }
   void Cancel(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     cancels_.push_back(id);
@@ -55,11 +61,14 @@ class Engine::Impl {
     int prompt_tokens = 0;
     std::unique_ptr<OutputProcessor> output;
     std::shared_ptr<RequestObserver> observer;
-    absl::Time arrival, deadline, first_scheduled, first_token;
+    absl::Time arrival, deadline, first_scheduled, first_token, last_token;
+    double energy_joules = 0;  // charged so far (engine_observer.h)
+    int64_t tensor_ops = 0;
     bool scheduled = false;
     bool has_token = false;
   };
 
+  absl::StatusOr<uint64_t> Accept(EngineRequest r, std::shared_ptr<RequestObserver> observer);
   void Loop();
   // Runs one scheduler iteration; false when there was nothing to run.
   bool Iterate();
@@ -70,6 +79,7 @@ class Engine::Impl {
   ModelRunner* model_;
   const model::Tokenizer* tokenizer_;
   const EngineOptions options_;
+  const EngineHooks hooks_;
   std::vector<int32_t> stop_ids_;
 
   // Shared with callers, under mu_.
@@ -96,7 +106,7 @@ class Engine::Impl {
   int64_t preemptions_ = 0;
 };
 
-absl::StatusOr<uint64_t> Engine::Impl::Submit(EngineRequest r, std::shared_ptr<RequestObserver> observer) {
+absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<RequestObserver> observer) {
   QRAG_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
   if (r.max_tokens <= 0) return absl::InvalidArgumentError(absl::StrCat("max_tokens must be > 0, got ", r.max_tokens));
   if (r.logprobs < 0 || r.logprobs > options_.max_logprobs) {
@@ -163,12 +173,13 @@ void Engine::Impl::Drain(absl::Duration grace) {
 
 void Engine::Impl::Finish(Request* r, const absl::Status& status, FinishReason reason) {
   const absl::Time now = absl::Now();
-  Usage usage{r->prompt_tokens, r->output->generated()};
+  Usage usage{r->prompt_tokens, r->output->generated(), r->energy_joules, r->tensor_ops};
   Timings t;
   t.queue_seconds = absl::ToDoubleSeconds((r->scheduled ? r->first_scheduled : now) - r->arrival);
   t.time_to_first_token_seconds = r->has_token ? absl::ToDoubleSeconds(r->first_token - r->arrival) : 0;
   t.total_seconds = absl::ToDoubleSeconds(now - r->arrival);
   r->observer->OnFinish(status, reason, usage, t);
+  if (hooks_.observer != nullptr) hooks_.observer->OnRequestFinished(status, usage, t);
   scheduler_.Remove(&r->seq);
   const bool was_queued = !r->scheduled;
   requests_.erase(r->id);
@@ -185,12 +196,17 @@ void Engine::Impl::FinishAll(const absl::Status& status) {
 }
 
 void Engine::Impl::PublishStats() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stats_.waiting = static_cast<int>(scheduler_.waiting().size() + inbox_.size());
-  stats_.running = static_cast<int>(scheduler_.running().size());
-  stats_.kv_blocks_free = blocks_.num_free();
-  stats_.iterations = iterations_;
-  stats_.preemptions = preemptions_;
+  EngineStats copy;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.waiting = static_cast<int>(scheduler_.waiting().size() + inbox_.size());
+    stats_.running = static_cast<int>(scheduler_.running().size());
+    stats_.kv_blocks_free = blocks_.num_free();
+    stats_.iterations = iterations_;
+    stats_.preemptions = preemptions_;
+    copy = stats_;
+  }
+  if (hooks_.observer != nullptr) hooks_.observer->OnEngineStats(copy);
 }
 
 void Engine::Impl::Loop() {
@@ -241,19 +257,27 @@ bool Engine::Impl::Iterate() {
   if (out.chunks.empty()) return false;
   ++iterations_;
   const absl::Time start = absl::Now();
+  const double joules_at_start = hooks_.energy != nullptr ? hooks_.energy->CumulativeJoules() : 0;
 
+  IterationFacts facts;
+  facts.start = start;
+  facts.batch_size = static_cast<int>(out.chunks.size());
   std::vector<int32_t> tokens, positions, token_seq, logits_rows;
   std::vector<backend::AttentionBatch::Sequence> sequences;
   std::vector<Request*> sampling;
+  std::vector<Request*> in_batch;  // one per chunk, in chunk (= sequence index) order
   tokens.reserve(out.num_tokens);
   for (const ScheduledChunk& c : out.chunks) {
     Request* r = requests_.at(c.seq->id).get();
+    in_batch.push_back(r);
     if (!r->scheduled) {
       r->scheduled = true;
       r->first_scheduled = start;
       std::lock_guard<std::mutex> lock(mu_);
       --queued_;
     }
+    const bool decode = c.length == 1 && c.samples && c.start >= r->prompt_tokens;
+    (decode ? facts.decode_tokens : facts.prefill_tokens) += c.length;
     const int seq_index = static_cast<int>(sequences.size());
     sequences.push_back({absl::MakeConstSpan(c.seq->block_table)});
     for (int i = 0; i < c.length; ++i) {
@@ -274,37 +298,70 @@ bool Engine::Impl::Iterate() {
   const int vocab = model_->vocab_size();
   logits_.resize(static_cast<size_t>(logits_rows.size()) * vocab);
   absl::Status s = model_->Forward(tokens, batch, logits_rows, logits_.data());
+
+  // Requests to report finished once the iteration's energy and ops are charged to them.
+  std::vector<std::pair<Request*, absl::Status>> finished;
+  std::vector<FinishReason> reasons;
+  std::vector<double> gaps;
   if (!s.ok()) {
     // Nothing in the batch can continue; the requests end with the model's error, the engine goes on.
-    std::vector<Request*> hit;
-    for (const ScheduledChunk& c : out.chunks) hit.push_back(requests_.at(c.seq->id).get());
-    for (Request* r : hit) Finish(r, absl::InternalError(absl::StrCat("model step failed: ", s.message())), FinishReason::kLength);
-    return true;
-  }
-  for (const ScheduledChunk& c : out.chunks) Scheduler::Advance(c);
-  const absl::Time done = absl::Now();
-  for (size_t j = 0; j < sampling.size(); ++j) {
-    Request* r = sampling[j];
-    absl::StatusOr<OutputProcessor::Step> step =
-        r->output->Next(absl::MakeSpan(logits_.data() + j * vocab, vocab));
-    if (!step.ok()) {
-      Finish(r, step.status(), FinishReason::kLength);
-      continue;
+    for (Request* r : in_batch) {
+      finished.emplace_back(r, absl::InternalError(absl::StrCat("model step failed: ", s.message())));
+      reasons.push_back(FinishReason::kLength);
     }
-    if (step->appended) {
-      r->seq.tokens.push_back(step->token);
-      if (!r->has_token) {
-        r->has_token = true;
-        r->first_token = done;
+  } else {
+    if (const model::ForwardStats* ops = model_->last_forward(); ops != nullptr) {
+      facts.ops_by_precision = ops->ops_by_precision;
+      for (size_t i = 0; i < in_batch.size() && i < ops->ops_per_sequence.size(); ++i) {
+        in_batch[i]->tensor_ops += ops->ops_per_sequence[i];
       }
     }
-    if (!step->text.empty() || step->appended) {
-      const bool with_logprob = step->appended && !step->logprob.top.empty();
-      r->observer->OnText(step->text, with_logprob ? absl::MakeConstSpan(&step->logprob, 1)
-                                                   : absl::Span<const TokenLogprob>());
+    for (const ScheduledChunk& c : out.chunks) Scheduler::Advance(c);
+    const absl::Time done = absl::Now();
+    for (size_t j = 0; j < sampling.size(); ++j) {
+      Request* r = sampling[j];
+      absl::StatusOr<OutputProcessor::Step> step =
+          r->output->Next(absl::MakeSpan(logits_.data() + j * vocab, vocab));
+      if (!step.ok()) {
+        finished.emplace_back(r, step.status());
+        reasons.push_back(FinishReason::kLength);
+        continue;
+      }
+      if (step->appended) {
+        r->seq.tokens.push_back(step->token);
+        ++facts.generated_tokens;
+        if (!r->has_token) {
+          r->has_token = true;
+          r->first_token = done;
+        } else {
+          gaps.push_back(absl::ToDoubleSeconds(done - r->last_token));
+        }
+        r->last_token = done;
+      }
+      if (!step->text.empty() || step->appended) {
+        const bool with_logprob = step->appended && !step->logprob.top.empty();
+        r->observer->OnText(step->text, with_logprob ? absl::MakeConstSpan(&step->logprob, 1)
+                                                     : absl::Span<const TokenLogprob>());
+      }
+      if (step->finished) {
+        finished.emplace_back(r, absl::OkStatus());
+        reasons.push_back(step->reason);
+      }
     }
-    if (step->finished) Finish(r, absl::OkStatus(), step->reason);
   }
+
+  // The iteration's metered energy, split across its requests by tokens processed; the shares sum to it.
+  facts.end = absl::Now();
+  if (hooks_.energy != nullptr) {
+    facts.joules = std::max(0.0, hooks_.energy->CumulativeJoules() - joules_at_start);
+    const double total_tokens = static_cast<double>(tokens.size());
+    for (size_t i = 0; i < in_batch.size(); ++i) {
+      in_batch[i]->energy_joules += facts.joules * out.chunks[i].length / total_tokens;
+    }
+  }
+  facts.inter_token_seconds = gaps;
+  if (hooks_.observer != nullptr) hooks_.observer->OnIteration(facts);
+  for (size_t i = 0; i < finished.size(); ++i) Finish(finished[i].first, finished[i].second, reasons[i]);
   return true;
 }
 
@@ -312,7 +369,7 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(ModelRunner* model, const model::Tokenizer* tokenizer,
-                                                       const EngineOptions& options) {
+                                                       const EngineOptions& options, EngineHooks hooks) {
   EngineOptions o = options;
   const int model_ctx = model->max_seq_len();
   if (o.context_length < 0) return absl::InvalidArgumentError("context_length must be >= 0");
@@ -340,7 +397,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(ModelRunner* model, const
                                                    " tokens but the model only ", model->vocab_size()));
   }
   QRAG_RETURN_IF_ERROR(model->AllocateCache(o.num_kv_blocks, o.block_size));
-  return std::unique_ptr<Engine>(new Engine(std::make_unique<Impl>(model, tokenizer, o)));
+  return std::unique_ptr<Engine>(new Engine(std::make_unique<Impl>(model, tokenizer, o, hooks)));
 }
 
 absl::StatusOr<uint64_t> Engine::Submit(EngineRequest request, std::shared_ptr<RequestObserver> observer) {

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "server/engine/engine_observer.h"
 #include "server/engine/model_runner.h"
 #include "server/engine/output_processor.h"
 #include "server/engine/sampler.h"
@@ -51,6 +52,11 @@ struct EngineRequest {
 struct Usage {
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  // Metered energy charged to this request: of each iteration it took part in, the share of its tokens
+  // (engine_observer.h). 0 without an EnergySource.
+  double energy_joules = 0;
+  // Exact tensor ops done for this request (model::ForwardStats::ops_per_sequence summed over its steps).
+  int64_t tensor_ops = 0;
 };
 
 struct Timings {
@@ -83,7 +89,7 @@ struct EngineStats {
 class Engine {
  public:
   static absl::StatusOr<std::unique_ptr<Engine>> Create(ModelRunner* model, const model::Tokenizer* tokenizer,
-                                                        const EngineOptions& options);
+                                                        const EngineOptions& options, EngineHooks hooks = {});
   ~Engine();  // Drain(0) if still running.
 
   // Validates and tokenizes. Errors: INVALID_ARGUMENT (empty prompt, invalid UTF-8, max_tokens <= 0 or past

@@ -27,6 +27,9 @@ class ModelRunner {
   // One step (see model::Transformer::Forward); logits for `logits_for` rows into logits_out (host).
   virtual absl::Status Forward(absl::Span<const int32_t> tokens, const backend::AttentionBatch& batch,
                                absl::Span<const int32_t> logits_for, float* logits_out) = 0;
+  // The exact tensor ops of the last successful Forward (model::ForwardStats, per sequence of its batch), or
+  // null when this runner does not count ops (test fakes).
+  virtual const model::ForwardStats* last_forward() const { return nullptr; }
 };
 
 // ModelRunner over a real Transformer (which it does not own).
@@ -39,6 +42,7 @@ class TransformerRunner final : public ModelRunner {
   absl::Status AllocateCache(int num_blocks, int block_size) override;
   absl::Status Forward(absl::Span<const int32_t> tokens, const backend::AttentionBatch& batch,
                        absl::Span<const int32_t> logits_for, float* logits_out) override;
+  const model::ForwardStats* last_forward() const override { return &transformer_->last_forward(); }
 
  private:
   model::Transformer* transformer_;

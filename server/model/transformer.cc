@@ -1,5 +1,6 @@
 #include "server/model/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -192,9 +193,31 @@ absl::Status Transformer::Forward(absl::Span<const int32_t> tokens, const backen
                                                                : backend::RopePairing::kRotateHalf;
   float* x = x_.as<float>();
   float* xb = xb_.as<float>();
-  auto gemm = [&](const float* in, int m, const Weight& w, float* out) {
-    backend::GemmStats s = b.Gemm(in, m, w, out);
+  // Exact ops of this step (forward_stats.h): GEMM rows of every token (all GEMMs but the classifier) and
+  // of the logits rows go to their sequences; attention in proportion to the keys each sequence attends to.
+  const int num_seqs = static_cast<int>(attention.sequences.size());
+  ForwardStats step;
+  step.Reset(num_seqs);
+  std::vector<int64_t> token_rows(num_seqs, 0), logits_rows(num_seqs, 0), attended(num_seqs, 0);
+  for (int i = 0; i < n; ++i) {
+    const int s = attention.token_seq[i];
+    if (s < 0 || s >= num_seqs) {
+      return absl::InvalidArgumentError(absl::StrCat("forward: token ", i, " names sequence ", s, " of ", num_seqs));
+    }
+    const int32_t pos = attention.positions[i];
+    const int32_t start = attention.sliding_window > 0 ? std::max(0, pos - attention.sliding_window + 1) : 0;
+    ++token_rows[s];
+    attended[s] += pos - start + 1;
+  }
+  for (int32_t r : logits_for) ++logits_rows[attention.token_seq[r]];
+  auto count_gemm = [&](const backend::GemmStats& s, int m, const std::vector<int64_t>& rows_per_seq) {
     ops_.by_precision[static_cast<int>(s.precision)] += s.ops;
+    step.ops_by_precision[static_cast<int>(s.precision)] += s.ops;
+    const int64_t per_row = s.ops / m;  // 2*N*K: every row of a GEMM does the same work
+    for (int q = 0; q < num_seqs; ++q) step.ops_per_sequence[q] += per_row * rows_per_seq[q];
+  };
+  auto gemm = [&](const float* in, int m, const Weight& w, float* out) {
+    count_gemm(b.Gemm(in, m, w, out), m, token_rows);
   };
 
   b.Embed(embedding_.as<float>(), c.dim, tokens, x);
@@ -206,8 +229,10 @@ absl::Status Transformer::Forward(absl::Span<const int32_t> tokens, const backen
     gemm(xb, n, L.wv, v_.as<float>());
     b.Rope(q_.as<float>(), k_.as<float>(), attention.positions, shape, inv_freq_.as<float>(), pairing);
     b.KvWrite(k_.as<float>(), v_.as<float>(), attention, shape, cache.layer(l));
-    ops_.by_precision[static_cast<int>(Precision::kF32)] +=
-        b.Attention(q_.as<float>(), cache.layer(l), attention, shape, att_.as<float>());
+    const int64_t attention_ops = b.Attention(q_.as<float>(), cache.layer(l), attention, shape, att_.as<float>());
+    ops_.by_precision[static_cast<int>(Precision::kF32)] += attention_ops;
+    step.ops_by_precision[static_cast<int>(Precision::kF32)] += attention_ops;
+    AddProportionalShares(attention_ops, attended, absl::MakeSpan(step.ops_per_sequence));
     gemm(att_.as<float>(), n, L.wo, xb);
     b.Add(x, xb, static_cast<int64_t>(n) * c.dim);
     b.RmsNorm(x, L.ffn_norm.as<float>(), n, c.dim, c.norm_eps, xb);
@@ -217,15 +242,21 @@ absl::Status Transformer::Forward(absl::Span<const int32_t> tokens, const backen
     gemm(gate_.as<float>(), n, L.down, xb);
     b.Add(x, xb, static_cast<int64_t>(n) * c.dim);
   }
-  if (logits_for.empty()) return b.Synchronize();
+  if (logits_for.empty()) {
+    QRAG_RETURN_IF_ERROR(b.Synchronize());
+    last_forward_ = std::move(step);
+    return absl::OkStatus();
+  }
   // Gather the rows that need logits (Embed is a row gather), then norm and classify only those.
   const int rows = static_cast<int>(logits_for.size());
   b.Embed(x, c.dim, logits_for, xb);
   b.RmsNorm(xb, final_norm_.as<float>(), rows, c.dim, c.norm_eps, xb);
-  gemm(xb, rows, classifier_, logits_.as<float>());
+  count_gemm(b.Gemm(xb, rows, classifier_, logits_.as<float>()), rows, logits_rows);
   QRAG_RETURN_IF_ERROR(b.CopyToHost(logits_.as<float>(), static_cast<size_t>(rows) * c.vocab_size * sizeof(float),
                                     logits_out));
-  return b.Synchronize();
+  QRAG_RETURN_IF_ERROR(b.Synchronize());
+  last_forward_ = std::move(step);
+  return absl::OkStatus();
 }
 
 }  // namespace qrag::model

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "server/backend/backend.h"
+#include "server/model/forward_stats.h"
 #include "server/model/host_tensor.h"
 #include "server/model/kv_cache.h"
 #include "server/model/model_config.h"
@@ -52,6 +53,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   backend::Precision precision() const { return options_.precision; }
   const OpCounts& ops() const { return ops_; }
+  // The exact ops of the last successful Forward, in total and per sequence of its batch.
+  const ForwardStats& last_forward() const { return last_forward_; }
   // Bytes of weights one decode step reads (every linear layer and the final norm; the embedding row
   // gather excluded), in the stored precision, scales included.
   int64_t weight_bytes_per_token() const { return weight_bytes_per_token_; }
@@ -72,6 +75,7 @@ class Transformer {
   std::vector<std::unique_ptr<Layer>> layers_;
   int64_t weight_bytes_per_token_ = 0;
   OpCounts ops_;
+  ForwardStats last_forward_;
 
   // Activations for up to scratch_tokens_ tokens.
   int scratch_tokens_ = 0;

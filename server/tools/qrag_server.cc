@@ -49,6 +49,7 @@
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
 #include "server/engine/model_bundle.h"
+#include "server/metrics/metrics_stack.h"
 
 namespace qrag {
 namespace {
@@ -79,6 +80,12 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
   --tls-client-ca FILE      mutual TLS: require client certificates signed by a CA in this PEM file
   --auth-tokens FILE        require 'authorization: Bearer <token>' on qrag.v1 calls; FILE holds one token per
                             line (blank lines and '#' comments ignored); health and reflection stay open
+  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off; port 0 = any
+                            free port, printed as "metrics on HOST:PORT")
+  --energy-meter M          auto | nvml | rapl | none (default auto: NVML if libnvidia-ml.so.1 loads, else RAPL
+                            if /sys/class/powercap is readable, else none; the log says which and why)
+  --nvml-device N           GPU index the NVML meter reads (default 0)
+  --energy-sample-ms N      energy meter sampling period in milliseconds (default 100)
   --drain-seconds S         on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 20)
   --config FILE             read flags from a YAML file of `flag-name: value` lines (${ENV_VAR} and
                             ${ENV_VAR:-default} are expanded; a list repeats a flag); flags given on the
@@ -91,6 +98,9 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
 struct Args {
   std::string model, model_name, tokenizer, quant = "fp32", listen = "127.0.0.1:50051";
   std::string tls_cert, tls_key, tls_client_ca, auth_tokens;
+  std::string metrics_listen, energy_meter = "auto";
+  int nvml_device = 0;
+  int energy_sample_ms = 100;
   int threads = 0;
   int max_prompt_bytes = 1 << 20;
   int max_message_bytes = 4 << 20;
@@ -140,6 +150,10 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--tls-key") a.tls_key = value;
     else if (flag == "--tls-client-ca") a.tls_client_ca = value;
     else if (flag == "--auth-tokens") a.auth_tokens = value;
+    else if (flag == "--metrics-listen") a.metrics_listen = value;
+    else if (flag == "--energy-meter") a.energy_meter = value;
+    else if (flag == "--nvml-device") a.nvml_device = ParseNumber<int>(flag, value);
+    else if (flag == "--energy-sample-ms") a.energy_sample_ms = ParseNumber<int>(flag, value);
     else if (flag == "--drain-seconds") a.drain_seconds = ParseNumber<double>(flag, value);
     else UsageError(absl::StrCat("unknown option ", flag));
   }
@@ -152,6 +166,9 @@ Args ParseArgs(int argc, char** argv) {
   if (a.max_prompt_bytes <= 0) UsageError("--max-prompt-bytes must be > 0");
   if (a.max_message_bytes <= 0) UsageError("--max-message-bytes must be > 0");
   if (!(a.drain_seconds >= 0)) UsageError("--drain-seconds must be >= 0");
+  if (!metrics::ParseEnergyMeterKind(a.energy_meter).ok()) UsageError("--energy-meter must be auto, nvml, rapl or none");
+  if (a.nvml_device < 0) UsageError("--nvml-device must be >= 0");
+  if (a.energy_sample_ms <= 0) UsageError("--energy-sample-ms must be > 0");
   if (a.engine.max_running <= 0 || a.engine.max_waiting <= 0 || a.engine.max_batch_tokens <= 0 ||
       a.engine.block_size <= 0 || a.engine.context_length < 0 || a.engine.num_kv_blocks < 0 ||
       a.engine.max_logprobs < 0) {
@@ -179,7 +196,7 @@ struct LoadedServable {
   std::unique_ptr<engine::Engine> engine;
 };
 
-absl::Status Load(const Args& args, LoadedServable* out) {
+absl::Status Load(const Args& args, engine::EngineHooks hooks, LoadedServable* out) {
   engine::ModelBundleOptions o;
   o.model_path = args.model;
   o.tokenizer_path = args.tokenizer;
@@ -188,8 +205,22 @@ absl::Status Load(const Args& args, LoadedServable* out) {
   QRAG_ASSIGN_OR_RETURN(out->bundle, engine::LoadModelBundle(o));
   out->runner = std::make_unique<engine::TransformerRunner>(out->bundle->transformer.get());
   QRAG_ASSIGN_OR_RETURN(out->engine,
-                        engine::Engine::Create(out->runner.get(), out->bundle->tokenizer.get(), args.engine));
+                        engine::Engine::Create(out->runner.get(), out->bundle->tokenizer.get(), args.engine, hooks));
   return absl::OkStatus();
+}
+
+// The registry, observer, energy meter and /metrics endpoint (server/metrics/metrics_stack.h).
+absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& args) {
+  metrics::MetricsStackOptions o;
+  o.model = args.model_name;
+  QRAG_ASSIGN_OR_RETURN(backend::Precision precision, backend::ParsePrecision(args.quant));
+  o.precision = backend::PrecisionName(precision);
+  o.listen_address = args.metrics_listen;
+  QRAG_ASSIGN_OR_RETURN(o.energy.kind, metrics::ParseEnergyMeterKind(args.energy_meter));
+  o.energy.nvml_device_index = args.nvml_device;
+  o.sample_interval = absl::Milliseconds(args.energy_sample_ms);
+  o.log = Log;
+  return metrics::MetricsStack::Start(o);
 }
 
 api::ServedModel Describe(const Args& args, const LoadedServable& s) {
@@ -303,9 +334,18 @@ int Main(int argc, char** argv) {
                        ? absl::StrCat(server_options.authenticator->size(), " bearer token(s)")
                        : "no authentication"));
 
+  absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> metrics_stack = StartMetrics(args);
+  if (!metrics_stack.ok()) {
+    Log(absl::StrCat("error: ", metrics_stack.status().message()));
+    (*server)->Shutdown(absl::ZeroDuration());
+    return 1;
+  }
+  if (!args.metrics_listen.empty()) Log(absl::StrCat("metrics on ", (*metrics_stack)->address()));
+  state.set_rejection_observer(&(*metrics_stack)->serving());
+
   const absl::Time load_start = absl::Now();
   LoadedServable servable;
-  if (absl::Status s = Load(args, &servable); !s.ok()) {
+  if (absl::Status s = Load(args, (*metrics_stack)->hooks(), &servable); !s.ok()) {
     Log(absl::StrCat("error: cannot load ", args.model, ": ", s.ToString()));
     (*server)->Shutdown(absl::ZeroDuration());
     return 1;

@@ -72,6 +72,14 @@ class FakeRunner : public ModelRunner {
         if (b < 0 || b >= num_blocks_) return absl::InternalError("block out of range");
       }
     }
+    if (count_ops) {
+      // Made-up but exact per-sequence work: 1000 fp8 ops per token, 10 fp32 ops per logits row.
+      last_.Reset(static_cast<int>(batch.sequences.size()));
+      for (int32_t s : batch.token_seq) last_.ops_per_sequence[s] += 1000;
+      for (int32_t r : logits_for) last_.ops_per_sequence[batch.token_seq[r]] += 10;
+      last_.ops_by_precision[static_cast<int>(backend::Precision::kFP8)] = 1000 * static_cast<int64_t>(tokens.size());
+      last_.ops_by_precision[static_cast<int>(backend::Precision::kF32)] = 10 * static_cast<int64_t>(logits_for.size());
+    }
     for (size_t j = 0; j < logits_for.size(); ++j) {
       float* row = logits_out + j * kVocab;
       std::fill(row, row + kVocab, 0.0f);
@@ -81,8 +89,11 @@ class FakeRunner : public ModelRunner {
     }
     return absl::OkStatus();
   }
+  const model::ForwardStats* last_forward() const override { return count_ops ? &last_ : nullptr; }
 
   std::mutex mu;
+  bool count_ops = false;
+  model::ForwardStats last_;
   int delay_ms = 0;
   bool fail_next = false;
   int max_batch_tokens_seen = 0;
@@ -137,8 +148,8 @@ class EngineTest : public ::testing::Test {
     ASSERT_TRUE(tok.ok()) << tok.status();
     tokenizer_ = std::move(*tok);
   }
-  std::unique_ptr<Engine> Make(EngineOptions o) {
-    auto e = Engine::Create(&runner_, tokenizer_.get(), o);
+  std::unique_ptr<Engine> Make(EngineOptions o, EngineHooks hooks = {}) {
+    auto e = Engine::Create(&runner_, tokenizer_.get(), o, hooks);
     EXPECT_TRUE(e.ok()) << e.status();
     return e.ok() ? std::move(*e) : nullptr;
   }
@@ -384,6 +395,124 @@ TEST_F(EngineTest, BadOptionsAreRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("max_batch_tokens")));
   EXPECT_THAT(Engine::Create(&runner_, tokenizer_.get(), {.num_kv_blocks = 3}).status(),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot hold one sequence")));
+}
+
+// An energy meter whose reading grows by a different amount at every call, remembering what it returned.
+class FakeEnergy : public EnergySource {
+ public:
+  double CumulativeJoules() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    value_ += 0.5 + 0.25 * static_cast<double>(values_.size() % 7);
+    values_.push_back(value_);
+    return value_;
+  }
+  // The engine reads at the start and at the end of every iteration: the energy of those intervals.
+  double Metered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(values_.size() % 2, 0u);
+    double total = 0;
+    for (size_t i = 0; i + 1 < values_.size(); i += 2) total += values_[i + 1] - values_[i];
+    return total;
+  }
+
+ private:
+  std::mutex mu_;
+  double value_ = 100;
+  std::vector<double> values_;
+};
+
+class FactsRecorder : public EngineObserver {
+ public:
+  void OnIteration(const IterationFacts& f) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++iterations;
+    joules += f.joules;
+    for (int64_t v : f.ops_by_precision) ops += v;
+    generated += f.generated_tokens;
+    tokens += f.prefill_tokens + f.decode_tokens;
+  }
+  void OnRequestFinished(const absl::Status& status, const Usage& usage, const Timings& timings) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++finished;
+  }
+  void OnRequestRejected(const absl::Status& status) override {
+    std::lock_guard<std::mutex> lock(mu);
+    rejected.push_back(status.code());
+  }
+  void OnEngineStats(const EngineStats& stats) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++stats_calls;
+  }
+
+  std::mutex mu;
+  int iterations = 0, finished = 0, stats_calls = 0;
+  double joules = 0;
+  int64_t ops = 0, generated = 0, tokens = 0;
+  std::vector<absl::StatusCode> rejected;
+};
+
+TEST_F(EngineTest, FakeMeter_EightConcurrentChunkedRequests_AttributionSumsToMeteredEnergy_OpsExact) {
+  runner_.count_ops = true;
+  FakeEnergy energy;
+  FactsRecorder facts;
+  EngineOptions o;
+  o.max_batch_tokens = 8;  // prompts are chunked, batches mix prefill and decode
+  o.max_running = 4;       // the other requests wait
+  auto e = Make(o, {.observer = &facts, .energy = &energy});
+  std::vector<std::shared_ptr<Collector>> collectors;
+  for (int i = 0; i < 8; ++i) {
+    collectors.push_back(std::make_shared<Collector>());
+    ASSERT_TRUE(e->Submit(Greedy(absl::StrCat("the cat sat on the mat", std::string(i * 3, 'a')), 3 + 2 * i),
+                          collectors.back())
+                    .ok());
+  }
+  for (auto& c : collectors) c->Wait();
+  e->Drain(absl::Seconds(10));  // no reading after this point
+
+  double attributed = 0;
+  int64_t request_ops = 0;
+  for (auto& c : collectors) {
+    ASSERT_TRUE(c->status_.ok()) << c->status_;
+    ASSERT_EQ(c->reason_, FinishReason::kLength);
+    EXPECT_GT(c->usage_.energy_joules, 0);
+    attributed += c->usage_.energy_joules;
+    // Forward tokens: the prompt, then every generated token but the last; one logits row per generated token.
+    const int64_t forwarded = c->usage_.prompt_tokens + c->usage_.completion_tokens - 1;
+    EXPECT_EQ(c->usage_.tensor_ops, 1000 * forwarded + 10 * c->usage_.completion_tokens);
+    request_ops += c->usage_.tensor_ops;
+  }
+  const double metered = energy.Metered();
+  ASSERT_GT(metered, 0);
+  EXPECT_NEAR(attributed, metered, 0.01 * metered);
+  std::lock_guard<std::mutex> lock(facts.mu);
+  EXPECT_NEAR(facts.joules, metered, 1e-9 * metered);
+  EXPECT_EQ(facts.ops, request_ops);
+  EXPECT_EQ(facts.finished, 8);
+  EXPECT_GT(facts.iterations, 8);
+  EXPECT_GT(facts.stats_calls, 0);
+  EXPECT_EQ(e->Stats().preemptions, 0);  // (a recompute would add ops the formula above does not count)
+}
+
+TEST_F(EngineTest, Observer_RejectedSubmitsReported) {
+  FactsRecorder facts;
+  auto e = Make({}, {.observer = &facts});
+  auto c = std::make_shared<Collector>();
+  EXPECT_FALSE(e->Submit(Greedy("the cat", 0), c).ok());
+  EXPECT_FALSE(e->Submit(Greedy("", 3), c).ok());
+  std::lock_guard<std::mutex> lock(facts.mu);
+  EXPECT_EQ(facts.rejected, (std::vector<absl::StatusCode>{absl::StatusCode::kInvalidArgument,
+                                                           absl::StatusCode::kInvalidArgument}));
+}
+
+TEST_F(EngineTest, NoHooks_UsageEnergyZero_OpsFromRunner) {
+  runner_.count_ops = true;
+  auto e = Make({});
+  auto c = std::make_shared<Collector>();
+  ASSERT_TRUE(e->Submit(Greedy("the cat", 4), c).ok());
+  c->Wait();
+  ASSERT_TRUE(c->status_.ok());
+  EXPECT_EQ(c->usage_.energy_joules, 0);
+  EXPECT_EQ(c->usage_.tensor_ops, 1000 * (c->usage_.prompt_tokens + 3) + 10 * 4);
 }
 
 }  // namespace

@@ -1,0 +1,25 @@
+// The hook the RAG stage (server/rag/) reports its timings through: ServingMetrics implements it and turns
+// the calls into qrag_rag_embed_seconds and qrag_rag_search_seconds. No Prometheus types here, so rag/ can
+// depend on it from qrag_core.
+//
+// Usage (in the retriever, per request): time the query embedding and the index search, then
+//   observer->OnEmbed(absl::ToDoubleSeconds(embed_time));
+//   observer->OnSearch(absl::ToDoubleSeconds(search_time));
+// Thread-safe, never blocks (atomic updates): call it from any thread; a null observer means no metrics.
+#ifndef QRAG_SERVER_METRICS_RAG_OBSERVER_H_
+#define QRAG_SERVER_METRICS_RAG_OBSERVER_H_
+
+namespace qrag::metrics {
+
+class RagObserver {
+ public:
+  virtual ~RagObserver() = default;
+  // One embedding of a request's query (the encoder forward, tokenization included), in seconds.
+  virtual void OnEmbed(double seconds) = 0;
+  // One vector-index search (top-k over a collection), in seconds.
+  virtual void OnSearch(double seconds) = 0;
+};
+
+}  // namespace qrag::metrics
+
+#endif  // QRAG_SERVER_METRICS_RAG_OBSERVER_H_
