@@ -34,7 +34,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = None
 GRPC_PORT = 50051
-METRICS_PORT = 9464
+METRICS_PORT = 9400
 
 
 def read(rel):
@@ -365,8 +365,19 @@ class LiveScrapeTest(unittest.TestCase):
     def test_dashboard_uses_the_provisioned_datasource(self):
         dash, _, _ = dashboard_metric_names()
         ds = yaml.safe_load(read("deploy/grafana/provisioning/datasources/prometheus.yaml"))["datasources"][0]
-        text = json.dumps(dash)
-        self.assertIn(ds["uid"], text)
+        self.assertEqual(ds["type"], "prometheus")
+        # Panels name the provisioned datasource by uid, or through a datasource variable of its type.
+        variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+        uids = set(re.findall(r'"uid": "([^"]+)"', json.dumps([p.get("datasource") for p in dash["panels"]])))
+        self.assertTrue(uids)
+        for uid in uids:
+            m = re.fullmatch(r"\$\{?(\w+)\}?", uid)
+            if m:
+                v = variables.get(m.group(1))
+                self.assertIsNotNone(v, f"panel datasource {uid} names no dashboard variable")
+                self.assertEqual((v["type"], v["query"]), ("datasource", "prometheus"))
+            else:
+                self.assertEqual(uid, ds["uid"])
 
     def test_hpa_metric_is_exported(self):
         h = k8s_documents()["HorizontalPodAutoscaler"]
