@@ -1,0 +1,28 @@
+#include "kernels/embed.cuh"
+
+namespace qrag::kernels {
+namespace {
+
+__global__ void EmbedKernel(const float* __restrict__ table, int dim, const int32_t* __restrict__ tokens,
+                            float* __restrict__ out) {
+  const float* src = table + static_cast<int64_t>(tokens[blockIdx.x]) * dim;
+  float* dst = out + static_cast<int64_t>(blockIdx.x) * dim;
+  if (dim % 4 == 0) {  // rows stay 16-byte aligned
+    for (int c = threadIdx.x; c < dim / 4; c += blockDim.x) {
+      reinterpret_cast<float4*>(dst)[c] = reinterpret_cast<const float4*>(src)[c];
+    }
+  } else {
+    for (int c = threadIdx.x; c < dim; c += blockDim.x) dst[c] = src[c];
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchEmbed(const float* table, int dim, const int32_t* tokens, int64_t n_tokens, float* out,
+                        cudaStream_t stream) {
+  if (n_tokens == 0) return cudaSuccess;
+  EmbedKernel<<<n_tokens, 128, 0, stream>>>(table, dim, tokens, out);
+  return cudaGetLastError();
+}
+
+}  // namespace qrag::kernels
