@@ -52,7 +52,8 @@ Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama
   --stop STR               stop before STR (repeatable)
   --context N              context length to allocate (default: min(model's, 4096))
   --threads N              CPU threads (default: all)
-  --reference              use the plain-loop reference kernels (slow; for checking)
+  --reference              use the CPU backend's plain-loop reference kernels (slow; for checking; implies
+                           --device cpu)
   --help                   this text
 )";
 
@@ -114,6 +115,10 @@ Args ParseArgs(int argc, char** argv) {
   if (a.model.empty()) UsageError("--model PATH is required");
   if (!a.prompt.empty() && !a.prompt_file.empty()) UsageError("give --prompt or --prompt-file, not both");
   if (a.threads < 0) UsageError("--threads must be >= 0");
+  if (a.reference) {
+    if (a.device == backend::Device::kCuda) UsageError("--reference runs the CPU reference kernels: use --device cpu");
+    a.device = backend::Device::kCpu;
+  }
   return a;
 }
 
