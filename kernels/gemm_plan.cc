@@ -124,10 +124,8 @@ GemmPlan::~GemmPlan() {
   if (op_ != nullptr) cublasLtMatmulDescDestroy(op_);
 }
 
-absl::StatusOr<std::unique_ptr<GemmPlan>> PlanGemm(cublasLtHandle_t handle, const GemmDesc& desc,
-                                                   int max_candidates, size_t max_workspace_bytes) {
+absl::StatusOr<std::unique_ptr<GemmPlan>> CreateGemmDescriptors(const GemmDesc& desc) {
   QRAG_RETURN_IF_ERROR(ValidateGemmDesc(desc));
-  if (max_candidates < 1) return absl::InvalidArgumentError("PlanGemm: max_candidates must be >= 1");
   std::unique_ptr<GemmPlan> plan(new GemmPlan());
   plan->desc_ = desc;
   const bool integer = desc.input == GemmInput::kInt8;
@@ -149,7 +147,13 @@ absl::StatusOr<std::unique_ptr<GemmPlan>> PlanGemm(cublasLtHandle_t handle, cons
   QRAG_CUDA_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->a_, in, desc.k, desc.n, desc.k));
   QRAG_CUDA_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->b_, in, desc.k, desc.m, desc.k));
   QRAG_CUDA_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&plan->d_, out, desc.n, desc.m, desc.n));
+  return plan;
+}
 
+absl::StatusOr<std::unique_ptr<GemmPlan>> PlanGemm(cublasLtHandle_t handle, const GemmDesc& desc,
+                                                   int max_candidates, size_t max_workspace_bytes) {
+  if (max_candidates < 1) return absl::InvalidArgumentError("PlanGemm: max_candidates must be >= 1");
+  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<GemmPlan> plan, CreateGemmDescriptors(desc));
   cublasLtMatmulPreference_t pref = nullptr;
   QRAG_CUDA_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = max_workspace_bytes;
@@ -261,14 +265,10 @@ absl::StatusOr<std::unique_ptr<GemmPlan>> AutotuneGemm(cublasLtHandle_t handle, 
   if (best < 0) {
     return absl::InternalError(absl::StrCat("gemm ", GemmDescString(plan.desc_), ": no candidate algorithm ran"));
   }
-  // Re-plan (fresh descriptors: plans own theirs) and carry the timings over.
-  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<GemmPlan> tuned,
-                        PlanGemm(handle, plan.desc_, static_cast<int>(plan.candidates_.size()),
-                                 std::max(args.workspace_bytes, plan.candidates_[best].workspace_bytes)));
-  if (tuned->candidates_.size() != plan.candidates_.size()) {
-    // The heuristic answered differently for the same desc: keep the measured list as it was.
-    tuned->candidates_ = plan.candidates_;
-  }
+  // A new plan with its own descriptors and the same candidates (an algorithm is valid for any plan of the
+  // same desc), the timings recorded and the fastest chosen.
+  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<GemmPlan> tuned, CreateGemmDescriptors(plan.desc_));
+  tuned->candidates_ = plan.candidates_;
   for (size_t i = 0; i < medians.size(); ++i) tuned->candidates_[i].measured_ms = medians[i];
   tuned->chosen_ = best;
   return tuned;

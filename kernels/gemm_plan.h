@@ -109,6 +109,7 @@ class GemmPlan {
   size_t workspace_bytes() const { return candidates_[chosen_].workspace_bytes; }
 
  private:
+  friend absl::StatusOr<std::unique_ptr<GemmPlan>> CreateGemmDescriptors(const GemmDesc&);
   friend absl::StatusOr<std::unique_ptr<GemmPlan>> PlanGemm(cublasLtHandle_t, const GemmDesc&, int,
                                                             size_t);
   friend absl::StatusOr<std::unique_ptr<GemmPlan>> AutotuneGemm(cublasLtHandle_t, const GemmPlan&,
@@ -124,6 +125,9 @@ class GemmPlan {
   std::vector<GemmAlgoCandidate> candidates_;
   int chosen_ = 0;
 };
+
+// Validates `desc` and builds its cuBLASLt descriptors, with no candidate yet (PlanGemm's first step).
+absl::StatusOr<std::unique_ptr<GemmPlan>> CreateGemmDescriptors(const GemmDesc& desc);
 
 // Validates `desc`, builds its descriptors and asks cuBLASLt's heuristic for up to `max_candidates`
 // algorithms that need at most `max_workspace_bytes`. UNIMPLEMENTED when the heuristic offers none (an

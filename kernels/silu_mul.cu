@@ -10,10 +10,10 @@ __device__ __forceinline__ float SiluMulValue(float g, float u) {
   return __fmul_rn(__fmul_rn(g, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-g)))), u);
 }
 
-__global__ void SiluMulKernel(const float* gate, const float* up, int64_t n, float* out) {
+__global__ void SiluMulKernel(const float* gate, const float* up, int64_t n, float* out, bool vector) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t n4 = n / 4;
-  // 16-byte accesses for the bulk (buffers from cudaMalloc are 256-byte aligned), scalar tail.
+  const int64_t n4 = vector ? n / 4 : 0;
+  // 16-byte accesses for the bulk when all three pointers are 16-byte aligned, scalar tail.
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4; i += stride) {
     const float4 g = reinterpret_cast<const float4*>(gate)[i];
     const float4 u = reinterpret_cast<const float4*>(up)[i];
@@ -45,7 +45,9 @@ int GridFor(int64_t n, int threads) {
 
 cudaError_t LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  SiluMulKernel<<<GridFor(n, 256), 256, 0, stream>>>(gate, up, n, out);
+  const bool vector = (reinterpret_cast<uintptr_t>(gate) | reinterpret_cast<uintptr_t>(up) |
+                       reinterpret_cast<uintptr_t>(out)) % 16 == 0;
+  SiluMulKernel<<<GridFor(n, 256), 256, 0, stream>>>(gate, up, n, out, vector);
   return cudaGetLastError();
 }
 
