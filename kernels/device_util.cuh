@@ -19,39 +19,36 @@ namespace qrag::kernels {
 
 constexpr int kRowThreads = 256;  // block size of the one-block-per-row kernels
 
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+struct MaxOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float kIdentity = -INFINITY;
+};
+struct SumOp {
+  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+  static constexpr float kIdentity = 0.0f;
+};
+
+template <typename Op>
+__device__ __forceinline__ float WarpReduce(float v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-__device__ __forceinline__ float WarpSum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Block-wide reductions for blockDim.x a multiple of 32 (<= 1024); every thread gets the result.
+// Block-wide reduction for blockDim.x a multiple of 32 (<= 1024); every thread gets the result.
 // `scratch` holds 32 floats of shared memory; the call ends with a barrier so scratch can be reused.
-__device__ __forceinline__ float BlockMax(float v, float* scratch) {
+template <typename Op>
+__device__ __forceinline__ float BlockReduce(float v, float* scratch, Op op) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = WarpMax(v);
+  v = WarpReduce(v, op);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  float r = lane < warps ? scratch[lane] : -INFINITY;
-  r = WarpMax(r);
+  const float r = WarpReduce(lane < warps ? scratch[lane] : Op::kIdentity, op);
   __syncthreads();
   return r;
 }
 
-__device__ __forceinline__ float BlockSum(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = WarpSum(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = lane < warps ? scratch[lane] : 0.0f;
-  r = WarpSum(r);
-  __syncthreads();
-  return r;
-}
+__device__ __forceinline__ float BlockMax(float v, float* scratch) { return BlockReduce(v, scratch, MaxOp{}); }
+__device__ __forceinline__ float BlockSum(float v, float* scratch) { return BlockReduce(v, scratch, SumOp{}); }
 
 __device__ __forceinline__ uint8_t EncodeE4M3(float v) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));

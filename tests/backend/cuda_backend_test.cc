@@ -23,7 +23,18 @@ constexpr double kRmsNormTol = 1e-6;   // fp32, sum order differs
 constexpr double kRopeTol = 1e-6;      // cosf/sinf vs glibc: a few ulp
 constexpr double kSiluTol = 1e-6;      // expf vs glibc
 constexpr double kAttentionTol = 1e-5; // sum order, online softmax
-constexpr double kRandomGemmTol = 1e-5;
+// GEMMs on random inputs (codes identical to the CPU's; only the accumulation differs): fp32/bf16 sum in
+// fp32 in another order; FP8 tensor cores accumulate with fewer bits between cuBLASLt's fp32 promotions
+// (DeepSeek-V3 report, section 3.3.2: about 14 bits); int8 sums are exact integers, so int8 is bit-exact.
+double RandomGemmTol(Precision p) {
+  switch (p) {
+    case Precision::kF32:
+    case Precision::kBF16: return 1e-5;
+    case Precision::kFP8: return 2e-3;
+    case Precision::kInt8: return 0.0;
+  }
+  return 0.0;
+}
 
 struct Pair {
   std::unique_ptr<Backend> cpu = std::make_unique<CpuBackend>(CpuBackendOptions{.reference = true});
@@ -165,7 +176,7 @@ TEST_F(CudaParity, GemmRandomInputsWithinTolerance) {
       out[i] = Download(*bes[i], yd, size_t{1} * m * n);
     }
     ExpectWrittenNonZero(out[1], PrecisionName(p));
-    EXPECT_LE(MaxRelDiff(out[1], out[0]), kRandomGemmTol) << PrecisionName(p);
+    EXPECT_LE(MaxRelDiff(out[1], out[0]), RandomGemmTol(p)) << PrecisionName(p);
   }
 }
 
