@@ -58,9 +58,12 @@ done
 cp "$stories/stories260K.bin" "$stories/tok512.bin" .device/shared/models/stories260K/
 cp "$stories"/expected/greedy_t0.0_n200.* "$stories"/expected/prompted_greedy_n128.* .device/shared/models/stories260K/expected/
 
-# The binaries must start with only .device/lib (they skip their GPU tests here, without a GPU).
-for b in registry_test gemm_plan_test; do
-  env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$root/.device/lib:$root/.device/lib-cxx" ".device/bin/$b" --gtest_brief=1 >/dev/null
+# The binaries must start with only .device/lib (they skip their GPU tests here, without a GPU); lib-cxx is
+# checked too, as device-check.sh may add it.
+for libs in "$root/.device/lib" "$root/.device/lib:$root/.device/lib-cxx"; do
+  for b in registry_test gemm_plan_test; do
+    env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$libs" ".device/bin/$b" --gtest_brief=1 >/dev/null
+  done
 done
 env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$root/.device/lib:$root/.device/lib-cxx" .device/bin/cuda_backend_test \
   --gtest_filter='CudaParity.*' --gtest_brief=1 >/dev/null

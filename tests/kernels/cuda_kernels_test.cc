@@ -3,12 +3,14 @@
 // errors, and the per-token quantization kernels against server/quant/row_quant (identical codes).
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "kernels/gemm_plan.h"
 #include "kernels/quantize.cuh"
 #include "kernels/rms_norm.cuh"
+#include "kernels/sample.cuh"
 #include "kernels/silu_mul.cuh"
 #include "server/quant/bf16.h"
 #include "server/quant/fp8.h"
@@ -390,6 +392,142 @@ TEST_P(CudaQuantize, DequantizeInvertsToCodeTimesScale) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, CudaQuantize, ::testing::Values(QuantFormat::kE4M3, QuantFormat::kInt8),
                          [](const auto& info) { return info.param == QuantFormat::kE4M3 ? "E4M3" : "Int8"; });
+
+// ---- sampling: the engine sampler's semantics (kernels/sample.cuh), against a host reference that sorts ----
+
+int HostSample(const std::vector<float>& logits, const SampleParams& sp, float coin) {
+  const int n = static_cast<int>(logits.size());
+  std::vector<float> p(n);
+  float m = -INFINITY;
+  for (int i = 0; i < n; ++i) m = std::max(m, p[i] = logits[i] / sp.temperature);
+  float sum = 0;
+  for (int i = 0; i < n; ++i) sum += (p[i] = std::exp(p[i] - m));
+  for (float& v : p) v /= sum;
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+  if (sp.top_k > 0 && sp.top_k < n) {
+    for (int i = sp.top_k; i < n; ++i) p[order[i]] = 0.0f;
+    float kept = 0;
+    for (float v : p) kept += v;
+    for (float& v : p) v /= kept;
+  }
+  if (sp.top_p > 0.0f && sp.top_p < 1.0f) {
+    const float cutoff = (1.0f - sp.top_p) / static_cast<float>(n - 1);
+    std::vector<int> cand;
+    for (int i : order) {
+      if (p[i] >= cutoff && p[i] > 0) cand.push_back(i);
+    }
+    float cumulative = 0;
+    int last = static_cast<int>(cand.size()) - 1;
+    for (int i = 0; i < static_cast<int>(cand.size()); ++i) {
+      cumulative += p[cand[i]];
+      if (cumulative > sp.top_p) {
+        last = i;
+        break;
+      }
+    }
+    const float r = coin * cumulative;
+    float cdf = 0;
+    for (int i = 0; i <= last; ++i) {
+      cdf += p[cand[i]];
+      if (r < cdf) return cand[i];
+    }
+    return cand[last];
+  }
+  float cdf = 0;
+  for (int i = 0; i < n; ++i) {
+    cdf += p[i];
+    if (coin < cdf) return i;
+  }
+  for (int i = n - 1; i >= 0; --i) {
+    if (p[i] > 0) return i;
+  }
+  return n - 1;
+}
+
+class CudaSample : public ::testing::Test {
+ protected:
+  void SetUp() override { QRAG_REQUIRE_GPU(); }
+};
+
+TEST_F(CudaSample, MatchesHostSamplerAwayFromBoundaries) {
+  const int rows = 96, vocab = 3000;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::uniform_real_distribution<float> ud(0.0f, 1.0f);
+  std::vector<float> logits(static_cast<size_t>(rows) * vocab), coins(rows);
+  for (float& v : logits) v = nd(rng);
+  for (float& c : coins) c = ud(rng);
+  for (SampleParams sp : {SampleParams{1.0f, 0, 1.0f}, SampleParams{0.7f, 0, 0.9f}, SampleParams{1.0f, 40, 1.0f},
+                          SampleParams{1.3f, 200, 0.5f}, SampleParams{0.5f, 0, 0.2f}}) {
+    SCOPED_TRACE(::testing::Message() << "T=" << sp.temperature << " k=" << sp.top_k << " p=" << sp.top_p);
+    DeviceArray<float> ld(logits), cd(coins), probs(logits.size());
+    DeviceArray<int32_t> ids(rows);
+    ASSERT_EQ(LaunchSample(ld.get(), rows, vocab, sp, cd.get(), probs.get(), ids.get(), nullptr), cudaSuccess);
+    const auto got = ids.Download();
+    int compared = 0;
+    for (int r = 0; r < rows; ++r) {
+      const std::vector<float> row(logits.begin() + static_cast<size_t>(r) * vocab,
+                                   logits.begin() + static_cast<size_t>(r + 1) * vocab);
+      const int want = HostSample(row, sp, coins[r]);
+      // Skip draws within fp32 summation-order noise of a boundary (the coin's or top_p's).
+      SampleParams lo = sp, hi = sp;
+      if (sp.top_p < 1.0f) {
+        lo.top_p -= 1e-4f;
+        hi.top_p += 1e-4f;
+      }
+      if (HostSample(row, sp, std::max(0.0f, coins[r] - 1e-4f)) != want ||
+          HostSample(row, sp, std::min(0.9999f, coins[r] + 1e-4f)) != want ||
+          HostSample(row, lo, coins[r]) != want || HostSample(row, hi, coins[r]) != want) {
+        continue;
+      }
+      ++compared;
+      EXPECT_EQ(got[r], want) << "row " << r << " coin " << coins[r];
+    }
+    EXPECT_GT(compared, rows * 3 / 4);
+  }
+}
+
+TEST_F(CudaSample, TopKOneIsArgmaxAndProbabilitiesAreRenormalized) {
+  const int rows = 8, vocab = 50000, k = 5;
+  std::vector<float> logits = [&] {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> v(static_cast<size_t>(rows) * vocab);
+    for (float& x : v) x = nd(rng);
+    return v;
+  }();
+  logits[2 * vocab + 100] = logits[2 * vocab + 200] = 50.0f;  // a tie: top-1 keeps the lower index
+  const std::vector<float> coins = {0.0f, 0.5f, 0.99f, 0.3f, 0.1f, 0.7f, 0.9f, 0.25f};
+  DeviceArray<float> ld(logits), cd(coins), probs(logits.size());
+  DeviceArray<int32_t> ids(rows);
+  ASSERT_EQ(LaunchSample(ld.get(), rows, vocab, SampleParams{1.0f, 1, 1.0f}, cd.get(), probs.get(), ids.get(),
+                         nullptr),
+            cudaSuccess);
+  const auto got = ids.Download();
+  for (int r = 0; r < rows; ++r) {
+    const auto b = logits.begin() + static_cast<size_t>(r) * vocab;
+    EXPECT_EQ(got[r], std::max_element(b, b + vocab) - b) << r;
+  }
+  ASSERT_EQ(LaunchSample(ld.get(), rows, vocab, SampleParams{1.0f, k, 1.0f}, cd.get(), probs.get(), ids.get(),
+                         nullptr),
+            cudaSuccess);
+  const auto p = probs.Download();
+  for (int r = 0; r < rows; ++r) {
+    int nonzero = 0;
+    double sum = 0;
+    for (int i = 0; i < vocab; ++i) {
+      ASSERT_FALSE(std::isnan(p[static_cast<size_t>(r) * vocab + i]));
+      nonzero += p[static_cast<size_t>(r) * vocab + i] > 0;
+      sum += p[static_cast<size_t>(r) * vocab + i];
+    }
+    EXPECT_EQ(nonzero, k) << r;
+    EXPECT_NEAR(sum, 1.0, 1e-5) << r;
+  }
+  EXPECT_EQ(LaunchSample(ld.get(), rows, vocab, SampleParams{0.0f, 0, 1.0f}, cd.get(), probs.get(), ids.get(), nullptr),
+            cudaErrorInvalidValue);
+}
 
 }  // namespace
 }  // namespace qrag::kernels
