@@ -15,13 +15,14 @@
 #   6. compute-sanitizer memcheck over some kernels, when time is left (information).
 # Results under $OUT (at most 8 files come back): device-check.log (everything printed), gtest.json (all
 # test results), run.txt (qrag-run outputs), gemm_bench.json, gemm_torch.json. The last lines printed are a
-# summary table.
+# summary table; the exit status is 1 when any line of it says FAIL.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-/tmp/qrag-device-out}"
 mkdir -p "$OUT"
 D="$PWD/.device"
 exec > >(tee "$OUT/device-check.log") 2>&1
+tee_pid=$!
 start=$(date +%s)
 declare -a summary
 
@@ -138,3 +139,8 @@ fi
 
 echo "== summary ($(elapsed))"
 printf '%s\n' "${summary[@]}"
+status=0
+printf '%s\n' "${summary[@]}" | grep -q FAIL && status=1
+exec 1>&- 2>&-
+wait "$tee_pid" 2>/dev/null || true  # the log is complete before the command returns
+exit "$status"
