@@ -27,12 +27,8 @@ class CudaStories260K : public ::testing::TestWithParam<Precision> {
     QRAG_REQUIRE_SHARED_PATH(tok_path, "models/stories260K/tok512.bin");
     QRAG_REQUIRE_SHARED_PATH(expected, "models/stories260K/expected");
     expected_ = expected;
-    auto m = LoadCheckpoint(model_path);
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::make_unique<LoadedModel>(std::move(*m));
-    auto tok = LoadTokenizer(tok_path, 512);
-    ASSERT_TRUE(tok.ok()) << tok.status();
-    tokenizer_ = std::move(*tok);
+    ::qrag::testing::LoadStories260K(model_path, tok_path, &model_, &tokenizer_);
+    if (HasFatalFailure()) return;
     auto g = CudaBackend::Create(CudaBackendOptions{});
     ASSERT_TRUE(g.ok()) << g.status();
     gpu_ = std::move(*g);
