@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -81,12 +80,6 @@ def check_config(config_text, env=None, extra=()):
                               capture_output=True, text=True, timeout=30)
     finally:
         os.unlink(path)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DockerfileTest(unittest.TestCase):
@@ -332,7 +325,6 @@ class LiveScrapeTest(unittest.TestCase):
             if os.environ.get("QRAG_REQUIRE_SHARED") == "1":
                 raise RuntimeError(message + "; QRAG_REQUIRE_SHARED=1 is set")
             raise unittest.SkipTest(message)
-        cls.metrics_port = free_port()
         # The energy series exist only with a meter; this machine has neither a GPU driver nor RAPL, so the
         # server's real NVML path (dlopen of libnvidia-ml.so.1) loads the test stand-in at a constant 250 W.
         nvml_dir = os.path.join(cls.tmp, "nvml")
@@ -341,21 +333,24 @@ class LiveScrapeTest(unittest.TestCase):
         env = dict(os.environ, LD_LIBRARY_PATH=nvml_dir, QRAG_FAKE_NVML_POWER_MW="250000")
         cls.proc = subprocess.Popen(
             [ARGS.server_bin, "--model", model, "--listen", "127.0.0.1:0",
-             "--metrics-listen", f"127.0.0.1:{cls.metrics_port}", "--energy-meter", "nvml",
+             "--metrics-listen", "127.0.0.1:0", "--energy-meter", "nvml",
              "--energy-sample-ms", "20"],
             stderr=subprocess.PIPE, text=True, env=env)
-        cls.address = None
-        deadline = time.time() + 60
-        while time.time() < deadline and cls.address is None:
+        # The server prints the bound addresses ("listening on", then "metrics on") before loading the model.
+        cls.address = cls.metrics_address = None
+        log = []
+        while cls.metrics_address is None:
             line = cls.proc.stderr.readline()
             if not line:
                 break
-            m = re.search(r"listening on (\S+)", line)
-            if m:
+            log.append(line)
+            if m := re.search(r"listening on (\S+)", line):
                 cls.address = m.group(1)
-        if cls.address is None:
+            if m := re.search(r"metrics on (\S+)", line):
+                cls.metrics_address = m.group(1)
+        if cls.address is None or cls.metrics_address is None:
             cls.proc.kill()
-            raise RuntimeError("qrag-server did not start")
+            raise RuntimeError("qrag-server did not start: " + "".join(log) + cls.proc.stderr.read())
         health = subprocess.run([ARGS.cli_bin, "health", "--server", cls.address, "--wait", "60"],
                                 capture_output=True, text=True, timeout=90)
         if health.returncode != 0:
@@ -369,7 +364,7 @@ class LiveScrapeTest(unittest.TestCase):
         # iteration: scrape until every dashboard series is there, for at most 20 s.
         deadline = time.time() + 20
         while True:
-            with urllib.request.urlopen(f"http://127.0.0.1:{cls.metrics_port}/metrics", timeout=10) as r:
+            with urllib.request.urlopen(f"http://{cls.metrics_address}/metrics", timeout=10) as r:
                 cls.scrape = r.read().decode()
             if not missing_dashboard_metrics(cls.scrape) or time.time() > deadline:
                 break
