@@ -1,6 +1,9 @@
 // A stand-in for libnvidia-ml.so.1 with NVML's C entry points, so the dlopen path of NvmlEnergyMeter runs
-// for real without a driver. The test sets the values it returns through fake_nvml_set (found with dlsym
-// in the same loaded copy of the library).
+// for real without a driver. Unit tests set the values it returns through fake_nvml_set (found with dlsym
+// in the same loaded copy of the library). With $QRAG_FAKE_NVML_WATTS set (the server integration test), it
+// instead draws that constant power from nvmlInit on: energy = watts x time since nvmlInit.
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 namespace {
@@ -11,6 +14,8 @@ int g_devices = 1;
 int g_init_calls = 0;
 int g_shutdown_calls = 0;
 int g_device_token = 0;
+double g_constant_watts = -1;  // >= 0: $QRAG_FAKE_NVML_WATTS
+std::chrono::steady_clock::time_point g_start;
 }  // namespace
 
 extern "C" {
@@ -27,6 +32,10 @@ int fake_nvml_shutdown_calls() { return g_shutdown_calls; }
 const char* nvmlErrorString(int r) { return r == 2 ? "Invalid Argument" : r == 3 ? "Not Supported" : "Unknown Error"; }
 int nvmlInit_v2() {
   ++g_init_calls;
+  if (const char* w = std::getenv("QRAG_FAKE_NVML_WATTS"); w != nullptr) {
+    g_constant_watts = std::atof(w);
+    g_start = std::chrono::steady_clock::now();
+  }
   return 0;
 }
 int nvmlShutdown() {
@@ -43,11 +52,16 @@ int nvmlDeviceGetName(void* device, char* name, unsigned int length) {
   return 0;
 }
 int nvmlDeviceGetPowerUsage(void* device, unsigned int* mw) {
-  *mw = g_power_mw;
+  *mw = g_constant_watts >= 0 ? static_cast<unsigned int>(g_constant_watts * 1000) : g_power_mw;
   return 0;
 }
 int nvmlDeviceGetTotalEnergyConsumption(void* device, unsigned long long* mj) {
   if (g_energy_status != 0) return g_energy_status;
+  if (g_constant_watts >= 0) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
+    *mj = static_cast<unsigned long long>(g_constant_watts * seconds * 1000);
+    return 0;
+  }
   *mj = g_energy_mj;
   return 0;
 }
