@@ -18,8 +18,10 @@ packages=(
   # qrag_server / qrag_client (gRPC API, metrics) and RAG storage
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   prometheus-cpp-dev libsqlite3-dev
+  # qrag-server --config FILE.yaml
+  libyaml-cpp-dev
   # helpers for the test suite (real-file checks written in Python)
-  python3 python3-numpy python3-grpcio python3-protobuf
+  python3 python3-numpy python3-grpcio python3-protobuf python3-yaml
   # certificates for the TLS tests (tests/integration/security_test.py)
   openssl
   # Prometheus server and promtool for the metrics tests (tests/integration/metrics_test.py)

@@ -27,8 +27,10 @@
 #include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "server/common/cli.h"
+#include "server/common/config_file.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -87,6 +89,11 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
   --powercap-root DIR       where RAPL's powercap zones are (default /sys/class/powercap)
   --energy-sample-ms N      energy meter sampling period in milliseconds (default 100)
   --drain-seconds S         on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 20)
+  --config FILE             read flags from a YAML file of `flag-name: value` lines (${ENV_VAR} and
+                            ${ENV_VAR:-default} are expanded; a list repeats a flag); flags given on the
+                            command line override the file (see deploy/qrag.yaml)
+  --check-config            parse the flags (and --config files), print them and exit: 0 when they are
+                            valid, 2 with the problem otherwise (loads nothing, listens nowhere)
   --help                    this text
 )";
 
@@ -101,6 +108,7 @@ struct Args {
   int max_prompt_bytes = 1 << 20;
   int max_message_bytes = 4 << 20;
   double drain_seconds = 20;
+  bool check_config = false;
   engine::EngineOptions engine;
 };
 
@@ -120,6 +128,10 @@ Args ParseArgs(int argc, char** argv) {
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
       std::exit(0);
+    }
+    if (flag == "--check-config") {
+      a.check_config = true;
+      continue;
     }
     const std::string value = cli::FlagValue(kProgram, argc, argv, &i, &flag);
     if (flag == "--model") a.model = value;
@@ -265,7 +277,20 @@ void StartSignalThread(const sigset_t& signals, absl::Notification* shutdown) {
 }
 
 int Main(int argc, char** argv) {
-  const Args args = ParseArgs(argc, argv);
+  absl::StatusOr<std::vector<std::string>> expanded =
+      cli::ExpandConfigFlags(std::vector<std::string>(argv, argv + argc), cli::ProcessEnv());
+  if (!expanded.ok()) UsageError(std::string(expanded.status().message()));
+  std::vector<char*> expanded_argv;
+  for (std::string& arg : *expanded) expanded_argv.push_back(arg.data());
+  const Args args = ParseArgs(static_cast<int>(expanded_argv.size()), expanded_argv.data());
+  if (args.check_config) {
+    // The flags as the server sees them (config files expanded); reaching here means they all parsed.
+    for (size_t i = 1; i < expanded->size(); ++i) {
+      if ((*expanded)[i] != "--check-config") std::printf("%s\n", (*expanded)[i].c_str());
+    }
+    std::printf("qrag-server: configuration OK\n");
+    return 0;
+  }
 
   // Block the shutdown signals before any thread exists: threads inherit the mask.
   sigset_t signals;
