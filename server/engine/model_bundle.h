@@ -1,6 +1,6 @@
 // Loading a servable model in one step: checkpoint -> tokenizer (given, or found next to it) -> backend ->
-// Transformer in the requested precision. qrag-run and qrag-server both start this way; when more
-// backends exist, the choice of device belongs here too.
+// Transformer in the requested precision, on the requested device (backend/registry.h). qrag-run and
+// qrag-server both start this way.
 #ifndef QRAG_SERVER_ENGINE_MODEL_BUNDLE_H_
 #define QRAG_SERVER_ENGINE_MODEL_BUNDLE_H_
 
@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/precision.h"
+#include "server/backend/registry.h"
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
@@ -21,6 +22,8 @@ struct ModelBundleOptions {
   std::string tokenizer_path;  // empty: model::FindTokenizerFor
   backend::Precision precision = backend::Precision::kF32;
   backend::CpuBackendOptions cpu;
+  backend::Device device = backend::Device::kAuto;  // cuda when a GPU is present, else cpu
+  int cuda_device = 0;
 };
 
 // Owns everything a loaded model needs; members are destroyed in reverse order (transformer before the
@@ -29,11 +32,12 @@ struct ModelBundle {
   model::LoadedModel checkpoint;  // kept: tensors may be views into its mapped files
   std::string tokenizer_path;
   std::unique_ptr<model::Tokenizer> tokenizer;
-  std::unique_ptr<backend::CpuBackend> backend;
+  std::unique_ptr<backend::Backend> backend;
   std::unique_ptr<model::Transformer> transformer;
 };
 
-// Errors are those of the loaders, the tokenizer search and Transformer::Create, each naming the file.
+// Errors are those of the loaders, the tokenizer search, backend::CreateBackend (FAILED_PRECONDITION for
+// --device cuda without a usable GPU) and Transformer::Create, each naming the file or the device.
 absl::StatusOr<std::unique_ptr<ModelBundle>> LoadModelBundle(const ModelBundleOptions& options);
 
 }  // namespace qrag::engine

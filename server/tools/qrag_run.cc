@@ -1,6 +1,6 @@
-// qrag-run: offline generation with a real model on the CPU backend, for first use and tests.
+// qrag-run: offline generation with a real model on the CPU or CUDA backend, for first use and tests.
 //
-//   qrag-run --model PATH [--quant fp32|bf16|fp8|int8] --prompt TEXT --max-tokens N
+//   qrag-run --model PATH [--quant fp32|bf16|fp8|int8] [--device cuda|cpu|auto] --prompt TEXT --max-tokens N
 //            [--temperature T --top-p P --top-k K --min-p P --repetition-penalty R --seed S --stop STR]
 //
 // Prints the completion (not the prompt) to stdout as it is generated, followed by a newline, and the
@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/backend/registry.h"
 #include "server/common/mapped_file.h"
 #include "server/common/status.h"
 #include "server/engine/generator.h"
@@ -38,6 +39,7 @@ Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama
   --model PATH             model file or directory (required)
   --tokenizer PATH         tokenizer file (default: found next to the model)
   --quant Q                fp32 | bf16 | fp8 | int8 (default fp32)
+  --device D               cuda | cpu | auto (default auto: cuda when a GPU is present, else cpu)
   --prompt TEXT            prompt text (default: empty = start from BOS)
   --prompt-file PATH       read the prompt from a file instead
   --max-tokens N           tokens to generate (default 256)
@@ -50,12 +52,14 @@ Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama
   --stop STR               stop before STR (repeatable)
   --context N              context length to allocate (default: min(model's, 4096))
   --threads N              CPU threads (default: all)
-  --reference              use the plain-loop reference kernels (slow; for checking)
+  --reference              use the CPU backend's plain-loop reference kernels (slow; for checking; implies
+                           --device cpu)
   --help                   this text
 )";
 
 struct Args {
   std::string model, tokenizer, prompt, prompt_file, quant = "fp32";
+  backend::Device device = backend::Device::kAuto;
   int max_tokens = 256, context = 0, threads = 0;
   engine::SamplingParams sampling;
   std::vector<std::string> stop;
@@ -89,6 +93,11 @@ Args ParseArgs(int argc, char** argv) {
     if (flag == "--model") a.model = value;
     else if (flag == "--tokenizer") a.tokenizer = value;
     else if (flag == "--quant") a.quant = value;
+    else if (flag == "--device") {
+      absl::StatusOr<backend::Device> d = backend::ParseDevice(value);
+      if (!d.ok()) UsageError(std::string(d.status().message()));
+      a.device = *d;
+    }
     else if (flag == "--prompt") a.prompt = value;
     else if (flag == "--prompt-file") a.prompt_file = value;
     else if (flag == "--max-tokens") a.max_tokens = ParseNumber<int>(flag, value);
@@ -106,6 +115,10 @@ Args ParseArgs(int argc, char** argv) {
   if (a.model.empty()) UsageError("--model PATH is required");
   if (!a.prompt.empty() && !a.prompt_file.empty()) UsageError("give --prompt or --prompt-file, not both");
   if (a.threads < 0) UsageError("--threads must be >= 0");
+  if (a.reference) {
+    if (a.device == backend::Device::kCuda) UsageError("--reference runs the CPU reference kernels: use --device cpu");
+    a.device = backend::Device::kCpu;
+  }
   return a;
 }
 
@@ -116,6 +129,7 @@ absl::Status Run(const Args& args) {
   QRAG_ASSIGN_OR_RETURN(mo.precision, backend::ParsePrecision(args.quant));
   mo.cpu.reference = args.reference;
   mo.cpu.num_threads = args.threads;
+  mo.device = args.device;
   std::string prompt = args.prompt;
   if (!args.prompt_file.empty()) {
     QRAG_ASSIGN_OR_RETURN(prompt, ReadFileToString(args.prompt_file));
@@ -125,7 +139,7 @@ absl::Status Run(const Args& args) {
   model::Tokenizer* tokenizer = bundle->tokenizer.get();
   const std::string& tokenizer_path = bundle->tokenizer_path;
   const backend::Precision precision = mo.precision;
-  const backend::CpuBackend& cpu = *bundle->backend;
+  const backend::Backend& device = *bundle->backend;
   engine::GeneratorOptions go;
   go.context_length = args.context;
   QRAG_ASSIGN_OR_RETURN(std::unique_ptr<engine::Generator> generator,
@@ -148,7 +162,7 @@ absl::Status Run(const Args& args) {
   std::fprintf(stderr,
                "qrag-run: %s on %s (%s), %s weights; prompt %zu tokens (%.1f tok/s), generated %zu tokens in "
                "%.3f s: %.2f tok/s, finish=%s, seed=%llu\n",
-               args.model.c_str(), std::string(cpu.name()).c_str(), tokenizer_path.c_str(),
+               args.model.c_str(), std::string(device.name()).c_str(), tokenizer_path.c_str(),
                backend::PrecisionName(precision), result.prompt_ids.size(),
                result.prefill_seconds > 0 ? result.prompt_ids.size() / result.prefill_seconds : 0.0,
                result.output_ids.size(), result.decode_seconds,

@@ -42,6 +42,7 @@
 #include "server/api/security.h"
 #include "server/api/serving_state.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/backend/registry.h"
 #include "server/common/status.h"
 #include "server/engine/engine.h"
 #include "server/engine/model_runner.h"
@@ -66,6 +67,7 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
   --listen HOST:PORT        address to listen on (default 127.0.0.1:50051; port 0 = any free port;
                             0.0.0.0:PORT accepts remote clients)
   --threads N               CPU threads for the model (default: all)
+  --device D                cuda | cpu | auto (default auto: cuda when a GPU is present, else cpu)
   --max-running N           sequences decoding at once (default 16)
   --max-waiting N           queued requests; beyond: RESOURCE_EXHAUSTED (default 256)
   --max-batch-tokens N      tokens per engine iteration, prefill chunks + decodes (default 256)
@@ -105,6 +107,7 @@ struct Args {
   std::string nvml_library = "libnvidia-ml.so.1", powercap_root = "/sys/class/powercap";
   int energy_sample_ms = 100;
   int threads = 0;
+  backend::Device device = backend::Device::kAuto;
   int max_prompt_bytes = 1 << 20;
   int max_message_bytes = 4 << 20;
   double drain_seconds = 20;
@@ -140,6 +143,11 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--quant") a.quant = value;
     else if (flag == "--listen") a.listen = value;
     else if (flag == "--threads") a.threads = ParseNumber<int>(flag, value);
+    else if (flag == "--device") {
+      absl::StatusOr<backend::Device> d = backend::ParseDevice(value);
+      if (!d.ok()) UsageError(std::string(d.status().message()));
+      a.device = *d;
+    }
     else if (flag == "--max-running") a.engine.max_running = ParseNumber<int>(flag, value);
     else if (flag == "--max-waiting") a.engine.max_waiting = ParseNumber<int>(flag, value);
     else if (flag == "--max-batch-tokens") a.engine.max_batch_tokens = ParseNumber<int>(flag, value);
@@ -207,6 +215,7 @@ absl::Status Load(const Args& args, engine::EngineHooks hooks, LoadedServable* o
   o.tokenizer_path = args.tokenizer;
   QRAG_ASSIGN_OR_RETURN(o.precision, backend::ParsePrecision(args.quant));
   o.cpu.num_threads = args.threads;
+  o.device = args.device;
   QRAG_ASSIGN_OR_RETURN(out->bundle, engine::LoadModelBundle(o));
   out->runner = std::make_unique<engine::TransformerRunner>(out->bundle->transformer.get());
   QRAG_ASSIGN_OR_RETURN(out->engine,

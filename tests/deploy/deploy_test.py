@@ -12,7 +12,7 @@ the Grafana provisioning and dashboard) against the real programs, without a con
 - `promtool check config` accepts deploy/prometheus.yml;
 - every metric the Grafana dashboard and the HPA query appears in a live scrape of the real qrag-server.
 
-Usage: deploy_test.py --server-bin B --cli-bin B --run-bin B [--promtool P]
+Usage: deploy_test.py --server-bin B --cli-bin B --run-bin B --fake-nvml-lib L [--promtool P]
 Shared data ($QRAG_SHARED_DIR or ../shared): the live scrape serves stories260K; without it that part skips,
 or fails when QRAG_REQUIRE_SHARED=1.
 """
@@ -297,6 +297,28 @@ def dashboard_metric_names():
     return dash, exprs, names
 
 
+def missing_dashboard_metrics(scrape):
+    """Dashboard metric names with no sample in `scrape`. Power and device energy come from one meter:
+    qrag_gpu_* (NVML) or qrag_cpu_* (RAPL); the dashboard shows both, so a series of the other meter counts
+    as present through its twin."""
+    exported = families_of(scrape)
+
+    def present(n):
+        twin = (n.replace("qrag_cpu_", "qrag_gpu_") if n.startswith("qrag_cpu_")
+                else n.replace("qrag_gpu_", "qrag_cpu_"))
+        return n in exported or twin in exported
+    return sorted(n for n in dashboard_metric_names()[2] if not present(n))
+
+
+def families_of(scrape):
+    """Metric names with samples in a Prometheus text exposition (histogram series names included)."""
+    names = set()
+    for line in scrape.splitlines():
+        if line and not line.startswith("#"):
+            names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+    return names
+
+
 class LiveScrapeTest(unittest.TestCase):
     """Starts the real qrag-server with a small random model and scrapes /metrics."""
 
@@ -311,10 +333,17 @@ class LiveScrapeTest(unittest.TestCase):
                 raise RuntimeError(message + "; QRAG_REQUIRE_SHARED=1 is set")
             raise unittest.SkipTest(message)
         cls.metrics_port = free_port()
+        # The energy series exist only with a meter; this machine has neither a GPU driver nor RAPL, so the
+        # server's real NVML path (dlopen of libnvidia-ml.so.1) loads the test stand-in at a constant 250 W.
+        nvml_dir = os.path.join(cls.tmp, "nvml")
+        os.makedirs(nvml_dir)
+        os.symlink(os.path.abspath(ARGS.fake_nvml_lib), os.path.join(nvml_dir, "libnvidia-ml.so.1"))
+        env = dict(os.environ, LD_LIBRARY_PATH=nvml_dir, QRAG_FAKE_NVML_POWER_MW="250000")
         cls.proc = subprocess.Popen(
             [ARGS.server_bin, "--model", model, "--listen", "127.0.0.1:0",
-             "--metrics-listen", f"127.0.0.1:{cls.metrics_port}"],
-            stderr=subprocess.PIPE, text=True)
+             "--metrics-listen", f"127.0.0.1:{cls.metrics_port}", "--energy-meter", "nvml",
+             "--energy-sample-ms", "20"],
+            stderr=subprocess.PIPE, text=True, env=env)
         cls.address = None
         deadline = time.time() + 60
         while time.time() < deadline and cls.address is None:
@@ -327,13 +356,26 @@ class LiveScrapeTest(unittest.TestCase):
         if cls.address is None:
             cls.proc.kill()
             raise RuntimeError("qrag-server did not start")
-        subprocess.run([ARGS.cli_bin, "health", "--server", cls.address, "--wait", "60"], check=True,
-                       capture_output=True, timeout=90)
+        health = subprocess.run([ARGS.cli_bin, "health", "--server", cls.address, "--wait", "60"],
+                                capture_output=True, text=True, timeout=90)
+        if health.returncode != 0:
+            cls.proc.kill()
+            log = cls.proc.stderr.read()
+            raise RuntimeError(f"qrag-server never became SERVING: {health.stdout}{health.stderr}\n{log}")
         # One request so that per-request series have samples.
         subprocess.run([ARGS.cli_bin, "generate", "--server", cls.address, "--prompt", "hello",
                         "--max-tokens", "4"], check=True, capture_output=True, timeout=60)
-        with urllib.request.urlopen(f"http://127.0.0.1:{cls.metrics_port}/metrics", timeout=10) as r:
-            cls.scrape = r.read().decode()
+        # Derived gauges (ops per watt, tokens per joule) appear once the meter has sampled across an engine
+        # iteration: scrape until every dashboard series is there, for at most 20 s.
+        deadline = time.time() + 20
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{cls.metrics_port}/metrics", timeout=10) as r:
+                cls.scrape = r.read().decode()
+            if not missing_dashboard_metrics(cls.scrape) or time.time() > deadline:
+                break
+            subprocess.run([ARGS.cli_bin, "generate", "--server", cls.address, "--prompt", "hello",
+                            "--max-tokens", "8"], check=True, capture_output=True, timeout=60)
+            time.sleep(0.5)
 
     @classmethod
     def tearDownClass(cls):
@@ -345,21 +387,12 @@ class LiveScrapeTest(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def families(self):
-        names = set()
-        for line in self.scrape.splitlines():
-            m = re.match(r"# TYPE (\S+) (\S+)", line)
-            if m:
-                names.add(m.group(1))
-                if m.group(2) == "histogram":
-                    names.update({m.group(1) + s for s in ("_bucket", "_sum", "_count")})
-                if m.group(2) == "summary":
-                    names.update({m.group(1) + s for s in ("_sum", "_count")})
-        return names
+        return families_of(self.scrape)
 
     def test_every_dashboard_metric_is_exported(self):
         _, exprs, names = dashboard_metric_names()
         self.assertTrue(exprs, "the dashboard has no queries")
-        missing = sorted(n for n in names if n not in self.families())
+        missing = missing_dashboard_metrics(self.scrape)
         self.assertEqual(missing, [], "dashboard queries metrics the server does not export")
 
     def test_dashboard_uses_the_provisioned_datasource(self):
@@ -402,6 +435,7 @@ if __name__ == "__main__":
     p.add_argument("--server-bin", required=True)
     p.add_argument("--cli-bin", required=True)
     p.add_argument("--run-bin", required=True)
+    p.add_argument("--fake-nvml-lib", required=True, help="tests/metrics/fake_nvml.cc built as a library")
     p.add_argument("--promtool", default=shutil.which("promtool"))
     ARGS, rest = p.parse_known_args()
     unittest.main(argv=[sys.argv[0], "-v", *rest])

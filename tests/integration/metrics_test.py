@@ -307,13 +307,13 @@ class MeteredServers(unittest.TestCase):
         return replies
 
     def test_fake_nvml_energy_attribution_and_efficiency_gauges(self):
-        os.environ["QRAG_FAKE_NVML_WATTS"] = "250"
+        os.environ["QRAG_FAKE_NVML_POWER_MW"] = "250000"
         try:
             server = MetricsServer("--model", st.MODEL, "--metrics-listen", "127.0.0.1:0", "--threads", "1",
                                    "--energy-meter", "nvml", "--nvml-library", ARGS.fake_nvml,
                                    "--energy-sample-ms", "20")
         finally:
-            del os.environ["QRAG_FAKE_NVML_WATTS"]
+            del os.environ["QRAG_FAKE_NVML_POWER_MW"]
         server.wait_serving()
         self.assertIn("energy meter: nvml: Fake H200 (GPU 0), sampled every 20ms", server.energy_meter_line())
         replies = self.generate_concurrently(server, 4)

@@ -691,6 +691,18 @@ class Lifecycle(unittest.TestCase):
         server.signal(signal.SIGTERM)
         self.assertEqual(server.wait_exit(60), 0)
 
+    def test_device_flag_errors(self):
+        p = subprocess.run([ARGS.server_bin, "--model", MODEL, "--device", "tpu"], capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown device 'tpu' (use cuda, cpu or auto)", p.stderr.decode())
+        if os.path.exists("/dev/nvidiactl"):
+            self.skipTest("a GPU driver is present: --device cuda would serve")
+        p = subprocess.run([ARGS.server_bin, "--model", MODEL, "--listen", "127.0.0.1:0", "--device", "cuda"],
+                           capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("--device cuda: no usable CUDA GPU", p.stderr.decode())
+        self.assertNotIn("Segmentation", p.stderr.decode())
+
 
 def main():
     global ARGS

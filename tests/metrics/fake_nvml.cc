@@ -1,7 +1,8 @@
 // A stand-in for libnvidia-ml.so.1 with NVML's C entry points, so the dlopen path of NvmlEnergyMeter runs
-// for real without a driver. Unit tests set the values it returns through fake_nvml_set (found with dlsym
-// in the same loaded copy of the library). With $QRAG_FAKE_NVML_WATTS set (the server integration test), it
-// instead draws that constant power from nvmlInit on: energy = watts x time since nvmlInit.
+// for real without a driver. The test sets the values it returns through fake_nvml_set (found with dlsym
+// in the same loaded copy of the library). Loaded by a whole server process (tests/deploy/deploy_test.py puts it
+// first on LD_LIBRARY_PATH as libnvidia-ml.so.1), it reads a constant power draw from
+// QRAG_FAKE_NVML_POWER_MW at nvmlInit and reports energy = power x time since then, like a device at that power.
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +15,7 @@ int g_devices = 1;
 int g_init_calls = 0;
 int g_shutdown_calls = 0;
 int g_device_token = 0;
-double g_constant_watts = -1;  // >= 0: $QRAG_FAKE_NVML_WATTS
+bool g_clocked = false;  // energy follows the wall clock (QRAG_FAKE_NVML_POWER_MW)
 std::chrono::steady_clock::time_point g_start;
 }  // namespace
 
@@ -32,8 +33,9 @@ int fake_nvml_shutdown_calls() { return g_shutdown_calls; }
 const char* nvmlErrorString(int r) { return r == 2 ? "Invalid Argument" : r == 3 ? "Not Supported" : "Unknown Error"; }
 int nvmlInit_v2() {
   ++g_init_calls;
-  if (const char* w = std::getenv("QRAG_FAKE_NVML_WATTS"); w != nullptr) {
-    g_constant_watts = std::atof(w);
+  if (const char* power = std::getenv("QRAG_FAKE_NVML_POWER_MW"); power != nullptr) {
+    g_power_mw = static_cast<unsigned int>(std::strtoul(power, nullptr, 10));
+    g_clocked = true;
     g_start = std::chrono::steady_clock::now();
   }
   return 0;
@@ -52,17 +54,16 @@ int nvmlDeviceGetName(void* device, char* name, unsigned int length) {
   return 0;
 }
 int nvmlDeviceGetPowerUsage(void* device, unsigned int* mw) {
-  *mw = g_constant_watts >= 0 ? static_cast<unsigned int>(g_constant_watts * 1000) : g_power_mw;
+  *mw = g_power_mw;
   return 0;
 }
 int nvmlDeviceGetTotalEnergyConsumption(void* device, unsigned long long* mj) {
   if (g_energy_status != 0) return g_energy_status;
-  if (g_constant_watts >= 0) {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
-    *mj = static_cast<unsigned long long>(g_constant_watts * seconds * 1000);
-    return 0;
-  }
   *mj = g_energy_mj;
+  if (g_clocked) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
+    *mj += static_cast<unsigned long long>(g_power_mw * seconds);  // mW x s = mJ
+  }
   return 0;
 }
 

@@ -37,6 +37,17 @@ inline std::vector<int32_t> ReadIds(const std::string& path, int line_index) {
   return out;
 }
 
+// The stories260K checkpoint and tokenizer at the given paths; a failed load fails the calling test.
+inline void LoadStories260K(const std::string& model_path, const std::string& tok_path,
+                            std::unique_ptr<model::LoadedModel>* model, std::unique_ptr<model::Tokenizer>* tok) {
+  auto m = model::LoadCheckpoint(model_path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  *model = std::make_unique<model::LoadedModel>(std::move(*m));
+  auto t = model::LoadTokenizer(tok_path, 512);
+  ASSERT_TRUE(t.ok()) << t.status();
+  *tok = std::move(*t);
+}
+
 // Logits of every position of `tokens` (engine::ScoreSequence, blocks laid out non-contiguously).
 inline absl::StatusOr<std::vector<float>> TeacherForcedLogits(model::Transformer& t,
                                                               const std::vector<int32_t>& tokens, int chunk,

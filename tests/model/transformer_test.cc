@@ -29,12 +29,8 @@ class Stories260K : public ::testing::Test {
     QRAG_REQUIRE_SHARED_PATH(tok_path, "models/stories260K/tok512.bin");
     QRAG_REQUIRE_SHARED_PATH(expected, "models/stories260K/expected");
     expected_ = expected;
-    auto m = LoadCheckpoint(model_path);
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::make_unique<LoadedModel>(std::move(*m));
-    auto tok = LoadTokenizer(tok_path, 512);
-    ASSERT_TRUE(tok.ok()) << tok.status();
-    tokenizer_ = std::move(*tok);
+    ::qrag::testing::LoadStories260K(model_path, tok_path, &model_, &tokenizer_);
+    if (HasFatalFailure()) return;
   }
 
   std::unique_ptr<Transformer> Make(CpuBackend& cpu, Precision p) {

@@ -144,6 +144,30 @@ class Errors(unittest.TestCase):
         self.assert_fails(["--model", MODEL, "--prompt", "Lily saw a big ball. " * 200], 1,
                           "OUT_OF_RANGE", "shorten the prompt")
 
+    def test_device_flag(self):
+        self.assert_fails(["--model", "x", "--device", "tpu"], 2, "unknown device 'tpu'", "cuda, cpu or auto")
+        self.assert_fails(["--model", "x", "--device", "cuda", "--reference"], 2, "--device cpu")
+        require_shared(self)
+        out = run("--model", MODEL, "--device", "cpu", "--temperature", "0", "--max-tokens", "200")
+        self.assertEqual(out.stdout, gold("greedy_t0.0_n200.txt") + b"\n")
+        self.assertIn(" on cpu ", out.stderr.decode())
+
+    def test_device_cuda_without_gpu_fails_cleanly_or_matches_gold(self):
+        # Without a usable GPU (or without the CUDA backend in this build), --device cuda is a clean error
+        # before the model is read; with one, fp32 greedy text must equal llama2.c's gold.
+        require_shared(self)
+        proc = run("--model", MODEL, "--device", "cuda", "--temperature", "0", "--max-tokens", "200", check=False)
+        err = proc.stderr.decode()
+        if proc.returncode == 0:
+            self.assertEqual(proc.stdout, gold("greedy_t0.0_n200.txt") + b"\n")
+            self.assertIn(" on cuda:", err)
+        else:
+            self.assertEqual(proc.returncode, 1, err)
+            self.assertIn("FAILED_PRECONDITION: --device cuda: no usable CUDA GPU", err)
+            self.assertIn("use --device cpu", err)
+            self.assertNotIn("Segmentation", err)
+            self.assertEqual(proc.stdout, b"")
+
     def test_invalid_utf8_prompt(self):
         require_shared(self)
         with tempfile.NamedTemporaryFile(suffix=".txt") as f:
