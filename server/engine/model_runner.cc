@@ -19,7 +19,10 @@ absl::Status TransformerRunner::AllocateCache(int num_blocks, int block_size) {
 absl::Status TransformerRunner::Forward(absl::Span<const int32_t> tokens, const backend::AttentionBatch& batch,
                                         absl::Span<const int32_t> logits_for, float* logits_out) {
   if (cache_ == nullptr) return absl::FailedPreconditionError("model runner: AllocateCache was not called");
-  return transformer_->Forward(tokens, batch, logits_for, *cache_, logits_out);
+  // The engine builds batches without knowing the model; the window (Mistral, Qwen2) is the model's.
+  backend::AttentionBatch windowed = batch;
+  windowed.sliding_window = transformer_->config().sliding_window;
+  return transformer_->Forward(tokens, windowed, logits_for, *cache_, logits_out);
 }
 
 }  // namespace qrag::engine

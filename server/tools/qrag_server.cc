@@ -87,6 +87,8 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
   --energy-meter M          auto | nvml | rapl | none (default auto: NVML if libnvidia-ml.so.1 loads, else RAPL
                             if /sys/class/powercap is readable, else none; the log says which and why)
   --nvml-device N           GPU index the NVML meter reads (default 0)
+  --nvml-library PATH       NVML library to dlopen (default libnvidia-ml.so.1)
+  --powercap-root DIR       where RAPL's powercap zones are (default /sys/class/powercap)
   --energy-sample-ms N      energy meter sampling period in milliseconds (default 100)
   --drain-seconds S         on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 20)
   --config FILE             read flags from a YAML file of `flag-name: value` lines (${ENV_VAR} and
@@ -102,6 +104,7 @@ struct Args {
   std::string tls_cert, tls_key, tls_client_ca, auth_tokens;
   std::string metrics_listen, energy_meter = "auto";
   int nvml_device = 0;
+  std::string nvml_library = "libnvidia-ml.so.1", powercap_root = "/sys/class/powercap";
   int energy_sample_ms = 100;
   int threads = 0;
   backend::Device device = backend::Device::kAuto;
@@ -161,6 +164,8 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--metrics-listen") a.metrics_listen = value;
     else if (flag == "--energy-meter") a.energy_meter = value;
     else if (flag == "--nvml-device") a.nvml_device = ParseNumber<int>(flag, value);
+    else if (flag == "--nvml-library") a.nvml_library = value;
+    else if (flag == "--powercap-root") a.powercap_root = value;
     else if (flag == "--energy-sample-ms") a.energy_sample_ms = ParseNumber<int>(flag, value);
     else if (flag == "--drain-seconds") a.drain_seconds = ParseNumber<double>(flag, value);
     else UsageError(absl::StrCat("unknown option ", flag));
@@ -227,6 +232,8 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& 
   o.listen_address = args.metrics_listen;
   QRAG_ASSIGN_OR_RETURN(o.energy.kind, metrics::ParseEnergyMeterKind(args.energy_meter));
   o.energy.nvml_device_index = args.nvml_device;
+  o.energy.nvml_library = args.nvml_library;
+  o.energy.powercap_root = args.powercap_root;
   o.sample_interval = absl::Milliseconds(args.energy_sample_ms);
   o.log = Log;
   return metrics::MetricsStack::Start(o);

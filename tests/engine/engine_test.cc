@@ -470,7 +470,7 @@ TEST_F(EngineTest, FakeMeter_EightConcurrentChunkedRequests_AttributionSumsToMet
   e->Drain(absl::Seconds(10));  // no reading after this point
 
   double attributed = 0;
-  int64_t request_ops = 0;
+  int64_t request_ops = 0, forwarded_tokens = 0, generated = 0;
   for (auto& c : collectors) {
     ASSERT_TRUE(c->status_.ok()) << c->status_;
     ASSERT_EQ(c->reason_, FinishReason::kLength);
@@ -480,6 +480,8 @@ TEST_F(EngineTest, FakeMeter_EightConcurrentChunkedRequests_AttributionSumsToMet
     const int64_t forwarded = c->usage_.prompt_tokens + c->usage_.completion_tokens - 1;
     EXPECT_EQ(c->usage_.tensor_ops, 1000 * forwarded + 10 * c->usage_.completion_tokens);
     request_ops += c->usage_.tensor_ops;
+    forwarded_tokens += forwarded;
+    generated += c->usage_.completion_tokens;
   }
   const double metered = energy.Metered();
   ASSERT_GT(metered, 0);
@@ -487,10 +489,35 @@ TEST_F(EngineTest, FakeMeter_EightConcurrentChunkedRequests_AttributionSumsToMet
   std::lock_guard<std::mutex> lock(facts.mu);
   EXPECT_NEAR(facts.joules, metered, 1e-9 * metered);
   EXPECT_EQ(facts.ops, request_ops);
+  EXPECT_EQ(facts.tokens, forwarded_tokens);  // prefill + decode tokens over all iterations
+  EXPECT_EQ(facts.generated, generated);
   EXPECT_EQ(facts.finished, 8);
   EXPECT_GT(facts.iterations, 8);
   EXPECT_GT(facts.stats_calls, 0);
   EXPECT_EQ(e->Stats().preemptions, 0);  // (a recompute would add ops the formula above does not count)
+}
+
+TEST_F(EngineTest, FakeMeter_FailedStep_EnergyStillChargedAndReported) {
+  FakeEnergy energy;
+  FactsRecorder facts;
+  auto e = Make({}, {.observer = &facts, .energy = &energy});
+  {
+    std::lock_guard<std::mutex> lock(runner_.mu);
+    runner_.fail_next = true;
+  }
+  auto c = std::make_shared<Collector>();
+  ASSERT_TRUE(e->Submit(Greedy("the cat", 4), c).ok());
+  c->Wait();
+  EXPECT_THAT(c->status_, StatusIs(absl::StatusCode::kInternal, HasSubstr("injected failure")));
+  e->Drain(absl::Seconds(10));
+  const double metered = energy.Metered();
+  EXPECT_GT(metered, 0);
+  EXPECT_NEAR(c->usage_.energy_joules, metered, 1e-9 * metered);
+  EXPECT_EQ(c->usage_.tensor_ops, 0);  // the runner counts no ops (and the step failed)
+  std::lock_guard<std::mutex> lock(facts.mu);
+  EXPECT_EQ(facts.iterations, 1);
+  EXPECT_EQ(facts.finished, 1);
+  EXPECT_NEAR(facts.joules, metered, 1e-9 * metered);
 }
 
 TEST_F(EngineTest, Observer_RejectedSubmitsReported) {

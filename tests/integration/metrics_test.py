@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -280,6 +281,117 @@ class LiveMetrics(unittest.TestCase):
         self.assertEqual(p.returncode, 0, f"promtool check metrics: {p.stdout.decode()}{p.stderr.decode()}")
 
 
+class MeteredServers(unittest.TestCase):
+    """The energy path end to end without the hardware: the server's NVML meter dlopen()s the fake
+    libnvidia-ml (tests/metrics/fake_nvml.cc) drawing a constant 250 W, or its RAPL meter reads a powercap tree
+    this test keeps writing."""
+
+    def setUp(self):
+        st.require_shared(self)
+
+    def generate_concurrently(self, server, n):
+        replies, errors = [None] * n, []
+
+        def one(i):
+            try:
+                replies[i] = server.inference.Generate(
+                    st.request(PROMPT, temperature=0.0, max_tokens=8 + 4 * i), timeout=120)
+            except Exception as e:  # noqa: BLE001  (reported below)
+                errors.append(e)
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+        self.assertEqual(errors, [])
+        return replies
+
+    def test_fake_nvml_energy_attribution_and_efficiency_gauges(self):
+        os.environ["QRAG_FAKE_NVML_POWER_MW"] = "250000"
+        try:
+            server = MetricsServer("--model", st.MODEL, "--metrics-listen", "127.0.0.1:0", "--threads", "1",
+                                   "--energy-meter", "nvml", "--nvml-library", ARGS.fake_nvml,
+                                   "--energy-sample-ms", "20")
+        finally:
+            del os.environ["QRAG_FAKE_NVML_POWER_MW"]
+        server.wait_serving()
+        self.assertIn("energy meter: nvml: Fake H200 (GPU 0), sampled every 20ms", server.energy_meter_line())
+        replies = self.generate_concurrently(server, 4)
+        server.wait_idle()
+        for r in replies:
+            self.assertGreater(r.usage.energy_joules, 0, r.usage)
+            self.assertEqual(r.usage.tensor_ops,
+                             analytic_ops(llama2c_shape(st.MODEL), r.usage.prompt_tokens, r.usage.completion_tokens))
+        text = server.scrape()
+        self.promtool(text)
+        s = parse_exposition(text)
+        attributed = values(s, "qrag_attributed_energy_joules_total")[0]
+        charged = sum(r.usage.energy_joules for r in replies)
+        self.assertAlmostEqual(charged, attributed, delta=0.01 * attributed)  # the shares sum to the metered energy
+        self.assertEqual(values(s, "qrag_gpu_power_watts"), [250.0])
+        self.assertGreater(values(s, "qrag_gpu_energy_joules_total")[0], 0)
+        self.assertEqual(values(s, "qrag_request_energy_joules_count"), [4.0])
+        self.assertEqual(values(s, "qrag_generated_token_energy_joules_count"), [4.0])
+        self.assertAlmostEqual(values(s, "qrag_request_energy_joules_sum")[0], charged, delta=1e-6 * charged)
+        # The window's gauges appear with the next samples (every 20 ms): exact ops over metered joules.
+        def gauges():
+            g = parse_exposition(server.scrape())
+            opw = values(g, "qrag_ops_per_watt", precision="fp32")
+            tpj = values(g, "qrag_tokens_per_joule")
+            return opw and tpj and opw[0] > 0 and tpj[0] > 0 and (opw[0], tpj[0])
+        st.wait_for(gauges, 30, "qrag_ops_per_watt and qrag_tokens_per_joule")
+        server.kill()
+
+    def test_fake_rapl_cpu_energy_series(self):
+        root = tempfile.mkdtemp(prefix="powercap-", dir=st.TMP)
+        zone = os.path.join(root, "intel-rapl:0")
+        os.makedirs(zone)
+        with open(os.path.join(zone, "name"), "w") as f:
+            f.write("package-0\n")
+        with open(os.path.join(zone, "max_energy_range_uj"), "w") as f:
+            f.write("262143328850\n")
+        stop = threading.Event()
+
+        def write_energy(uj):
+            tmp = os.path.join(zone, "energy_uj.tmp")
+            with open(tmp, "w") as f:
+                f.write(f"{uj}\n")
+            os.replace(tmp, os.path.join(zone, "energy_uj"))  # atomic: the meter never reads half a number
+
+        def tick():  # 1 J every 10 ms of this thread's loop
+            uj = 0
+            while not stop.is_set():
+                uj += 1_000_000
+                write_energy(uj)
+                time.sleep(0.01)
+        write_energy(0)
+        writer = threading.Thread(target=tick, daemon=True)
+        writer.start()
+        try:
+            server = MetricsServer("--model", st.MODEL, "--metrics-listen", "127.0.0.1:0", "--threads", "1",
+                                   "--energy-meter", "rapl", "--powercap-root", root, "--energy-sample-ms", "20")
+            server.wait_serving()
+            self.assertIn("energy meter: rapl: package-0", server.energy_meter_line())
+            self.generate_concurrently(server, 2)
+            server.wait_idle()
+            def energy():
+                g = parse_exposition(server.scrape())
+                j = values(g, "qrag_cpu_energy_joules_total")
+                w = values(g, "qrag_cpu_power_watts")
+                return j and w and j[0] > 0 and w[0] > 0
+            st.wait_for(energy, 30, "qrag_cpu_energy_joules_total and qrag_cpu_power_watts > 0")
+            text = server.scrape()
+            self.promtool(text)
+            self.assertNotIn("qrag_gpu_", text)
+            server.kill()
+        finally:
+            stop.set()
+            writer.join(10)
+
+    def promtool(self, exposition):
+        LiveMetrics.promtool(self, exposition)
+
+
 class BadMetricsFlags(unittest.TestCase):
     def setUp(self):
         st.require_shared(self)
@@ -333,6 +445,7 @@ def main():
         parser.add_argument(flag, required=True)
     parser.add_argument("--prometheus-bin", default=shutil.which("prometheus") or "prometheus")
     parser.add_argument("--promtool-bin", default=shutil.which("promtool") or "promtool")
+    parser.add_argument("--fake-nvml", required=True, help="the fake libnvidia-ml of tests/metrics/fake_nvml.cc")
     ARGS, rest = parser.parse_known_args()
     for tool in (ARGS.prometheus_bin, ARGS.promtool_bin):
         if shutil.which(tool) is None:

@@ -3,6 +3,7 @@
 #include "server/model/forward_stats.h"
 
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/engine/model_runner.h"
 #include "server/model/kv_cache.h"
 #include "server/model/random_model.h"
 #include "server/model/transformer.h"
@@ -104,6 +105,33 @@ TEST(ForwardStats, NoLogitsRows_GemmsAndAttentionOnly) {
   batch.block_size = 4;
   ASSERT_TRUE((*t)->Forward(tokens, batch, {}, *cache, nullptr).ok());
   EXPECT_EQ((*t)->last_forward().total(), 2 * LayerGemmOpsPerToken(c) + AttentionOps(c, 0) + AttentionOps(c, 1));
+}
+
+// The serving engine builds batches without the model's sliding window; TransformerRunner applies it, so a
+// windowed model attends (and counts ops) over its window only, as qrag-run's Generator does.
+TEST(ForwardStats, TransformerRunner_SlidingWindowModel_AttentionOverTheWindowOnly) {
+  ModelConfig c = *NamedModelShape("tiny-gqa");
+  c.sliding_window = 2;
+  auto model = MakeRandomModel(c, 3);
+  ASSERT_TRUE(model.ok());
+  CpuBackend cpu(CpuBackendOptions{});
+  auto t = Transformer::Create(*model, &cpu, {});
+  ASSERT_TRUE(t.ok());
+  engine::TransformerRunner runner(t->get());
+  ASSERT_TRUE(runner.AllocateCache(2, 4).ok());
+  const std::vector<int32_t> table = {0, 1};
+  const backend::AttentionBatch::Sequence seqs[] = {{table}};
+  const std::vector<int32_t> tokens = {3, 4, 5, 6, 7}, pos = {0, 1, 2, 3, 4}, which = {0, 0, 0, 0, 0};
+  backend::AttentionBatch batch;  // sliding_window left 0, as the engine leaves it
+  batch.positions = pos;
+  batch.token_seq = which;
+  batch.sequences = seqs;
+  batch.block_size = 4;
+  ASSERT_TRUE(runner.Forward(tokens, batch, {}, nullptr).ok());
+  ASSERT_NE(runner.last_forward(), nullptr);
+  // Keys attended: 1, 2, 2, 2, 2 (window 2) instead of 1..5.
+  const int64_t attention = c.n_layers * 2 * 2 * int64_t{1 + 2 + 2 + 2 + 2} * c.head_dim * c.n_heads;
+  EXPECT_EQ(runner.last_forward()->total(), 5 * LayerGemmOpsPerToken(c) + attention);
 }
 
 TEST(AddProportionalShares, SharesSumExactly_RemainderToLast) {
