@@ -67,7 +67,8 @@ double PercentileClip(absl::Span<const float> x, double percentile) {
   std::vector<float> a(x.size());
   for (size_t i = 0; i < x.size(); ++i) a[i] = std::fabs(x[i]);
   // Nearest rank: the ceil(p/100 * n)-th smallest magnitude.
-  size_t rank = static_cast<size_t>(std::ceil(percentile / 100.0 * a.size()));
+  // (The 1e-9 keeps p * n that is an integer up to fp rounding, e.g. 99.9% of 1000, from rounding up.)
+  size_t rank = static_cast<size_t>(std::ceil(percentile / 100.0 * a.size() - 1e-9));
   rank = std::clamp<size_t>(rank, 1, a.size());
   std::nth_element(a.begin(), a.begin() + (rank - 1), a.end());
   return a[rank - 1];
