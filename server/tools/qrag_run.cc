@@ -1,6 +1,6 @@
 // qrag-run: offline generation with a real model on the CPU backend, for first use and tests.
 //
-//   qrag-run --model PATH [--quant fp32|bf16|fp8|int8] --prompt TEXT --max-tokens N
+//   qrag-run --model PATH [--quant fp32|bf16|fp8|int8|w4] --prompt TEXT --max-tokens N
 //            [--temperature T --top-p P --top-k K --min-p P --repetition-penalty R --seed S --stop STR]
 //
 // Prints the completion (not the prompt) to stdout as it is generated, followed by a newline, and the
@@ -37,7 +37,7 @@ Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama
 
   --model PATH             model file or directory (required)
   --tokenizer PATH         tokenizer file (default: found next to the model)
-  --quant Q                fp32 | bf16 | fp8 | int8 (default fp32)
+  --quant Q                fp32 | bf16 | fp8 | int8 | w4 (default fp32)
   --prompt TEXT            prompt text (default: empty = start from BOS)
   --prompt-file PATH       read the prompt from a file instead
   --max-tokens N           tokens to generate (default 256)
