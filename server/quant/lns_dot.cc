@@ -18,22 +18,21 @@ absl::Status Check(const LogFormat& f, size_t na, size_t nb) {
   return absl::OkStatus();
 }
 
-// Term i as (sign, E) with E in units of 2^-f; false when it is zero. nan is set for a NaN operand.
-bool Term(const LogFormat& f, uint32_t a, uint32_t b, bool* negative, int* e, bool* nan) {
-  const uint32_t ua = a & f.max_u(), ub = b & f.max_u();
-  const bool na = (a & f.sign_mask()) != 0, nb = (b & f.sign_mask()) != 0;
-  if ((ua == 0 && na) || (ub == 0 && nb)) {
-    *nan = true;
-    return false;
-  }
-  if (ua == 0 || ub == 0) return false;
+// Calls fn(negative, split) for every non-zero product a[i] * b[i], whose log exponent E (units of 2^-f) is
+// the sum of the operands' logs, split as E / 2^f = q + r / 2^f. Returns false when an operand is NaN.
+template <typename Fn>
+bool ForEachProduct(const LogFormat& f, absl::Span<const uint32_t> a, absl::Span<const uint32_t> b, Fn fn) {
   const int bias = f.bias() << f.frac_bits;
-  *e = (static_cast<int>(ua) - bias) + (static_cast<int>(ub) - bias);
-  *negative = na != nb;
-  return true;
+  bool finite = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const uint32_t ua = a[i] & f.max_u(), ub = b[i] & f.max_u();
+    const bool na = (a[i] & f.sign_mask()) != 0, nb = (b[i] & f.sign_mask()) != 0;
+    if ((ua == 0 && na) || (ub == 0 && nb)) finite = false;
+    if (ua == 0 || ub == 0) continue;
+    fn(na != nb, SplitLogExponent(f, (static_cast<int>(ua) - bias) + (static_cast<int>(ub) - bias)));
+  }
+  return finite;
 }
-
-int FloorDiv(int a, int d) { return a >= 0 ? a / d : -((-a + d - 1) / d); }
 
 }  // namespace
 
@@ -44,26 +43,20 @@ absl::StatusOr<LnsDotResult> LnsDotFactored(const LogFormat& f, absl::Span<const
   LnsDotResult r;
   r.partial_sums.assign(scale, 0);
   // Smallest possible Q: both logs at their minimum (u = 1).
-  const int e_min = 2 * (1 - (f.bias() << f.frac_bits));
-  r.q_min = FloorDiv(e_min, scale);
-  bool nan = false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    bool negative;
-    int e;
-    if (!Term(f, a[i], b[i], &negative, &e, &nan)) continue;
-    const int q = FloorDiv(e, scale), rem = e - q * scale;
-    const int64_t v = int64_t{1} << (q - r.q_min);  // <= 2^(2 * 2^m) <= 2^32 for m <= 4 (Check), so 2^24 terms fit int64
-    r.partial_sums[rem] += negative ? -v : v;
-  }
-  if (nan) {
+  r.q_min = SplitLogExponent(f, 2 * (1 - (f.bias() << f.frac_bits))).q;
+  const bool finite = ForEachProduct(f, a, b, [&](bool negative, LogExponentSplit e) {
+    // <= 2^(2 * 2^m) <= 2^32 for m <= 4 (Check), so 2^24 terms fit int64.
+    const int64_t v = int64_t{1} << (e.q - r.q_min);
+    r.partial_sums[e.r] += negative ? -v : v;
+  });
+  if (!finite) {
     r.value = std::numeric_limits<double>::quiet_NaN();
     return r;
   }
   double sum = 0;
   for (int rem = 0; rem < scale; ++rem) {
     if (r.partial_sums[rem] == 0) continue;
-    const double c = std::exp2(static_cast<double>(rem) / scale);
-    sum += std::ldexp(static_cast<double>(r.partial_sums[rem]), r.q_min) * c;
+    sum += std::ldexp(static_cast<double>(r.partial_sums[rem]), r.q_min) * LogFractionPower(f, rem);
   }
   r.value = sum;
   return r;
@@ -72,19 +65,13 @@ absl::StatusOr<LnsDotResult> LnsDotFactored(const LogFormat& f, absl::Span<const
 absl::StatusOr<long double> LnsDotDirect(const LogFormat& f, absl::Span<const uint32_t> a,
                                          absl::Span<const uint32_t> b) {
   if (absl::Status s = Check(f, a.size(), b.size()); !s.ok()) return s;
-  const int scale = 1 << f.frac_bits;
   long double sum = 0;
-  bool nan = false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    bool negative;
-    int e;
-    if (!Term(f, a[i], b[i], &negative, &e, &nan)) continue;
-    const int q = FloorDiv(e, scale), rem = e - q * scale;
-    // 2^(E / 2^f) = 2^q * 2^(rem / 2^f), with the same constant as the factored form.
-    const long double t = std::ldexp(static_cast<long double>(std::exp2(static_cast<double>(rem) / scale)), q);
+  const bool finite = ForEachProduct(f, a, b, [&](bool negative, LogExponentSplit e) {
+    // 2^(E / 2^f) = 2^q * 2^(r / 2^f), with the same constant as the factored form.
+    const long double t = std::ldexp(static_cast<long double>(LogFractionPower(f, e.r)), e.q);
     sum += negative ? -t : t;
-  }
-  if (nan) return std::numeric_limits<long double>::quiet_NaN();
+  });
+  if (!finite) return std::numeric_limits<long double>::quiet_NaN();
   return sum;
 }
 

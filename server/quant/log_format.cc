@@ -4,13 +4,20 @@
 
 namespace qrag::quant {
 
-double LogMagnitude(const LogFormat& f, uint32_t u) {
+LogExponentSplit SplitLogExponent(const LogFormat& f, int e) {
   const int scale = 1 << f.frac_bits;
-  // u / 2^f - bias = q + r / 2^f with 0 <= r < 2^f (floor division; u - bias*2^f may be negative).
-  const int e = static_cast<int>(u) - f.bias() * scale;
   const int q = e >= 0 ? e / scale : -((-e + scale - 1) / scale);
-  const int r = e - q * scale;
-  return std::ldexp(std::exp2(static_cast<double>(r) / scale), q);
+  return LogExponentSplit{q, e - q * scale};
+}
+
+double LogFractionPower(const LogFormat& f, int r) {
+  return std::exp2(static_cast<double>(r) / (1 << f.frac_bits));
+}
+
+double LogMagnitude(const LogFormat& f, uint32_t u) {
+  // u / 2^f - bias (u - bias * 2^f may be negative).
+  const LogExponentSplit s = SplitLogExponent(f, static_cast<int>(u) - (f.bias() << f.frac_bits));
+  return std::ldexp(LogFractionPower(f, s.r), s.q);
 }
 
 float LogToFloat(const LogFormat& f, uint32_t code) {

@@ -39,6 +39,15 @@ struct LogFormat {
 
 inline constexpr LogFormat kLog43{4, 3};
 
+// A log exponent e in units of 2^-f, split as e / 2^f = q + r / 2^f with 0 <= r < 2^f (floor division).
+struct LogExponentSplit {
+  int q = 0;
+  int r = 0;
+};
+LogExponentSplit SplitLogExponent(const LogFormat& format, int e);
+// 2^(r / 2^f) in double: the one constant per fractional remainder that decoding and the LNS dot share.
+double LogFractionPower(const LogFormat& format, int r);
+
 // The exact value of magnitude code u > 0 in double (before the fp32 rounding of LogToFloat).
 double LogMagnitude(const LogFormat& format, uint32_t u);
 float LogToFloat(const LogFormat& format, uint32_t code);
