@@ -2,7 +2,8 @@
 """Runs the real qrag-quant binary as a user would: bad usage, the study, quantized checkpoints served by the
 real qrag-run, and the report.
 
-usage: qrag_quant_test.py PATH/TO/qrag-quant PATH/TO/qrag-run
+usage: qrag_quant_test.py PATH/TO/qrag-quant PATH/TO/qrag-run [PATH/TO/qrag-server PATH/TO/qrag]
+(with the server and client binaries, a quantized checkpoint is also served by the real qrag-server)
 Shared data: $QRAG_SHARED_DIR, else ../shared beside the repository. Missing data skips the tests that need
 it, or fails them when QRAG_REQUIRE_SHARED=1.
 """
@@ -11,10 +12,13 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 QUANT = None
 RUN = None
+SERVER = None
+CLI = None
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.environ.get("QRAG_SHARED_DIR") or os.path.join(os.path.dirname(REPO), "shared")
 MODEL = os.path.join(SHARED, "models", "stories260K", "stories260K.bin")
@@ -127,6 +131,35 @@ class QuantizedCheckpoint(unittest.TestCase):
             self.assertTrue(run("--model", out, "--quant", "fp32", *gen).strip())
             # Linear weights at 4.5 bits instead of 32 (embeddings and norms stay fp32).
             self.assertLess(size, os.path.getsize(MODEL))
+            if SERVER:
+                self.assertEqual(serve_and_generate(out, gen), from_checkpoint)
+
+
+def serve_and_generate(model_dir, gen):
+    """Starts the real qrag-server on the checkpoint with --quant w4, generates with the real qrag client."""
+    proc = subprocess.Popen([SERVER, "--model", model_dir, "--quant", "w4", "--listen", "127.0.0.1:0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    address, ready = [], threading.Event()
+
+    def read():
+        for line in proc.stderr:
+            if "listening on " in line and not address:
+                address.append(line.split("listening on ", 1)[1].strip())
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not ready.wait(120):
+            raise AssertionError("qrag-server did not start listening")
+        subprocess.run([CLI, "health", "--server", address[0], "--wait", "60"], check=True, capture_output=True,
+                       timeout=120)
+        p = subprocess.run([CLI, "generate", "--server", address[0], *gen], capture_output=True, timeout=120)
+        if p.returncode != 0:
+            raise AssertionError(f"qrag generate failed: {p.stderr.decode()}")
+        return p.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 class Report(unittest.TestCase):
@@ -164,5 +197,9 @@ class Report(unittest.TestCase):
 
 if __name__ == "__main__":
     QUANT, RUN = sys.argv[1], sys.argv[2]
-    del sys.argv[1:3]
+    n = 3
+    if len(sys.argv) >= 5 and not sys.argv[3].startswith("-"):
+        SERVER, CLI = sys.argv[3], sys.argv[4]
+        n = 5
+    del sys.argv[1:n]
     unittest.main(verbosity=2)
