@@ -137,7 +137,7 @@ TEST_F(QuantizedCheckpointErrors, WrongCodesShapeNamesFileAndTensor) {
                                AllOf(HasSubstr(file_), HasSubstr(std::string(kQ) + ".w4_codes"), HasSubstr("expected U8"))));
 }
 
-TEST_F(QuantizedCheckpointErrors, MissingScalesAndWrongDtype) {
+TEST_F(QuantizedCheckpointErrors, MissingScales) {
   Rewrite(dir_.path(), [](const std::string& name, auto*, auto*, auto*) { return name != std::string(kQ) + ".w4_scales"; }, "");
   EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("w4_scales' is missing")));
 }
