@@ -12,13 +12,16 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "server/backend/precision.h"
+#include "server/quant/w4.h"
 
 namespace qrag::backend {
 
@@ -49,13 +52,15 @@ class DeviceBuffer {
 };
 
 // A linear layer y = x W^T (+ b) in device memory. W is [n, k] (out, in), stored per `precision`:
-// fp32 floats, bf16 uint16, fp8 E4M3 bytes, or int8. fp8/int8 carry one fp32 scale per output row.
+// fp32 floats, bf16 uint16, fp8 E4M3 bytes, int8, or w4 packed INT4 codes (quant/w4.h layout). fp8/int8
+// carry one fp32 scale per output row, w4 one per vector of `vector_size` elements of a row.
 struct Weight {
   Precision precision = Precision::kF32;
   int64_t n = 0;
   int64_t k = 0;
+  int vector_size = 0;  // w4 only
   DeviceBuffer data;
-  DeviceBuffer scales;  // [n] fp32 for fp8/int8, empty otherwise
+  DeviceBuffer scales;  // [n] fp32 for fp8/int8, [n, ceil(k / vector_size)] for w4, empty otherwise
   DeviceBuffer bias;    // [n] fp32 or empty
 };
 
@@ -107,9 +112,15 @@ class Backend {
   virtual absl::Status CopyToHost(const void* device_src, size_t bytes, void* host_dst) = 0;
 
   // Converts a host fp32 matrix [n, k] (+ optional bias [n]) into a Weight of `precision`, quantizing
-  // per output channel for fp8/int8 (scale = row amax / qmax, amax 0 -> scale 1).
+  // per output channel for fp8/int8 (scale = row amax / qmax, amax 0 -> scale 1) and by quant::QuantizeW4
+  // (32-element vectors, OCTAV) for w4.
   virtual absl::StatusOr<Weight> UploadWeight(const float* host, int64_t n, int64_t k, Precision precision,
                                               const float* host_bias) = 0;
+  // Uploads an already quantized w4 weight (e.g. from a quantized checkpoint) as is. UNIMPLEMENTED on
+  // backends without w4 GEMMs.
+  virtual absl::StatusOr<Weight> UploadW4Weight(const quant::W4Matrix& weight, const float* host_bias) {
+    return absl::UnimplementedError(absl::StrCat("backend ", std::string(name()), " has no w4 GEMM"));
+  }
 
   // out[t, :] = table[tokens[t], :] for a fp32 table [vocab, dim]. Ids must be < vocab (checked by caller).
   virtual void Embed(const float* table, int dim, absl::Span<const int32_t> tokens, float* out) = 0;

@@ -10,6 +10,7 @@ const char* PrecisionName(Precision p) {
     case Precision::kBF16: return "bf16";
     case Precision::kFP8: return "fp8";
     case Precision::kInt8: return "int8";
+    case Precision::kW4: return "w4";
   }
   return "?";
 }
@@ -19,7 +20,7 @@ absl::StatusOr<Precision> ParsePrecision(std::string_view name) {
     if (name == PrecisionName(p)) return p;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown precision '", std::string(name), "': use one of fp32, bf16, fp8, int8"));
+      absl::StrCat("unknown precision '", std::string(name), "': use one of fp32, bf16, fp8, int8, w4"));
 }
 
 double PrecisionWeightBytes(Precision p) {
@@ -28,6 +29,7 @@ double PrecisionWeightBytes(Precision p) {
     case Precision::kBF16: return 2;
     case Precision::kFP8: return 1;
     case Precision::kInt8: return 1;
+    case Precision::kW4: return 0.5;
   }
   return 4;
 }

@@ -15,12 +15,16 @@ namespace qrag::backend {
 //           token dynamically (scale = amax / 448); fp32 accumulation of exact products.
 //  - kInt8: W8A8 symmetric int8, per-channel weight scales x per-token activation scales (amax / 127);
 //           int32 accumulation.
-enum class Precision { kF32, kBF16, kFP8, kInt8 };
+//  - kW4:   weight-only INT4 (quant/w4.h): one fp32 scale per vector of 32 weights along k, each vector
+//           clipped by OCTAV; weights dequantized to fp32 inside the GEMM, fp32 activations. CPU backend only
+//           so far.
+enum class Precision { kF32, kBF16, kFP8, kInt8, kW4 };
 
+inline constexpr int kNumPrecisions = 5;
 inline constexpr Precision kAllPrecisions[] = {Precision::kF32, Precision::kBF16, Precision::kFP8,
-                                               Precision::kInt8};
+                                               Precision::kInt8, Precision::kW4};
 
-// "fp32", "bf16", "fp8", "int8".
+// "fp32", "bf16", "fp8", "int8", "w4".
 const char* PrecisionName(Precision p);
 // Accepts the names above; INVALID_ARGUMENT listing them otherwise.
 absl::StatusOr<Precision> ParsePrecision(std::string_view name);

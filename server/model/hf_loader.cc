@@ -12,6 +12,7 @@
 #include "server/common/status.h"
 #include "server/model/json_util.h"
 #include "server/model/safetensors.h"
+#include "server/quant/quantized_checkpoint.h"
 
 namespace qrag::model {
 namespace {
@@ -373,6 +374,7 @@ absl::StatusOr<LoadedModel> LoadHfCheckpoint(const std::string& dir) {
     }
     model.tensors.emplace(name, *std::move(t));
   }
+  QRAG_RETURN_IF_ERROR(quant::AttachQuantizedTensors(*weights, &model));
   return model;
 }
 

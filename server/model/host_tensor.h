@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "server/model/model_config.h"
+#include "server/quant/w4.h"
 
 namespace qrag::model {
 
@@ -40,6 +41,9 @@ struct LoadedModel {
   ModelConfig config;
   std::string source;  // the checkpoint path given by the user
   absl::flat_hash_map<std::string, HostTensor> tensors;
+  // Linear weights stored pre-quantized by a w4 checkpoint (quant/quantized_checkpoint.h), under the name
+  // of the weight they encode; `tensors` holds their dequantized fp32 values too.
+  absl::flat_hash_map<std::string, quant::W4Matrix> w4_weights;
 
   // The tensor `name` with exactly `shape`; NOT_FOUND / INVALID_ARGUMENT naming the file otherwise.
   absl::StatusOr<const HostTensor*> Get(const std::string& name, const std::vector<int64_t>& shape) const;

@@ -68,7 +68,7 @@ absl::StatusOr<DeviceBuffer> UploadVector(backend::Backend* b, const std::vector
 
 int64_t WeightBytes(const Weight& w) {
   int64_t bytes = static_cast<int64_t>(backend::PrecisionWeightBytes(w.precision) * w.n * w.k);
-  if (!w.scales.empty()) bytes += w.n * 4;
+  if (!w.scales.empty()) bytes += static_cast<int64_t>(w.scales.bytes());
   if (!w.bias.empty()) bytes += w.n * 4;
   return bytes;
 }
@@ -94,9 +94,15 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const LoadedMod
       QRAG_ASSIGN_OR_RETURN(const HostTensor* b, model.Get(bias_name, {n}));
       bias = b->ToFloatVector();
     }
-    std::vector<float> w = h->ToFloatVector();
-    QRAG_ASSIGN_OR_RETURN(Weight out, backend->UploadWeight(w.data(), n, k, options.precision,
-                                                            bias.empty() ? nullptr : bias.data()));
+    Weight out;
+    if (auto q = model.w4_weights.find(name); q != model.w4_weights.end() && options.precision == Precision::kW4) {
+      // A w4 checkpoint: serve its stored codes (Get above checked the shape of their fp32 view).
+      QRAG_ASSIGN_OR_RETURN(out, backend->UploadW4Weight(q->second, bias.empty() ? nullptr : bias.data()));
+    } else {
+      std::vector<float> w = h->ToFloatVector();
+      QRAG_ASSIGN_OR_RETURN(out, backend->UploadWeight(w.data(), n, k, options.precision,
+                                                       bias.empty() ? nullptr : bias.data()));
+    }
     t->weight_bytes_per_token_ += WeightBytes(out);
     return out;
   };

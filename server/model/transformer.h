@@ -30,7 +30,7 @@ struct TransformerOptions {
 // Tensor ops done so far, by precision of the GEMM that did them (attention is counted as fp32 here:
 // it runs on fp32 activations).
 struct OpCounts {
-  std::array<int64_t, 4> by_precision{};  // indexed by backend::Precision
+  std::array<int64_t, backend::kNumPrecisions> by_precision{};  // indexed by backend::Precision
   int64_t total() const;
 };
 

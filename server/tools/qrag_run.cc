@@ -1,6 +1,6 @@
 // qrag-run: offline generation with a real model on the CPU or CUDA backend, for first use and tests.
 //
-//   qrag-run --model PATH [--quant fp32|bf16|fp8|int8] [--device cuda|cpu|auto] --prompt TEXT --max-tokens N
+//   qrag-run --model PATH [--quant fp32|bf16|fp8|int8|w4] [--device cuda|cpu|auto] --prompt TEXT --max-tokens N
 //            [--temperature T --top-p P --top-k K --min-p P --repetition-penalty R --seed S --stop STR]
 //
 // Prints the completion (not the prompt) to stdout as it is generated, followed by a newline, and the
@@ -38,7 +38,7 @@ Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama
 
   --model PATH             model file or directory (required)
   --tokenizer PATH         tokenizer file (default: found next to the model)
-  --quant Q                fp32 | bf16 | fp8 | int8 (default fp32)
+  --quant Q                fp32 | bf16 | fp8 | int8 | w4 (default fp32)
   --device D               cuda | cpu | auto (default auto: cuda when a GPU is present, else cpu)
   --prompt TEXT            prompt text (default: empty = start from BOS)
   --prompt-file PATH       read the prompt from a file instead

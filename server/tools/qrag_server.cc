@@ -63,7 +63,7 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
   --model PATH              model file or directory (required)
   --model-name NAME         name clients use in GenerateRequest.model (default: the file/dir name, no extension)
   --tokenizer PATH          tokenizer file (default: found next to the model)
-  --quant Q                 fp32 | bf16 | fp8 | int8 (default fp32)
+  --quant Q                 fp32 | bf16 | fp8 | int8 | w4 (default fp32; w4 on the CPU backend)
   --listen HOST:PORT        address to listen on (default 127.0.0.1:50051; port 0 = any free port;
                             0.0.0.0:PORT accepts remote clients)
   --threads N               CPU threads for the model (default: all)

@@ -89,10 +89,32 @@ absl::StatusOr<Weight> CpuBackend::UploadWeight(const float* host, int64_t n, in
       quant::QuantizeRowsInt8(host, n, k, w.data.as<int8_t>(), w.scales.as<float>());
       break;
     }
+    case Precision::kW4: {
+      QRAG_ASSIGN_OR_RETURN(quant::W4Matrix q, quant::QuantizeW4(host, n, k, quant::W4Options{}));
+      return UploadW4Weight(q, host_bias);
+    }
   }
   if (host_bias != nullptr) {
     QRAG_ASSIGN_OR_RETURN(w.bias, Allocate(n * sizeof(float)));
     std::memcpy(w.bias.data(), host_bias, n * sizeof(float));
+  }
+  return w;
+}
+
+absl::StatusOr<Weight> CpuBackend::UploadW4Weight(const quant::W4Matrix& q, const float* host_bias) {
+  QRAG_RETURN_IF_ERROR(quant::ValidateW4(q, "w4 weight"));
+  Weight w;
+  w.precision = Precision::kW4;
+  w.n = q.n;
+  w.k = q.k;
+  w.vector_size = q.vector_size;
+  QRAG_ASSIGN_OR_RETURN(w.data, Allocate(q.codes.size()));
+  std::memcpy(w.data.data(), q.codes.data(), q.codes.size());
+  QRAG_ASSIGN_OR_RETURN(w.scales, Allocate(q.scales.size() * sizeof(float)));
+  std::memcpy(w.scales.data(), q.scales.data(), q.scales.size() * sizeof(float));
+  if (host_bias != nullptr) {
+    QRAG_ASSIGN_OR_RETURN(w.bias, Allocate(q.n * sizeof(float)));
+    std::memcpy(w.bias.data(), host_bias, q.n * sizeof(float));
   }
   return w;
 }
@@ -150,6 +172,10 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
       quant::QuantizeRowsInt8(x, m, k, reinterpret_cast<int8_t*>(act_codes_.data()), act_scales_.data());
       cpu::GemmInt8(reinterpret_cast<const int8_t*>(act_codes_.data()), act_scales_.data(), m,
                     w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
+      break;
+    case Precision::kW4:
+      cpu::GemmW4(x, m, quant::W4View{n, k, w.vector_size, w.data.as<uint8_t>(), w.scales.as<float>()}, bias, y,
+                  ko);
       break;
   }
   return GemmStats{w.precision, 2 * static_cast<int64_t>(m) * n * k};

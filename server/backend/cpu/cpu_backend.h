@@ -34,6 +34,7 @@ class CpuBackend final : public Backend {
   absl::Status CopyToHost(const void* device_src, size_t bytes, void* host_dst) override;
   absl::StatusOr<Weight> UploadWeight(const float* host, int64_t n, int64_t k, Precision precision,
                                       const float* host_bias) override;
+  absl::StatusOr<Weight> UploadW4Weight(const quant::W4Matrix& weight, const float* host_bias) override;
 
   void Embed(const float* table, int dim, absl::Span<const int32_t> tokens, float* out) override;
   void RmsNorm(const float* x, const float* weight, int rows, int dim, float eps, float* out) override;

@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "server/common/thread_pool.h"
+#include "server/quant/w4.h"
 
 namespace qrag::backend::cpu {
 
@@ -52,6 +53,13 @@ void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w
              int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
 void GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
               int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
+
+// w4 (quant/w4.h): y = x W^T (+ bias) with W the dequantized INT4 weight (code * vector scale, one fp32
+// rounding). Reference: products of the fp32 values accumulated in double, rounded once, then + bias[j].
+// Fast: GemmF32 over tiles of 16 dequantized weight rows, so every element equals GemmF32 with the whole
+// dequantized weight, bit for bit (batch-invariant as the fp32 kernel is); threads over tiles.
+void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
+            const GemmKernelOptions& options);
 
 // True when the fast kernels use AVX2 on this machine.
 bool CpuHasAvx2();

@@ -1,0 +1,86 @@
+#include "server/quant/w4.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+
+namespace qrag::quant {
+
+absl::StatusOr<W4Matrix> QuantizeW4(const float* w, int64_t n, int64_t k, const W4Options& options) {
+  if (n <= 0 || k <= 0) return absl::InvalidArgumentError(absl::StrCat("w4: empty weight [", n, ", ", k, "]"));
+  if (options.vector_size < 1 || options.vector_size > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat("w4: vector size must be in 1..4096, got ", options.vector_size));
+  }
+  if (options.clip == ClipMethod::kPercentile) {
+    return absl::InvalidArgumentError("w4: clipping must be max, mse or octav");
+  }
+  W4Matrix m;
+  m.n = n;
+  m.k = k;
+  m.vector_size = options.vector_size;
+  m.codes.assign(static_cast<size_t>(n * m.row_bytes()), 0);
+  m.scales.assign(static_cast<size_t>(n * m.vectors_per_row()), 1.0f);
+  const ScalarFormat int4 = ScalarFormat::Int(4);
+  ClipOptions clip;
+  clip.method = options.clip;
+  std::vector<int8_t> row_codes(static_cast<size_t>(k));
+  for (int64_t r = 0; r < n; ++r) {
+    const float* wr = w + r * k;
+    for (int64_t v = 0; v < m.vectors_per_row(); ++v) {
+      const int64_t b = v * m.vector_size, e = std::min(k, b + m.vector_size);
+      QRAG_ASSIGN_OR_RETURN(double c, ChooseClip(absl::MakeConstSpan(wr + b, e - b), int4, clip));
+      const float scale = c > 0 ? static_cast<float>(c / IntMax(4)) : 1.0f;
+      m.scales[r * m.vectors_per_row() + v] = scale;
+      for (int64_t i = b; i < e; ++i) {
+        row_codes[i] = static_cast<int8_t>(RoundToInt(static_cast<double>(wr[i]) / scale, 4));
+      }
+    }
+    PackInt4(row_codes.data(), k, m.codes.data() + r * m.row_bytes());
+  }
+  return m;
+}
+
+void DequantizeW4Rows(const W4View& m, int64_t row_begin, int64_t row_end, float* out) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const uint8_t* codes = m.codes + r * m.row_bytes();
+    const float* scales = m.scales + r * m.vectors_per_row();
+    float* o = out + (r - row_begin) * m.k;
+    for (int64_t c = 0; c < m.k; ++c) {
+      o[c] = static_cast<float>(UnpackInt4(codes, c)) * scales[c / m.vector_size];
+    }
+  }
+}
+
+absl::Status ValidateW4(const W4Matrix& m, const std::string& source) {
+  if (m.n <= 0 || m.k <= 0 || m.vector_size < 1 || m.vector_size > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": w4 tensor has invalid shape [", m.n, ", ", m.k,
+                                                   "] or vector size ", m.vector_size));
+  }
+  if (m.codes.size() != static_cast<size_t>(m.n * m.row_bytes())) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": w4 codes hold ", m.codes.size(), " bytes, expected ",
+                                                   m.n * m.row_bytes(), " for [", m.n, ", ", m.k, "]"));
+  }
+  if (m.scales.size() != static_cast<size_t>(m.n * m.vectors_per_row())) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": w4 scales hold ", m.scales.size(),
+                                                   " values, expected ", m.n * m.vectors_per_row(), " ([", m.n,
+                                                   ", ", m.vectors_per_row(), "])"));
+  }
+  for (float s : m.scales) {
+    if (!std::isfinite(s) || s < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": w4 scale ", s, " is negative or not finite"));
+    }
+  }
+  for (int64_t r = 0; r < m.n; ++r) {
+    for (int64_t c = 0; c < m.k; ++c) {
+      if (UnpackInt4(m.codes.data() + r * m.row_bytes(), c) == -8) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": w4 code -8 at [", r, ", ", c, "] (codes must be in [-7, 7])"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace qrag::quant
