@@ -37,6 +37,7 @@ kernels::GemmInput GemmInputOf(Precision p) {
     case Precision::kBF16: return kernels::GemmInput::kBF16;
     case Precision::kFP8: return kernels::GemmInput::kFP8;
     case Precision::kInt8: return kernels::GemmInput::kInt8;
+    case Precision::kW4: break;  // never uploaded here (UploadWeight refuses it)
   }
   return kernels::GemmInput::kF32;
 }
@@ -171,6 +172,11 @@ absl::Status CudaBackend::CopyToHost(const void* device_src, size_t bytes, void*
 absl::StatusOr<Weight> CudaBackend::UploadWeight(const float* host, int64_t n, int64_t k, Precision precision,
                                                  const float* host_bias) {
   if (n < 1 || k < 1) return absl::InvalidArgumentError(absl::StrCat("weight [", n, ", ", k, "] is empty"));
+  if (precision == Precision::kW4) {
+    return absl::UnimplementedError(
+        "--quant w4 runs on the CPU backend only so far (use --device cpu); the CUDA backend serves fp32, bf16, "
+        "fp8 and int8");
+  }
   Weight w;
   w.precision = precision;
   w.n = n;
@@ -207,6 +213,8 @@ absl::StatusOr<Weight> CudaBackend::UploadWeight(const float* host, int64_t n, i
       codes = PadRows(q.data(), n, k, np, kp, 1);
       break;
     }
+    case Precision::kW4:
+      break;  // refused above
   }
   QRAG_ASSIGN_OR_RETURN(w.data, Allocate(codes.size()));
   QRAG_RETURN_IF_ERROR(CopyToDevice(codes.data(), codes.size(), w.data.data()));
