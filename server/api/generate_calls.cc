@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "qrag/v1/inference.grpc.pb.h"
+#include "server/api/rag_generation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/validation.h"
 #include "server/common/status.h"
@@ -135,9 +136,18 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
       Finish(ToGrpcStatus(admission.status()));
       return;
     }
+    RagOutcome rag;
+    if (admission->rag.has_value()) {
+      if (absl::Status s = PrepareRagRequest(*state_, *admission->rag, &admission->request, &rag); !s.ok()) {
+        Finish(ToGrpcStatus(s));
+        return;
+      }
+    }
     {
       absl::MutexLock lock(&mu_);
       message_.set_model(admission->model->name);
+      *message_.mutable_passages() = std::move(rag.passages);
+      rag_timings_ = rag.timings;
     }
     engine::Engine* engine = admission->model->engine;
     absl::StatusOr<uint64_t> id =
@@ -166,6 +176,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
         message_.set_finish_reason(engine::FinishReasonName(reason));
         FillUsage(usage, message_.mutable_usage());
         FillTimings(timings, message_.mutable_timings());
+        FillRagTimings(rag_timings_, timings, message_.mutable_timings());
         result = Serialize(message_, response_);
       }
     }
@@ -186,6 +197,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   EngineLink link_;
   absl::Mutex mu_;
   qrag::v1::GenerateResponse message_ ABSL_GUARDED_BY(mu_);
+  std::optional<rag::RetrieveTimings> rag_timings_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -204,9 +216,18 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
       Finish(ToGrpcStatus(admission.status()));
       return;
     }
+    RagOutcome rag;
+    if (admission->rag.has_value()) {
+      if (absl::Status s = PrepareRagRequest(*state_, *admission->rag, &admission->request, &rag); !s.ok()) {
+        Finish(ToGrpcStatus(s));
+        return;
+      }
+    }
     {
       absl::MutexLock lock(&mu_);
       model_ = admission->model->name;
+      *pending_.mutable_passages() = std::move(rag.passages);  // rides on the first message
+      rag_timings_ = rag.timings;
     }
     engine::Engine* engine = admission->model->engine;
     absl::StatusOr<uint64_t> id =
@@ -239,6 +260,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
         pending_.set_finish_reason(engine::FinishReasonName(reason));
         FillUsage(usage, pending_.mutable_usage());
         FillTimings(timings, pending_.mutable_timings());
+        FillRagTimings(rag_timings_, timings, pending_.mutable_timings());
         pending_.set_model(model_);
         has_pending_ = true;
       }
@@ -330,6 +352,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);  // set by the engine's OnFinish
+  std::optional<rag::RetrieveTimings> rag_timings_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -347,6 +370,7 @@ absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::C
   admission.model = model;
   admission.request = std::move(validated.request);
   admission.request.deadline = DeadlineOf(context);
+  if (parsed.has_rag()) admission.rag = parsed.rag();
   return admission;
 }
 

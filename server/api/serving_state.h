@@ -22,6 +22,10 @@
 #include "server/api/validation.h"
 #include "server/engine/engine.h"
 
+namespace qrag::rag {
+class Collections;
+}  // namespace qrag::rag
+
 namespace qrag::api {
 
 enum class ServingPhase { kLoading, kServing, kDraining };
@@ -71,12 +75,18 @@ class ServingState {
   void CallEnded() { active_calls_.fetch_sub(1, std::memory_order_relaxed); }
   int active_calls() const { return active_calls_.load(std::memory_order_relaxed); }
 
+  // The RAG collections (Retrieval service, Generate's rag option); null when the server runs without an
+  // embedder. Set once at start-up, before SERVING; not owned.
+  void SetRag(rag::Collections* rag) { rag_.store(rag, std::memory_order_release); }
+  rag::Collections* rag() const { return rag_.load(std::memory_order_acquire); }
+
  private:
   const ValidationOptions validation_;
   mutable absl::Mutex mu_;
   ServingPhase phase_ ABSL_GUARDED_BY(mu_) = ServingPhase::kLoading;
   std::vector<std::unique_ptr<ServedModel>> models_ ABSL_GUARDED_BY(mu_);  // append-only
   std::atomic<int> active_calls_{0};
+  std::atomic<rag::Collections*> rag_{nullptr};
 };
 
 }  // namespace qrag::api
