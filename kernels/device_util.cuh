@@ -18,6 +18,14 @@
 namespace qrag::kernels {
 
 constexpr int kRowThreads = 256;  // block size of the one-block-per-row kernels
+constexpr int kElementwiseThreads = 256;  // block size of the grid-stride elementwise kernels
+
+// Blocks of kElementwiseThreads for a grid-stride elementwise kernel over n floats that reads them 4 at a
+// time: one float4 per thread, between 1 and 65535 blocks.
+inline int ElementwiseBlocks(int64_t n) {
+  const int64_t blocks = (n / 4 + kElementwiseThreads - 1) / kElementwiseThreads;
+  return static_cast<int>(blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks));
+}
 
 struct MaxOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }

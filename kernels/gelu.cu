@@ -1,5 +1,7 @@
 #include "kernels/gelu.cuh"
 
+#include "kernels/device_util.cuh"
+
 namespace qrag::kernels {
 namespace {
 
@@ -26,10 +28,8 @@ __global__ void GeluKernel(const float* x, int64_t n, float* out, bool vector) {
 cudaError_t LaunchGelu(const float* x, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (n < 0) return cudaErrorInvalidValue;
-  int64_t blocks = (n / 4 + 255) / 256;
-  blocks = blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks);
   const bool vector = (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(out)) % 16 == 0;
-  GeluKernel<<<static_cast<int>(blocks), 256, 0, stream>>>(x, n, out, vector);
+  GeluKernel<<<ElementwiseBlocks(n), kElementwiseThreads, 0, stream>>>(x, n, out, vector);
   return cudaGetLastError();
 }
 

@@ -9,6 +9,7 @@
 // results agree to about one float rounding. Tolerances: max |gpu - cpu| / max |cpu| over the output.
 #include <cstdint>
 #include <iterator>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,10 @@ struct LayerNormCase {
   int rows, dim, pad;
   float mean;  // added to every input: the variance must not cancel
 };
+
+void PrintTo(const LayerNormCase& c, std::ostream* os) {
+  *os << "rows " << c.rows << " dim " << c.dim << " pad " << c.pad << " mean " << c.mean;
+}
 
 class CudaLayerNormParity : public CudaEncoderParity, public ::testing::WithParamInterface<LayerNormCase> {};
 
@@ -119,6 +124,10 @@ struct EncoderAttnCase {
   int n_heads, head_dim;
   std::vector<int32_t> lengths;  // tokens of each packed sequence, in order
 };
+
+void PrintTo(const EncoderAttnCase& c, std::ostream* os) {
+  *os << "heads " << c.n_heads << " head_dim " << c.head_dim << " lengths {" << absl::StrJoin(c.lengths, ", ") << "}";
+}
 
 std::vector<int32_t> Offsets(const std::vector<int32_t>& lengths) {
   std::vector<int32_t> offsets = {0};
