@@ -101,6 +101,7 @@ class Client {
   absl::StatusOr<qrag::v1::ServerStats> ServerStats(std::string_view model = "", const CallOptions& call = {});
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const ClientOptions& options() const { return options_; }
 
  private:
   class Stubs;

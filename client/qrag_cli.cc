@@ -36,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "client/bench.h"
 #include "client/client.h"
+#include "client/rag_cli.h"
 
 namespace qrag::client {
 namespace {
@@ -129,6 +130,8 @@ struct Args {
   double wait = 0;
   // stats / generate
   std::string model;
+  // RAG commands and generate --rag (client/rag_cli.h)
+  RagArgs rag;
   // bench
   int concurrency = 1;
   int requests = 16;
@@ -150,6 +153,7 @@ bool FlagAllowed(const std::string& command, const std::string& flag) {
     return false;
   };
   if (in(kCommon)) return true;
+  if (RagFlagAllowed(command, flag)) return true;
   if (command == "generate") return in(kGenerate);
   if (command == "health") return flag == "--service" || flag == "--wait";
   if (command == "stats") return flag == "--model";
@@ -168,11 +172,13 @@ Args ParseArgs(int argc, char** argv) {
   a.command = argv[1];
   if (a.command == "--help" || a.command == "-h" || a.command == "help") {
     std::fputs(kUsage, stdout);
+    std::fputs(kRagUsage, stdout);
     std::exit(0);
   }
   if (a.command != "generate" && a.command != "models" && a.command != "health" && a.command != "stats" &&
-      a.command != "bench") {
-    UsageError(absl::StrCat("unknown command '", a.command, "' (generate, models, health, stats, bench)"));
+      a.command != "bench" && !IsRagCommand(a.command)) {
+    UsageError(absl::StrCat("unknown command '", a.command,
+                            "' (generate, models, health, stats, bench, collection, ingest, delete, retrieve)"));
   }
   const char* env_token = std::getenv("QRAG_TOKEN");
   if (env_token != nullptr) a.token = env_token;
@@ -183,7 +189,16 @@ Args ParseArgs(int argc, char** argv) {
     std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
       std::fputs(kUsage, stdout);
+      std::fputs(kRagUsage, stdout);
       std::exit(0);
+    }
+    if (IsRagCommand(a.command) && flag.rfind("--", 0) != 0) {
+      a.rag.positional.push_back(flag);
+      continue;
+    }
+    if (RagFlagIsSwitch(flag) && RagFlagAllowed(a.command, flag) && flag != "--json") {
+      ParseRagFlag(flag, "", &a.rag);
+      continue;
     }
     if (!FlagAllowed(a.command, flag.substr(0, flag.find('=')))) {
       UsageError(absl::StrCat("unknown option ", flag, " for '", a.command, "'"));
@@ -208,6 +223,7 @@ Args ParseArgs(int argc, char** argv) {
       if (i + 1 >= argc) UsageError(absl::StrCat(flag, " needs a value"));
       value = argv[++i];
     }
+    if (RagFlagAllowed(a.command, flag) && ParseRagFlag(flag, value, &a.rag)) continue;
     if (flag == "--server") a.server = value;
     else if (flag == "--timeout") a.timeout = ParseNumber<double>(flag, value);
     else if (flag == "--tls-ca") { a.tls_files.ca = value; a.tls = true; }
@@ -254,6 +270,11 @@ Args ParseArgs(int argc, char** argv) {
       UsageError("generate needs --prompt TEXT or --prompt-file PATH");
     }
     r.set_model(a.model);
+    ApplyRagToGenerate(a.rag, &r);
+  }
+  if (IsRagCommand(a.command)) {
+    a.rag.json = a.json;
+    ValidateRagArgs(a.command, a.rag);
   }
   if (a.command == "bench") {
     if (a.concurrency < 1 || a.concurrency > 1024) UsageError("--concurrency must be in [1, 1024]");
@@ -309,12 +330,14 @@ int Generate(Client& client, const Args& a) {
     std::fputs("\n", stdout);
     std::fflush(stdout);
     PrintLogprobs(r->logprobs());
+    PrintPassages(r->passages(), r->timings());
     PrintSummary(r->model(), r->finish_reason(), r->usage(), r->timings());
     return 0;
   }
   absl::StatusOr<qrag::v1::GenerateStreamResponse> last = client.GenerateStream(
       a.request,
       [](const qrag::v1::GenerateStreamResponse& m) {
+        if (!m.passages().empty()) PrintPassages(m.passages(), qrag::v1::Timings());
         std::fwrite(m.text().data(), 1, m.text().size(), stdout);
         std::fflush(stdout);
         PrintLogprobs(m.logprobs());
@@ -324,6 +347,7 @@ int Generate(Client& client, const Args& a) {
   std::fputs("\n", stdout);
   std::fflush(stdout);
   if (!last.ok()) return RpcError(last.status());
+  if (last->timings().embed_seconds() > 0) PrintPassages({}, last->timings());
   PrintSummary(last->model(), last->finish_reason(), last->usage(), last->timings());
   return 0;
 }
@@ -397,6 +421,7 @@ int Main(int argc, char** argv) {
   if (!args.token.empty()) options.metadata.push_back(BearerTokenMetadata(args.token));
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(options);
   if (!client.ok()) return RpcError(client.status());
+  if (IsRagCommand(args.command)) return RunRagCommand(**client, args.command, args.rag, CallOptionsOf(args));
   if (args.command == "generate") return Generate(**client, args);
   if (args.command == "models") return Models(**client, args);
   if (args.command == "health") return Health(**client, args);

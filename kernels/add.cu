@@ -1,5 +1,7 @@
 #include "kernels/add.cuh"
 
+#include "kernels/device_util.cuh"
+
 namespace qrag::kernels {
 namespace {
 
@@ -25,10 +27,8 @@ __global__ void AddKernel(float* x, const float* y, int64_t n, bool vector) {
 
 cudaError_t LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  int64_t blocks = (n / 4 + 255) / 256;
-  blocks = blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks);
   const bool vector = (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(y)) % 16 == 0;
-  AddKernel<<<static_cast<int>(blocks), 256, 0, stream>>>(x, y, n, vector);
+  AddKernel<<<ElementwiseBlocks(n), kElementwiseThreads, 0, stream>>>(x, y, n, vector);
   return cudaGetLastError();
 }
 

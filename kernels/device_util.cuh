@@ -18,37 +18,50 @@
 namespace qrag::kernels {
 
 constexpr int kRowThreads = 256;  // block size of the one-block-per-row kernels
+constexpr int kElementwiseThreads = 256;  // block size of the grid-stride elementwise kernels
+
+// Blocks of kElementwiseThreads for a grid-stride elementwise kernel over n floats that reads them 4 at a
+// time: one float4 per thread, between 1 and 65535 blocks.
+inline int ElementwiseBlocks(int64_t n) {
+  const int64_t blocks = (n / 4 + kElementwiseThreads - 1) / kElementwiseThreads;
+  return static_cast<int>(blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks));
+}
 
 struct MaxOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
   static constexpr float kIdentity = -INFINITY;
 };
 struct SumOp {
-  __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+  template <typename T>
+  __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
   static constexpr float kIdentity = 0.0f;
 };
 
-template <typename Op>
-__device__ __forceinline__ float WarpReduce(float v, Op op) {
+template <typename T, typename Op>
+__device__ __forceinline__ T WarpReduce(T v, Op op) {
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
-// Block-wide reduction for blockDim.x a multiple of 32 (<= 1024); every thread gets the result.
-// `scratch` holds 32 floats of shared memory; the call ends with a barrier so scratch can be reused.
-template <typename Op>
-__device__ __forceinline__ float BlockReduce(float v, float* scratch, Op op) {
+// Block-wide reduction of float or double for blockDim.x a multiple of 32 (<= 1024); every thread gets the
+// result. `scratch` holds 32 T of shared memory; the call ends with a barrier so scratch can be reused.
+template <typename T, typename Op>
+__device__ __forceinline__ T BlockReduce(T v, T* scratch, Op op) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = WarpReduce(v, op);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  const float r = WarpReduce(lane < warps ? scratch[lane] : Op::kIdentity, op);
+  const T r = WarpReduce(lane < warps ? scratch[lane] : static_cast<T>(Op::kIdentity), op);
   __syncthreads();
   return r;
 }
 
 __device__ __forceinline__ float BlockMax(float v, float* scratch) { return BlockReduce(v, scratch, MaxOp{}); }
 __device__ __forceinline__ float BlockSum(float v, float* scratch) { return BlockReduce(v, scratch, SumOp{}); }
+// For the ops whose CPU reference sums in double (layer_norm.cu).
+__device__ __forceinline__ double BlockSumDouble(double v, double* scratch) {
+  return BlockReduce(v, scratch, SumOp{});
+}
 
 __device__ __forceinline__ uint8_t EncodeE4M3(float v) {
   return static_cast<uint8_t>(__nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3));

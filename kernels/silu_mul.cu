@@ -36,18 +36,13 @@ __global__ void SiluMulQuantizeKernel(const float* __restrict__ gate, const floa
       scales != nullptr ? scales + blockIdx.x : nullptr, scratch);
 }
 
-int GridFor(int64_t n, int threads) {
-  const int64_t blocks = (n / 4 + threads - 1) / threads;
-  return static_cast<int>(blocks < 1 ? 1 : (blocks > 65535 ? 65535 : blocks));
-}
-
 }  // namespace
 
 cudaError_t LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vector = (reinterpret_cast<uintptr_t>(gate) | reinterpret_cast<uintptr_t>(up) |
                        reinterpret_cast<uintptr_t>(out)) % 16 == 0;
-  SiluMulKernel<<<GridFor(n, 256), 256, 0, stream>>>(gate, up, n, out, vector);
+  SiluMulKernel<<<ElementwiseBlocks(n), kElementwiseThreads, 0, stream>>>(gate, up, n, out, vector);
   return cudaGetLastError();
 }
 

@@ -7,7 +7,8 @@
 # Steps (each under its own time limit, so one hang cannot eat the run; ~5-7 minutes on an H200):
 #   1. environment: nvidia-smi, the CUDA libraries found, ldd of the packed binaries;
 #   2. the GPU tests (QRAG_REQUIRE_GPU=1 and QRAG_REQUIRE_SHARED=1: a skip is a failure here):
-#      registry_test, gemm_plan_test, cuda_kernels_test, cuda_backend_test, cuda_transformer_test;
+#      registry_test, gemm_plan_test, cuda_kernels_test, cuda_backend_test (incl. the encoder ops:
+#      LayerNorm, GELU, EncoderAttention), cuda_transformer_test;
 #   3. qrag-run on stories260K with --device cuda: fp32 greedy text vs the gold file; bf16/fp8/int8 text
 #      next to the CPU's;
 #   4. gemm_bench (cuBLASLt TFLOP/s, copy-bandwidth ratios, best algorithm vs ours);
@@ -69,7 +70,9 @@ mkdir -p /tmp/qrag-gtest
 # process) cannot hide the results of the others.
 runs=("registry_test:*" "gemm_plan_test:*" "cuda_kernels_test:CudaGemmPlan.*" "cuda_kernels_test:Formats/*"
       "cuda_backend_test:Shapes/CudaGemmParity.*" "cuda_backend_test:CudaParity.*"
-      "cuda_backend_test:Shapes/CudaAttentionParity.*" "cuda_transformer_test:*")
+      "cuda_backend_test:Shapes/CudaAttentionParity.*"
+      "cuda_backend_test:CudaEncoderParity.*:Shapes/CudaLayerNormParity.*:Shapes/CudaEncoderAttentionParity.*"
+      "cuda_transformer_test:*")
 i=0
 for r in "${runs[@]}"; do
   t=${r%%:*}; filter=${r#*:}; i=$((i + 1))
@@ -130,7 +133,7 @@ note "gemm_torch.py" "$([ "$rc" -eq 0 ] && echo ran || echo "FAIL (exit $rc)")"
 echo "== 6. compute-sanitizer memcheck of the hand-written kernels, if time is left ($(elapsed))"
 if command -v compute-sanitizer >/dev/null 2>&1 && [ $(( $(date +%s) - start )) -lt 420 ]; then
   timeout -k 5 90 compute-sanitizer --tool memcheck --error-exitcode 3 "$D/bin/cuda_backend_test" \
-    --gtest_filter='CudaParity.EmbedGathersExactly:CudaParity.RopeBothPairingsGqaWithinTolerance:CudaParity.SiluMulAndAdd:Shapes/CudaAttentionParity.*/0:Shapes/CudaGemmParity.*/1' 2>&1 | tail -25
+    --gtest_filter='CudaParity.EmbedGathersExactly:CudaParity.RopeBothPairingsGqaWithinTolerance:CudaParity.SiluMulAndAdd:Shapes/CudaAttentionParity.*/0:Shapes/CudaGemmParity.*/1:Shapes/CudaLayerNormParity.*/3:Shapes/CudaEncoderAttentionParity.*/2:Shapes/CudaEncoderAttentionParity.*/4' 2>&1 | tail -25
   rc=${PIPESTATUS[0]}
   note "compute-sanitizer memcheck" "$([ "$rc" -eq 0 ] && echo "clean" || echo "exit $rc (info)")"
 else

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "qrag/v1/inference.grpc.pb.h"
+#include "server/api/rag_generation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/validation.h"
 #include "server/common/status.h"
@@ -138,9 +139,18 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
       Finish(ToGrpcStatus(admission.status()));
       return;
     }
+    RagOutcome rag;
+    if (admission->rag.has_value()) {
+      if (absl::Status s = PrepareRagRequest(*state_, *admission->rag, &admission->request, &rag); !s.ok()) {
+        Finish(ToGrpcStatus(s));
+        return;
+      }
+    }
     {
       absl::MutexLock lock(&mu_);
       message_.set_model(admission->model->name);
+      *message_.mutable_passages() = std::move(rag.passages);
+      rag_timings_ = rag.timings;
     }
     engine::Engine* engine = admission->model->engine;
     absl::StatusOr<uint64_t> id =
@@ -169,6 +179,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
         message_.set_finish_reason(engine::FinishReasonName(reason));
         FillUsage(usage, message_.mutable_usage());
         FillTimings(timings, message_.mutable_timings());
+        FillRagTimings(rag_timings_, timings, message_.mutable_timings());
         result = Serialize(message_, response_);
       }
     }
@@ -189,6 +200,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   EngineLink link_;
   absl::Mutex mu_;
   qrag::v1::GenerateResponse message_ ABSL_GUARDED_BY(mu_);
+  std::optional<rag::RetrieveTimings> rag_timings_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -208,9 +220,18 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
       Finish(ToGrpcStatus(admission.status()));
       return;
     }
+    RagOutcome rag;
+    if (admission->rag.has_value()) {
+      if (absl::Status s = PrepareRagRequest(*state_, *admission->rag, &admission->request, &rag); !s.ok()) {
+        Finish(ToGrpcStatus(s));
+        return;
+      }
+    }
     {
       absl::MutexLock lock(&mu_);
       model_ = admission->model->name;
+      *pending_.mutable_passages() = std::move(rag.passages);  // rides on the first message
+      rag_timings_ = rag.timings;
     }
     engine::Engine* engine = admission->model->engine;
     absl::StatusOr<uint64_t> id =
@@ -243,6 +264,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
         pending_.set_finish_reason(engine::FinishReasonName(reason));
         FillUsage(usage, pending_.mutable_usage());
         FillTimings(timings, pending_.mutable_timings());
+        FillRagTimings(rag_timings_, timings, pending_.mutable_timings());
         pending_.set_model(model_);
         has_pending_ = true;
       }
@@ -334,6 +356,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);  // set by the engine's OnFinish
+  std::optional<rag::RetrieveTimings> rag_timings_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -351,6 +374,7 @@ absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::C
   admission.model = model;
   admission.request = std::move(validated.request);
   admission.request.deadline = DeadlineOf(context);
+  if (parsed.has_rag()) admission.rag = parsed.rag();
   return admission;
 }
 

@@ -19,7 +19,10 @@
 #ifndef QRAG_SERVER_API_GENERATE_CALLS_H_
 #define QRAG_SERVER_API_GENERATE_CALLS_H_
 
+#include <optional>
+
 #include "absl/status/statusor.h"
+#include "qrag/v1/inference.pb.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
@@ -32,6 +35,7 @@ namespace qrag::api {
 struct Admission {
   const ServedModel* model = nullptr;
   engine::EngineRequest request;
+  std::optional<qrag::v1::RagOptions> rag;  // set: retrieve first (rag_generation.h)
 };
 
 // Serving phase (UNAVAILABLE), wire parse + validation (INVALID_ARGUMENT / NOT_FOUND), model lookup, and the

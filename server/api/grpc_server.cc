@@ -11,6 +11,7 @@
 #include "grpcpp/server_builder.h"
 #include "server/api/admin_service.h"
 #include "server/api/inference_service.h"
+#include "server/api/retrieval_service.h"
 
 namespace qrag::api {
 namespace {
@@ -32,6 +33,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   std::unique_ptr<GrpcServer> server(new GrpcServer());
   server->inference_ = std::make_unique<InferenceService>(state, options.authenticator);
   server->admin_ = std::make_unique<AdminService>(state, options.authenticator);
+  server->retrieval_ = std::make_unique<RetrievalService>(state, options.authenticator);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -46,6 +48,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(server->inference_.get());
   builder.RegisterService(server->admin_.get());
+  builder.RegisterService(server->retrieval_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || selected_port == 0) {
     return absl::UnavailableError(absl::StrCat(

@@ -30,6 +30,7 @@ struct GrpcServerOptions {
 
 class AdminService;
 class InferenceService;
+class RetrievalService;
 
 class GrpcServer {
  public:
@@ -57,6 +58,7 @@ class GrpcServer {
 
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<RetrievalService> retrieval_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

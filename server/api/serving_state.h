@@ -22,6 +22,10 @@
 #include "server/api/validation.h"
 #include "server/engine/engine.h"
 
+namespace qrag::rag {
+class Collections;
+}  // namespace qrag::rag
+
 namespace qrag::api {
 
 enum class ServingPhase { kLoading, kServing, kDraining };
@@ -77,6 +81,10 @@ class ServingState {
   void ReportRejected(const absl::Status& status) const {
     if (engine::EngineObserver* o = rejection_observer_.load(); o != nullptr) o->OnRequestRejected(status);
   }
+  // The RAG collections (Retrieval service, Generate's rag option); null when the server runs without an
+  // embedder. Set once at start-up, before SERVING; not owned.
+  void SetRag(rag::Collections* rag) { rag_.store(rag, std::memory_order_release); }
+  rag::Collections* rag() const { return rag_.load(std::memory_order_acquire); }
 
  private:
   const ValidationOptions validation_;
@@ -85,6 +93,7 @@ class ServingState {
   std::vector<std::unique_ptr<ServedModel>> models_ ABSL_GUARDED_BY(mu_);  // append-only
   std::atomic<int> active_calls_{0};
   std::atomic<engine::EngineObserver*> rejection_observer_{nullptr};
+  std::atomic<rag::Collections*> rag_{nullptr};
 };
 
 }  // namespace qrag::api

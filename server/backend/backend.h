@@ -152,6 +152,26 @@ class Backend {
   // x[i] += y[i] for i < n.
   virtual void Add(float* x, const float* y, int64_t n) = 0;
 
+  // Encoder (BERT-style) ops.
+  //
+  // out[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias, with the biased variance of the row
+  // (torch.nn.LayerNorm). In-place (out == x) is allowed.
+  virtual void LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
+                         float* out) = 0;
+
+  // out[i] = x[i] * 0.5 * (1 + erf(x[i] / sqrt(2))) for i < n: the exact GELU of BERT's "gelu" activation
+  // (not the tanh approximation). In-place allowed.
+  virtual void Gelu(const float* x, int64_t n, float* out) = 0;
+
+  // Bidirectional (non-causal) multi-head attention within each sequence of a packed batch: sequence s
+  // owns rows [seq_offsets[s], seq_offsets[s + 1]) of q, k, v and out (each [tokens, n_heads*head_dim],
+  // n_kv_heads == n_heads); every token attends to every token of its own sequence and to no other, which
+  // is what a padding mask does for a padded batch. softmax(q k^T / sqrt(head_dim)) v per head.
+  // Returns the tensor ops done (2 x multiply-adds of QK^T and PV).
+  virtual int64_t EncoderAttention(const float* q, const float* k, const float* v,
+                                   absl::Span<const int32_t> seq_offsets, const AttentionShape& shape,
+                                   float* out) = 0;
+
   // Waits for all issued ops; reports an asynchronous failure of any.
   virtual absl::Status Synchronize() = 0;
 

@@ -51,6 +51,7 @@
 #include "server/model/transformer.h"
 #include "server/engine/model_bundle.h"
 #include "server/metrics/metrics_stack.h"
+#include "server/rag/rag_runtime.h"
 
 namespace qrag {
 namespace {
@@ -96,6 +97,13 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
                             command line override the file (see deploy/qrag.yaml)
   --check-config            parse the flags (and --config files), print them and exit: 0 when they are
                             valid, 2 with the problem otherwise (loads nothing, listens nowhere)
+  --embedder DIR            enable RAG (qrag.v1.Retrieval, GenerateRequest.rag) with this sentence-transformers
+                            BERT directory (e.g. all-MiniLM-L6-v2); needs --data-dir
+  --data-dir DIR            where RAG collections are stored (DIR/rag.sqlite, created if missing)
+  --embedder-quant Q        fp32 | bf16 | fp8 | int8 GEMMs of the embedder (default fp32)
+  --index-quant Q           fp32 | int8 exact-search corpus matrix (default fp32)
+  --rag-max-document-bytes N  largest document accepted by Ingest (default 8388608)
+  --rag-max-store-bytes N   cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED (default 0: none)
   --help                    this text
 )";
 
@@ -113,6 +121,9 @@ struct Args {
   double drain_seconds = 20;
   bool check_config = false;
   engine::EngineOptions engine;
+  std::string embedder, data_dir, embedder_quant = "fp32", index_quant = "fp32";
+  int64_t rag_max_document_bytes = 8 << 20;
+  int64_t rag_max_store_bytes = 0;
 };
 
 constexpr char kProgram[] = "qrag-server";
@@ -168,9 +179,19 @@ Args ParseArgs(int argc, char** argv) {
     else if (flag == "--powercap-root") a.powercap_root = value;
     else if (flag == "--energy-sample-ms") a.energy_sample_ms = ParseNumber<int>(flag, value);
     else if (flag == "--drain-seconds") a.drain_seconds = ParseNumber<double>(flag, value);
+    else if (flag == "--embedder") a.embedder = value;
+    else if (flag == "--data-dir") a.data_dir = value;
+    else if (flag == "--embedder-quant") a.embedder_quant = value;
+    else if (flag == "--index-quant") a.index_quant = value;
+    else if (flag == "--rag-max-document-bytes") a.rag_max_document_bytes = ParseNumber<int64_t>(flag, value);
+    else if (flag == "--rag-max-store-bytes") a.rag_max_store_bytes = ParseNumber<int64_t>(flag, value);
     else UsageError(absl::StrCat("unknown option ", flag));
   }
   if (a.model.empty()) UsageError("--model PATH is required");
+  if (a.embedder.empty() != a.data_dir.empty()) UsageError("--embedder and --data-dir go together");
+  if (a.rag_max_document_bytes <= 0 || a.rag_max_store_bytes < 0) {
+    UsageError("--rag-max-document-bytes must be > 0 and --rag-max-store-bytes >= 0");
+  }
   if (a.tls_cert.empty() != a.tls_key.empty()) UsageError("--tls-cert and --tls-key go together");
   if (!a.tls_client_ca.empty() && a.tls_cert.empty()) {
     UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key");
@@ -237,6 +258,18 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& 
   o.sample_interval = absl::Milliseconds(args.energy_sample_ms);
   o.log = Log;
   return metrics::MetricsStack::Start(o);
+}
+
+absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args) {
+  rag::RagRuntimeOptions o;
+  o.embedder_dir = args.embedder;
+  QRAG_ASSIGN_OR_RETURN(o.embedder_precision, backend::ParsePrecision(args.embedder_quant));
+  QRAG_ASSIGN_OR_RETURN(o.collections.index_precision, backend::ParsePrecision(args.index_quant));
+  o.threads = args.threads;
+  o.collections.data_dir = args.data_dir;
+  o.collections.max_document_bytes = args.rag_max_document_bytes;
+  o.collections.max_store_bytes = args.rag_max_store_bytes;
+  return rag::RagRuntime::Load(o);
 }
 
 api::ServedModel Describe(const Args& args, const LoadedServable& s) {
@@ -365,6 +398,23 @@ int Main(int argc, char** argv) {
     Log(absl::StrCat("error: cannot load ", args.model, ": ", s.ToString()));
     (*server)->Shutdown(absl::ZeroDuration());
     return 1;
+  }
+  std::unique_ptr<rag::RagRuntime> rag;
+  if (!args.embedder.empty()) {
+    absl::StatusOr<std::unique_ptr<rag::RagRuntime>> loaded = LoadRag(args);
+    if (!loaded.ok()) {
+      Log(absl::StrCat("error: RAG: ", loaded.status().ToString()));
+      (*server)->Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+    rag = *std::move(loaded);
+    state.SetRag(rag->collections.get());
+    int64_t chunks = 0;
+    const std::vector<rag::CollectionInfo> collections = rag->collections->List();
+    for (const rag::CollectionInfo& c : collections) chunks += c.chunks;
+    Log(absl::StrCat("RAG: embedder ", rag->encoder->model_id(), " (", backend::PrecisionName(rag->encoder->precision()),
+                     ", dim ", rag->encoder->dim(), "), ", collections.size(), " collection(s), ", chunks,
+                     " chunks indexed from ", args.data_dir));
   }
   if (absl::Status s = state.Publish(Describe(args, servable)); !s.ok()) {
     Log(absl::StrCat("error: ", s.ToString()));

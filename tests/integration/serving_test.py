@@ -74,7 +74,7 @@ def generate_stubs(out_dir):
     os.makedirs(gen)
     cmd = ["protoc", f"-I{ARGS.proto_dir}", f"-I{src}", f"--python_out={gen}", f"--grpc_python_out={gen}",
            f"--plugin=protoc-gen-grpc_python={plugin}",
-           "qrag/v1/inference.proto", "qrag/v1/admin.proto", "qragtest/health.proto", "qragtest/reflection.proto"]
+           "qrag/v1/inference.proto", "qrag/v1/retrieval.proto", "qrag/v1/admin.proto", "qragtest/health.proto", "qragtest/reflection.proto"]
     subprocess.run(cmd, check=True)
     sys.path.insert(0, gen)
 

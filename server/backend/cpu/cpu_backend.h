@@ -47,6 +47,11 @@ class CpuBackend final : public Backend {
                     const AttentionShape& shape, float* out) override;
   void SiluMul(const float* gate, const float* up, int64_t n, float* out) override;
   void Add(float* x, const float* y, int64_t n) override;
+  void LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
+                 float* out) override;
+  void Gelu(const float* x, int64_t n, float* out) override;
+  int64_t EncoderAttention(const float* q, const float* k, const float* v, absl::Span<const int32_t> seq_offsets,
+                           const AttentionShape& shape, float* out) override;
   absl::Status Synchronize() override { return absl::OkStatus(); }
 
  protected:

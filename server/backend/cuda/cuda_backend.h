@@ -55,6 +55,14 @@ class CudaBackend final : public Backend {
                     const AttentionShape& shape, float* out) override;
   void SiluMul(const float* gate, const float* up, int64_t n, float* out) override;
   void Add(float* x, const float* y, int64_t n) override;
+  // Encoder ops (cuda_encoder_ops.cc).
+  void LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
+                 float* out) override;
+  void Gelu(const float* x, int64_t n, float* out) override;
+  // Records INVALID_ARGUMENT (sticky, as a bad block table) for n_kv_heads != n_heads, decreasing or negative
+  // offsets, head_dim outside [1, 512] or a sequence longer than 4096 tokens (kernels/encoder_attention.cuh).
+  int64_t EncoderAttention(const float* q, const float* k, const float* v, absl::Span<const int32_t> seq_offsets,
+                           const AttentionShape& shape, float* out) override;
   absl::Status Synchronize() override;
 
   // Greedy token ids of `rows` logits rows [rows, vocab] already on the device (kernels/argmax.cuh).

@@ -1,0 +1,36 @@
+// Generate's `rag` option: retrieve passages for the prompt (the question) from a collection, then replace
+// the engine request's prompt with the template filled with them. Runs on the gRPC thread that admitted
+// the call, before the request reaches the engine (the engine thread never embeds or searches).
+#ifndef QRAG_SERVER_API_RAG_GENERATION_H_
+#define QRAG_SERVER_API_RAG_GENERATION_H_
+
+#include <optional>
+
+#include "absl/status/status.h"
+#include "qrag/v1/inference.pb.h"
+#include "server/api/serving_state.h"
+#include "server/engine/engine.h"
+#include "server/rag/collections.h"
+
+namespace qrag::api {
+
+inline constexpr int kDefaultRagTopK = 3;
+inline constexpr int kMaxRagTopK = 100;
+
+struct RagOutcome {
+  google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage> passages;
+  std::optional<rag::RetrieveTimings> timings;  // set when retrieval ran
+};
+
+// FAILED_PRECONDITION without an embedder; INVALID_ARGUMENT for a missing collection name, top_k outside
+// [0, 100] or a template without {question}; the collection's own errors (NOT_FOUND, ...).
+absl::Status PrepareRagRequest(const ServingState& state, const qrag::v1::RagOptions& options,
+                               engine::EngineRequest* request, RagOutcome* outcome);
+
+// Adds the retrieval timings and generate_seconds (= the engine's total) when retrieval ran.
+void FillRagTimings(const std::optional<rag::RetrieveTimings>& rag, const engine::Timings& engine,
+                    qrag::v1::Timings* out);
+
+}  // namespace qrag::api
+
+#endif  // QRAG_SERVER_API_RAG_GENERATION_H_

@@ -1,0 +1,283 @@
+#include "server/rag/collections.h"
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+#include "server/model/utf8.h"
+
+namespace qrag::rag {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+absl::Status ValidateName(const std::string& name) {
+  if (name.empty() || name.size() > 128) {
+    return absl::InvalidArgumentError("collection name must be 1 to 128 characters of [A-Za-z0-9_.-]");
+  }
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("collection name '", name, "' has a character outside [A-Za-z0-9_.-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string EmbedderDirName(const std::string& model_id) { return model_id.substr(0, model_id.find('@')); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Collections>> Collections::Open(const CollectionsOptions& options,
+                                                               model::BertEncoder* encoder,
+                                                               backend::Backend* index_backend) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("the RAG data directory is not set (--data-dir)");
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the data directory ", options.data_dir, ": ", ec.message()));
+  }
+  std::unique_ptr<Collections> c(new Collections());
+  c->options_ = options;
+  c->encoder_ = encoder;
+  c->index_backend_ = index_backend;
+  QRAG_ASSIGN_OR_RETURN(c->store_, DocumentStore::Open(options.data_dir + "/rag.sqlite", options.max_store_bytes));
+  for (const CollectionInfo& info : c->store_->ListCollections()) {
+    auto e = std::make_shared<Entry>();
+    e->info = info;
+    QRAG_ASSIGN_OR_RETURN(e->index, ExactIndex::Create(info.dim, options.index_precision, index_backend));
+    absl::Status bad;
+    absl::MutexLock lock(&e->mu);
+    QRAG_RETURN_IF_ERROR(c->store_->ForEachChunk(
+        info.name, [&](int64_t id, const std::string& doc, absl::Span<const float> v) {
+          absl::Status s = e->index->Upsert(id, v);
+          if (!s.ok() && bad.ok()) bad = absl::DataLossError(absl::StrCat("collection '", info.name, "' chunk ", id, ": ", s.message()));
+          e->chunk_docs[id] = doc;
+        }));
+    QRAG_RETURN_IF_ERROR(bad);
+    absl::MutexLock map_lock(&c->mu_);
+    c->entries_[info.name] = std::move(e);
+  }
+  return c;
+}
+
+absl::Status Collections::CheckEmbedder(const CollectionInfo& info) const {
+  const std::string precision = backend::PrecisionName(encoder_->precision());
+  if (info.embedder != encoder_->model_id() || info.precision != precision) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "collection '", info.name, "' was embedded with ", info.embedder, " (", info.precision,
+        "); this server's embedder is ", encoder_->model_id(), " (", precision,
+        "): restart the server with that embedder, or re-create the collection and ingest again"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Collections::Entry>> Collections::Find(const std::string& name, bool check_embedder) {
+  QRAG_RETURN_IF_ERROR(ValidateName(name));
+  std::shared_ptr<Entry> e;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) {
+      return absl::NotFoundError(absl::StrCat("collection '", name, "' does not exist (ListCollections shows them)"));
+    }
+    e = it->second;
+  }
+  if (check_embedder) QRAG_RETURN_IF_ERROR(CheckEmbedder(e->info));
+  return e;
+}
+
+absl::StatusOr<CollectionInfo> Collections::Create(const std::string& name, const std::string& embedder,
+                                                   const ChunkingOptions& chunking) {
+  QRAG_RETURN_IF_ERROR(ValidateName(name));
+  QRAG_RETURN_IF_ERROR(ValidateChunkingOptions(chunking, encoder_->max_seq_length() - 2));
+  if (!embedder.empty() && embedder != encoder_->model_id() && embedder != EmbedderDirName(encoder_->model_id())) {
+    return absl::FailedPreconditionError(absl::StrCat("embedder '", embedder, "' is not loaded; this server embeds with ",
+                                                      encoder_->model_id(), " (leave embedder empty to use it)"));
+  }
+  CollectionInfo info;
+  info.name = name;
+  info.embedder = encoder_->model_id();
+  info.precision = backend::PrecisionName(encoder_->precision());
+  info.dim = encoder_->dim();
+  info.chunk_tokens = chunking.chunk_tokens;
+  info.chunk_overlap = chunking.overlap_tokens;
+  absl::MutexLock write(&write_mu_);
+  QRAG_RETURN_IF_ERROR(store_->CreateCollection(info));
+  auto e = std::make_shared<Entry>();
+  e->info = info;
+  QRAG_ASSIGN_OR_RETURN(e->index, ExactIndex::Create(info.dim, options_.index_precision, index_backend_));
+  absl::MutexLock lock(&mu_);
+  entries_[name] = std::move(e);
+  return info;
+}
+
+std::vector<CollectionInfo> Collections::List() { return store_->ListCollections(); }
+
+absl::Status Collections::Drop(const std::string& name) {
+  QRAG_RETURN_IF_ERROR(ValidateName(name));
+  absl::MutexLock write(&write_mu_);
+  QRAG_RETURN_IF_ERROR(store_->DropCollection(name));
+  absl::MutexLock lock(&mu_);
+  entries_.erase(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, const std::vector<DocumentInput>& docs) {
+  QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, Find(collection, /*check_embedder=*/true));
+  if (docs.empty()) return absl::InvalidArgumentError("no documents to ingest");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const DocumentInput& d = docs[i];
+    const std::string where = absl::StrCat("document ", i, d.id.empty() ? "" : absl::StrCat(" ('", d.id.substr(0, 64), "')"));
+    if (d.id.empty() || d.id.size() > 512) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": id must be 1 to 512 bytes"));
+    }
+    QRAG_RETURN_IF_ERROR(model::CheckUtf8(d.id, absl::StrCat(where, " id")));
+    if (!seen.insert(d.id).second) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": id appears twice in one request"));
+    }
+    if (static_cast<int64_t>(d.text.size()) > options_.max_document_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": text is ", d.text.size(), " bytes, the limit is ",
+                                                     options_.max_document_bytes, " (split the document)"));
+    }
+    QRAG_RETURN_IF_ERROR(model::CheckUtf8(d.text, absl::StrCat(where, " text")));
+    for (const auto& [k, v] : d.metadata) {
+      QRAG_RETURN_IF_ERROR(model::CheckUtf8(k, absl::StrCat(where, " metadata key")));
+      QRAG_RETURN_IF_ERROR(model::CheckUtf8(v, absl::StrCat(where, " metadata value")));
+    }
+  }
+  const ChunkingOptions chunking{e->info.chunk_tokens, e->info.chunk_overlap};
+  std::vector<StoredDocument> stored(docs.size());
+  std::vector<std::vector<int32_t>> all_tokens;
+  IngestResult result;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    QRAG_ASSIGN_OR_RETURN(std::vector<Chunk> chunks, ChunkText(docs[i].text, encoder_->tokenizer(), chunking));
+    if (chunks.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("document ", i, " ('", docs[i].id.substr(0, 64), "'): text is empty (no tokens)"));
+    }
+    stored[i].id = docs[i].id;
+    stored[i].text = docs[i].text;
+    stored[i].metadata = docs[i].metadata;
+    for (Chunk& c : chunks) {
+      stored[i].chunks.push_back({std::move(c.text), {}});
+      all_tokens.push_back(std::move(c.tokens));
+    }
+  }
+  QRAG_ASSIGN_OR_RETURN(std::vector<float> emb, encoder_->EmbedTokens(all_tokens));
+  const int dim = encoder_->dim();
+  size_t row = 0;
+  for (StoredDocument& d : stored) {
+    for (StoredChunk& c : d.chunks) {
+      c.embedding.assign(emb.begin() + row * dim, emb.begin() + (row + 1) * dim);
+      ++row;
+    }
+  }
+  absl::MutexLock write(&write_mu_);
+  {
+    absl::MutexLock lock(&mu_);  // dropped meanwhile?
+    auto it = entries_.find(collection);
+    if (it == entries_.end() || it->second != e) {
+      return absl::NotFoundError(absl::StrCat("collection '", collection, "' was dropped during the ingest"));
+    }
+  }
+  std::vector<std::vector<int64_t>> added;
+  std::vector<int64_t> removed;
+  QRAG_RETURN_IF_ERROR(store_->UpsertDocuments(collection, stored, &added, &removed, &result.replaced));
+  // Committed: now the index follows.
+  absl::MutexLock lock(&e->mu);
+  for (int64_t id : removed) {
+    e->index->Remove(id);
+    e->chunk_docs.erase(id);
+  }
+  for (size_t d = 0; d < stored.size(); ++d) {
+    for (size_t c = 0; c < added[d].size(); ++c) {
+      QRAG_RETURN_IF_ERROR(e->index->Upsert(added[d][c], stored[d].chunks[c].embedding));
+      e->chunk_docs[added[d][c]] = stored[d].id;
+    }
+    result.chunks += static_cast<int64_t>(added[d].size());
+  }
+  result.documents = static_cast<int64_t>(stored.size());
+  return result;
+}
+
+absl::StatusOr<int64_t> Collections::Delete(const std::string& collection, const std::vector<std::string>& ids) {
+  QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, Find(collection, /*check_embedder=*/false));
+  if (ids.empty()) return absl::InvalidArgumentError("no document ids to delete");
+  absl::MutexLock write(&write_mu_);
+  int64_t deleted = 0;
+  std::vector<int64_t> removed;
+  QRAG_RETURN_IF_ERROR(store_->DeleteDocuments(collection, ids, &deleted, &removed));
+  absl::MutexLock lock(&e->mu);
+  for (int64_t id : removed) {
+    e->index->Remove(id);
+    e->chunk_docs.erase(id);
+  }
+  return deleted;
+}
+
+absl::StatusOr<std::vector<RetrievedChunk>> Collections::Retrieve(const std::string& collection, const std::string& query,
+                                                                  int top_k, float min_score, const Metadata& filter,
+                                                                  RetrieveTimings* timings) {
+  if (query.empty()) return absl::InvalidArgumentError("query is empty");
+  if (top_k < 1 || top_k > options_.max_top_k) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be in [1, ", options_.max_top_k, "], got ", top_k));
+  }
+  QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, Find(collection, /*check_embedder=*/true));
+  auto t0 = Clock::now();
+  QRAG_ASSIGN_OR_RETURN(std::vector<float> q, encoder_->Embed({query}));
+  if (timings != nullptr) timings->embed_seconds = Since(t0);
+  t0 = Clock::now();
+  std::function<bool(int64_t)> keep;
+  std::set<std::string> allowed;
+  if (!filter.empty()) {
+    QRAG_ASSIGN_OR_RETURN(std::vector<std::string> docs, store_->FindDocuments(collection, filter));
+    allowed.insert(docs.begin(), docs.end());
+  }
+  std::vector<SearchHit> hits;
+  {
+    absl::MutexLock lock(&e->mu);
+    if (!filter.empty()) {
+      keep = [&](int64_t id) {
+        auto it = e->chunk_docs.find(id);
+        return it != e->chunk_docs.end() && allowed.count(it->second) > 0;
+      };
+    }
+    absl::MutexLock search(&search_mu_);
+    QRAG_ASSIGN_OR_RETURN(auto all, e->index->Search(q.data(), 1, top_k, keep));
+    hits = std::move(all[0]);
+  }
+  std::vector<int64_t> ids;
+  std::vector<float> scores;
+  for (const SearchHit& h : hits) {
+    if (h.score < min_score) break;  // best first
+    ids.push_back(h.id);
+    scores.push_back(h.score);
+  }
+  QRAG_ASSIGN_OR_RETURN(std::vector<ChunkRecord> records, store_->GetChunks(ids));
+  if (timings != nullptr) timings->search_seconds = Since(t0);
+  std::vector<RetrievedChunk> out;
+  for (size_t i = 0, j = 0; i < records.size(); ++i) {
+    while (j < ids.size() && ids[j] != records[i].id) ++j;  // a chunk deleted meanwhile is skipped
+    out.push_back({std::move(records[i]), j < scores.size() ? scores[j] : 0.0f});
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> Collections::Embed(const std::vector<std::string>& texts) {
+  if (texts.empty()) return absl::InvalidArgumentError("no texts to embed");
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (texts[i].empty()) return absl::InvalidArgumentError(absl::StrCat("text ", i, " is empty"));
+    if (static_cast<int64_t>(texts[i].size()) > options_.max_document_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("text ", i, " is over ", options_.max_document_bytes, " bytes"));
+    }
+  }
+  return encoder_->Embed(texts);
+}
+
+}  // namespace qrag::rag

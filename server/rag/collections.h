@@ -1,0 +1,123 @@
+// RAG collections: the durable DocumentStore, one in-memory exact vector index per collection (rebuilt from
+// the store at start), and the encoder that embeds documents and queries. What the Retrieval gRPC service
+// and Generate's `rag` option call.
+//
+// Consistency: a document is acknowledged only after the store committed it; the index is updated after
+// the commit (a search running meanwhile sees the old or the new chunks of a document, never a half). On
+// start every collection's index is rebuilt from the store, so the index never holds what the store lost
+// and never lacks what it kept.
+//
+// Embedder identity: a collection records the encoder's model_id() and precision at creation; ingest and
+// retrieval on a collection made with another embedder are FAILED_PRECONDITION (its vectors would not be
+// comparable), naming both.
+//
+// Thread safety: every method may be called from any thread, concurrently. Encoding and searching run on the
+// caller's thread (a gRPC server thread), never on the engine thread.
+#ifndef QRAG_SERVER_RAG_COLLECTIONS_H_
+#define QRAG_SERVER_RAG_COLLECTIONS_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/backend/backend.h"
+#include "server/model/bert_encoder.h"
+#include "server/rag/chunker.h"
+#include "server/rag/document_store.h"
+#include "server/rag/exact_index.h"
+
+namespace qrag::rag {
+
+struct CollectionsOptions {
+  std::string data_dir;                                           // holds rag.sqlite
+  backend::Precision index_precision = backend::Precision::kF32;  // kF32 or kInt8
+  int64_t max_document_bytes = 8 << 20;                           // larger documents: INVALID_ARGUMENT
+  int max_top_k = 1000;
+  int64_t max_store_bytes = 0;  // > 0: cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED
+};
+
+struct DocumentInput {
+  std::string id;
+  std::string text;
+  Metadata metadata;
+};
+
+struct RetrievedChunk {
+  ChunkRecord chunk;
+  float score = 0;
+};
+
+struct RetrieveTimings {
+  double embed_seconds = 0;
+  double search_seconds = 0;
+};
+
+struct IngestResult {
+  int64_t documents = 0;  // upserted
+  int64_t chunks = 0;     // chunks written for them
+  int64_t replaced = 0;   // documents that already existed (upsert)
+};
+
+class Collections {
+ public:
+  // Opens (creating) `options.data_dir`/rag.sqlite and rebuilds every collection's index. `encoder` and
+  // `index_backend` must outlive this object; the index backend must not be used by anything else.
+  static absl::StatusOr<std::unique_ptr<Collections>> Open(const CollectionsOptions& options,
+                                                           model::BertEncoder* encoder,
+                                                           backend::Backend* index_backend);
+
+  model::BertEncoder& encoder() { return *encoder_; }
+
+  // INVALID_ARGUMENT for a bad name (1..128 of [A-Za-z0-9_.-]) or chunking; ALREADY_EXISTS;
+  // FAILED_PRECONDITION when `embedder` is set and is neither the server's model_id() nor its directory name.
+  absl::StatusOr<CollectionInfo> Create(const std::string& name, const std::string& embedder,
+                                        const ChunkingOptions& chunking);
+  std::vector<CollectionInfo> List();
+  absl::Status Drop(const std::string& name);
+
+  // Validates every document first (non-empty unique ids of at most 512 bytes, non-empty text with at least
+  // one token, at most max_document_bytes, valid UTF-8: INVALID_ARGUMENT naming the document), then
+  // chunks, embeds and stores them in one transaction. NOT_FOUND for an unknown collection.
+  absl::StatusOr<IngestResult> Ingest(const std::string& collection, const std::vector<DocumentInput>& docs);
+  absl::StatusOr<int64_t> Delete(const std::string& collection, const std::vector<std::string>& ids);
+
+  // The top_k chunks for `query` with score >= min_score, best first; `filter` keeps documents whose
+  // metadata holds every key = value of it. INVALID_ARGUMENT for an empty query or top_k outside
+  // [1, max_top_k].
+  absl::StatusOr<std::vector<RetrievedChunk>> Retrieve(const std::string& collection, const std::string& query,
+                                                       int top_k, float min_score, const Metadata& filter,
+                                                       RetrieveTimings* timings);
+
+  // Embeddings of texts [n, dim], for the Embed RPC.
+  absl::StatusOr<std::vector<float>> Embed(const std::vector<std::string>& texts);
+
+ private:
+  struct Entry {
+    CollectionInfo info;
+    std::unique_ptr<ExactIndex> index;
+    absl::Mutex mu;
+    std::map<int64_t, std::string> chunk_docs ABSL_GUARDED_BY(mu);  // chunk id -> document id (filters)
+  };
+  Collections() = default;
+  absl::StatusOr<std::shared_ptr<Entry>> Find(const std::string& name, bool check_embedder);
+  absl::Status CheckEmbedder(const CollectionInfo& info) const;
+
+  CollectionsOptions options_;
+  model::BertEncoder* encoder_ = nullptr;
+  backend::Backend* index_backend_ = nullptr;
+  std::unique_ptr<DocumentStore> store_;
+  absl::Mutex mu_;  // guards the map; each Entry's index has its own lock
+  std::map<std::string, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex search_mu_;  // the index backend runs one search at a time
+  absl::Mutex write_mu_;  // serializes ingest/delete/drop so the index follows the store's commit order
+};
+
+}  // namespace qrag::rag
+
+#endif  // QRAG_SERVER_RAG_COLLECTIONS_H_

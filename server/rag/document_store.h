@@ -1,0 +1,120 @@
+// The durable store of RAG collections: one SQLite database (WAL journal, synchronous=FULL, foreign keys)
+// holding collections, documents (text + metadata), and their chunks with the embeddings.
+//
+// Durability contract: every mutating call is one transaction, and returns OK only after SQLite committed
+// it with synchronous=FULL (the WAL is fsynced at commit), so whatever a caller acknowledged survives a
+// crash or kill -9 of the process (and a power loss on disks that honour fsync). A failed call leaves the
+// store as it was (the transaction is rolled back). Errors: a full disk (SQLITE_FULL) is RESOURCE_EXHAUSTED;
+// a read-only file or directory (SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM) is FAILED_PRECONDITION;
+// other SQLite errors are INTERNAL; each message names the database file and SQLite's own message.
+//
+// Thread safety: all methods may be called from any thread (one connection behind a mutex).
+#ifndef QRAG_SERVER_RAG_DOCUMENT_STORE_H_
+#define QRAG_SERVER_RAG_DOCUMENT_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+
+struct sqlite3;
+
+namespace qrag::rag {
+
+using Metadata = std::map<std::string, std::string>;
+
+struct CollectionInfo {
+  std::string name;
+  std::string embedder;    // the encoder's model_id() the embeddings were made with
+  std::string precision;   // the encoder's precision ("fp32", ...)
+  int dim = 0;
+  int chunk_tokens = 0;
+  int chunk_overlap = 0;
+  int64_t documents = 0;   // filled by List/Get
+  int64_t chunks = 0;
+};
+
+struct StoredChunk {
+  std::string text;
+  std::vector<float> embedding;
+};
+
+struct StoredDocument {
+  std::string id;
+  std::string text;
+  Metadata metadata;
+  std::vector<StoredChunk> chunks;
+};
+
+// What a chunk id resolves to for a retrieval result.
+struct ChunkRecord {
+  int64_t id = 0;
+  std::string document_id;
+  int seq = 0;  // position of the chunk in its document
+  std::string text;
+  Metadata metadata;  // the document's
+};
+
+class DocumentStore {
+ public:
+  // Opens (creating if needed) `path`. FAILED_PRECONDITION when it cannot be created or is read-only.
+  // `max_bytes` > 0 caps the database file (SQLite's max_page_count): a write past it fails as a full disk
+  // does (RESOURCE_EXHAUSTED), which is how an operator bounds the disk the store may take.
+  static absl::StatusOr<std::unique_ptr<DocumentStore>> Open(const std::string& path, int64_t max_bytes = 0);
+  ~DocumentStore();
+
+  const std::string& path() const { return path_; }
+
+  // ALREADY_EXISTS when the name is taken.
+  absl::Status CreateCollection(const CollectionInfo& info);
+  std::vector<CollectionInfo> ListCollections();
+  // NOT_FOUND when absent.
+  absl::StatusOr<CollectionInfo> GetCollection(const std::string& name);
+  // Removes the collection and everything in it. NOT_FOUND when absent.
+  absl::Status DropCollection(const std::string& name);
+
+  // Inserts or replaces (same id) `docs` in one transaction. For each replaced document, the ids of its
+  // old chunks are appended to `removed` (and counted in `replaced`); the new chunks' ids, in order, to `added` (per document). NOT_FOUND
+  // when the collection does not exist.
+  absl::Status UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
+                               std::vector<std::vector<int64_t>>* added, std::vector<int64_t>* removed,
+                               int64_t* replaced);
+  // Deletes documents by id in one transaction; unknown ids are counted out of `deleted`. Appends the ids
+  // of their chunks to `removed`.
+  absl::Status DeleteDocuments(const std::string& collection, absl::Span<const std::string> ids,
+                               int64_t* deleted, std::vector<int64_t>* removed);
+
+  // Calls fn(chunk id, document id, embedding) for every chunk of the collection.
+  absl::Status ForEachChunk(const std::string& collection,
+                            const std::function<void(int64_t, const std::string&, absl::Span<const float>)>& fn);
+  // The chunks `ids` (missing ids are skipped), in the order given.
+  absl::StatusOr<std::vector<ChunkRecord>> GetChunks(absl::Span<const int64_t> ids);
+  // Document ids of the collection whose metadata has key == value for every pair of `filter`.
+  absl::StatusOr<std::vector<std::string>> FindDocuments(const std::string& collection, const Metadata& filter);
+  // True when the document exists.
+  absl::StatusOr<bool> HasDocument(const std::string& collection, const std::string& id);
+
+ private:
+  DocumentStore() = default;
+  absl::Status Error(int rc, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::string path_;
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+// Metadata as a JSON object of strings (what the store keeps) and back.
+std::string MetadataToJson(const Metadata& m);
+absl::StatusOr<Metadata> MetadataFromJson(const std::string& json);
+
+}  // namespace qrag::rag
+
+#endif  // QRAG_SERVER_RAG_DOCUMENT_STORE_H_

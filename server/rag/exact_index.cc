@@ -1,0 +1,101 @@
+#include "server/rag/exact_index.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/status.h"
+
+namespace qrag::rag {
+
+absl::StatusOr<std::unique_ptr<ExactIndex>> ExactIndex::Create(int dim, backend::Precision precision,
+                                                                backend::Backend* backend) {
+  if (dim <= 0) return absl::InvalidArgumentError(absl::StrCat("index dimension must be positive, got ", dim));
+  if (precision != backend::Precision::kF32 && precision != backend::Precision::kInt8) {
+    return absl::InvalidArgumentError(absl::StrCat("exact index precision must be fp32 or int8, got ",
+                                                   backend::PrecisionName(precision)));
+  }
+  return std::unique_ptr<ExactIndex>(new ExactIndex(dim, precision, backend));
+}
+
+int64_t ExactIndex::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(ids_.size());
+}
+
+absl::Status ExactIndex::Upsert(int64_t id, absl::Span<const float> vec) {
+  if (static_cast<int>(vec.size()) != dim_) {
+    return absl::InvalidArgumentError(absl::StrCat("vector has ", vec.size(), " dimensions, the index ", dim_));
+  }
+  absl::MutexLock lock(&mu_);
+  auto [it, inserted] = rows_.emplace(id, ids_.size());
+  if (inserted) {
+    ids_.push_back(id);
+    vectors_.insert(vectors_.end(), vec.begin(), vec.end());
+  } else {
+    std::copy(vec.begin(), vec.end(), vectors_.begin() + it->second * dim_);
+  }
+  dirty_ = true;
+  return absl::OkStatus();
+}
+
+void ExactIndex::Remove(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return;
+  const size_t row = it->second, last = ids_.size() - 1;
+  if (row != last) {  // move the last row into the hole
+    std::copy(vectors_.begin() + last * dim_, vectors_.begin() + (last + 1) * dim_, vectors_.begin() + row * dim_);
+    ids_[row] = ids_[last];
+    rows_[ids_[row]] = row;
+  }
+  ids_.pop_back();
+  vectors_.resize(ids_.size() * dim_);
+  rows_.erase(id);
+  dirty_ = true;
+}
+
+absl::Status ExactIndex::RebuildLocked() {
+  weight_ = backend::Weight();
+  if (!ids_.empty()) {
+    QRAG_ASSIGN_OR_RETURN(weight_, backend_->UploadWeight(vectors_.data(), static_cast<int64_t>(ids_.size()), dim_,
+                                                          precision_, nullptr));
+  }
+  dirty_ = false;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<SearchHit>>> ExactIndex::Search(const float* queries, int num_queries, int k,
+                                                                       const std::function<bool(int64_t)>& keep) {
+  if (num_queries < 0 || k < 0) return absl::InvalidArgumentError("num_queries and k must be >= 0");
+  absl::MutexLock lock(&mu_);
+  std::vector<std::vector<SearchHit>> out(num_queries);
+  if (ids_.empty() || num_queries == 0 || k == 0) return out;
+  if (dirty_) QRAG_RETURN_IF_ERROR(RebuildLocked());
+  const int64_t n = static_cast<int64_t>(ids_.size());
+  QRAG_ASSIGN_OR_RETURN(backend::DeviceBuffer x, backend_->Allocate(sizeof(float) * num_queries * dim_));
+  QRAG_ASSIGN_OR_RETURN(backend::DeviceBuffer y, backend_->Allocate(sizeof(float) * num_queries * n));
+  QRAG_RETURN_IF_ERROR(backend_->CopyToDevice(queries, sizeof(float) * num_queries * dim_, x.data()));
+  backend_->Gemm(x.as<float>(), num_queries, weight_, y.as<float>());
+  std::vector<float> scores(static_cast<size_t>(num_queries) * n);
+  QRAG_RETURN_IF_ERROR(backend_->CopyToHost(y.data(), scores.size() * sizeof(float), scores.data()));
+  QRAG_RETURN_IF_ERROR(backend_->Synchronize());
+  std::vector<SearchHit> cand;
+  for (int q = 0; q < num_queries; ++q) {
+    cand.clear();
+    const float* row = scores.data() + static_cast<size_t>(q) * n;
+    for (int64_t r = 0; r < n; ++r) {
+      if (keep && !keep(ids_[r])) continue;
+      cand.push_back({ids_[r], row[r]});
+    }
+    auto better = [](const SearchHit& a, const SearchHit& b) {
+      return a.score != b.score ? a.score > b.score : a.id < b.id;
+    };
+    const size_t top = std::min<size_t>(k, cand.size());
+    std::partial_sort(cand.begin(), cand.begin() + top, cand.end(), better);
+    out[q].assign(cand.begin(), cand.begin() + top);
+  }
+  return out;
+}
+
+}  // namespace qrag::rag

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""RAG through the real qrag-server (stories260K generator + the real all-MiniLM-L6-v2 embedder), called over
+loopback by a Python grpcio client generated from the .proto files at test time (as serving_test.py) and by the
+real `qrag` CLI: the Retrieval API and its failure cases, Generate with `rag` on the State of the Union, and a
+crash test (kill -9 during a long ingest; every acknowledged document is there after the restart).
+
+usage: rag_test.py --server-bin PATH --run-bin PATH --make-model-bin PATH --cli-bin PATH
+                   --proto-dir DIR --grpc-proto-dir DIR [unittest args]
+
+MiniLM weights: $QRAG_MINILM_DIR, else ${QRAG_CACHE_DIR:-~/.cache/qrag}/all-MiniLM-L6-v2 (tests/fetch_minilm.sh,
+the ctest fixture `minilm`). Missing weights or shared data skip, or fail under QRAG_REQUIRE_SHARED=1.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serving_test as st  # noqa: E402  (stub generation, Server, shared-data checks)
+
+SOTU = os.path.join(st.SHARED, "data", "rag", "state_of_the_union.txt")
+rpb = None
+rgrpc = None
+MINILM = None
+_skip = None
+
+
+def minilm_dir():
+    d = os.environ.get("QRAG_MINILM_DIR")
+    if not d:
+        cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
+        d = os.path.join(cache, "all-MiniLM-L6-v2")
+    return d if os.path.exists(os.path.join(d, "model.safetensors")) else None
+
+
+def setUpModule():
+    global rpb, rgrpc, MINILM, _skip
+    st.setUpModule()
+    from qrag.v1 import retrieval_pb2, retrieval_pb2_grpc
+    rpb, rgrpc = retrieval_pb2, retrieval_pb2_grpc
+    MINILM = minilm_dir()
+    _skip = st._skip_reason
+    if _skip is None and MINILM is None:
+        _skip = "all-MiniLM-L6-v2 weights missing (run tests/fetch_minilm.sh or set QRAG_MINILM_DIR)"
+    if _skip is None and not os.path.exists(SOTU):
+        _skip = f"shared data missing: {SOTU}"
+
+
+def tearDownModule():
+    st.tearDownModule()
+
+
+def require(test):
+    if _skip is None:
+        return
+    if os.environ.get("QRAG_REQUIRE_SHARED") == "1":
+        test.fail(_skip + "; QRAG_REQUIRE_SHARED=1 is set")
+    test.skipTest(_skip)
+
+
+def rag_server(data_dir, *extra):
+    s = st.Server("--model", st.MODEL, "--embedder", MINILM, "--data-dir", data_dir, "--threads", "1", *extra)
+    s.wait_serving(300)
+    s.retrieval = rgrpc.RetrievalStub(s.channel)
+    return s
+
+
+def paragraphs():
+    with open(SOTU, encoding="utf-8") as f:
+        return [p.strip() for p in re.split(r"\n\s*\n", f.read()) if len(p.strip()) > 40]
+
+
+def docs_batches(docs, size):
+    for i in range(0, len(docs), size):
+        yield docs[i:i + size]
+
+
+def ingest_stream(stub, collection, docs, batch=8, timeout=600):
+    """The progress messages of one Ingest call, as they arrive."""
+    def requests():
+        for i, b in enumerate(docs_batches(docs, batch)):
+            yield rpb.IngestRequest(collection=collection if i == 0 else "", documents=b)
+    return stub.Ingest(requests(), timeout=timeout)
+
+
+def ingest(stub, collection, docs, batch=8, timeout=600):
+    return list(ingest_stream(stub, collection, docs, batch, timeout))
+
+
+class RetrievalApi(unittest.TestCase):
+    """Collections, ingest, retrieve, embed and Generate-with-rag on one server, and every documented error."""
+
+    server = None
+
+    @classmethod
+    def setUpClass(cls):
+        if _skip is None:
+            cls.data = os.path.join(st.TMP, "rag-api")
+            cls.server = rag_server(cls.data, "--rag-max-document-bytes", "60000")
+            # The State of the Union through the real CLI (files -> documents, progress bar, batches).
+            cli = [st.ARGS.cli_bin]
+            addr = ["--server", cls.server.address]
+            subprocess.run(cli + ["collection", "create", "sotu", "--chunk-tokens", "64", "--chunk-overlap", "8"] + addr,
+                           check=True, capture_output=True, timeout=60)
+            cls.ingest_cli = subprocess.run(cli + ["ingest", SOTU, "--collection", "sotu"] + addr,
+                                            capture_output=True, timeout=900)
+
+    def setUp(self):
+        require(self)
+        self.r = self.server.retrieval
+
+    def assert_code(self, fn, code, *fragments):
+        with self.assertRaises(st.grpc.RpcError) as ctx:
+            fn()
+        self.assertEqual(ctx.exception.code(), code, ctx.exception.details())
+        for f in fragments:
+            self.assertIn(f, ctx.exception.details())
+
+    def test_cli_ingest_and_list(self):
+        self.assertEqual(self.ingest_cli.returncode, 0, self.ingest_cli.stderr)
+        self.assertIn(b"ingested 1 documents", self.ingest_cli.stdout)
+        self.assertIn(b"1/1 documents", self.ingest_cli.stderr)  # the progress bar
+        listed = subprocess.run([st.ARGS.cli_bin, "collection", "list", "--server", self.server.address],
+                                capture_output=True, timeout=60, check=True).stdout.decode()
+        self.assertRegex(listed, r"sotu\tdocuments=1\tchunks=\d+")
+
+    def test_generate_with_rag_returns_the_relevant_passages(self):
+        cases = [
+            ("Who did the president nominate to the Supreme Court?", "Ketanji Brown Jackson"),
+            ("What is happening with Russia's invasion of Ukraine?", "Ukrain"),
+            ("What is the plan to fight inflation and lower costs?", "inflation"),
+        ]
+        for question, expected in cases:
+            with self.subTest(question=question):
+                rag = st.pb.GenerateRequest(prompt=question, max_tokens=8, temperature=0)
+                rag.rag.collection = "sotu"
+                rag.rag.top_k = 2
+                r = self.server.inference.Generate(rag, timeout=300)
+                self.assertEqual(len(r.passages), 2)
+                self.assertIn(expected, r.passages[0].text)
+                self.assertGreaterEqual(r.passages[0].score, r.passages[1].score)
+                self.assertEqual(r.passages[0].document_id, SOTU)
+                self.assertEqual(r.passages[0].metadata["source"], SOTU)
+                self.assertGreater(r.timings.embed_seconds, 0)
+                self.assertGreater(r.timings.generate_seconds, 0)
+                # The prompt the engine ran holds the passages: far more tokens than the question alone.
+                self.assertGreater(r.usage.prompt_tokens, 100)
+        # Streaming: the passages ride on the first message.
+        req = st.pb.GenerateRequest(prompt=cases[0][0], max_tokens=4, temperature=0)
+        req.rag.collection = "sotu"
+        req.rag.top_k = 1  # stories260K's context is 512 tokens
+        chunks = list(self.server.inference.GenerateStream(req, timeout=300))
+        self.assertIn(cases[0][1], chunks[0].passages[0].text)
+        self.assertGreater(chunks[-1].timings.search_seconds, 0)
+
+    def test_cli_retrieve_and_generate_rag(self):
+        out = subprocess.run([st.ARGS.cli_bin, "retrieve", "--collection", "sotu", "--query",
+                              "Who was nominated to the Supreme Court?", "--top-k", "1", "--json",
+                              "--server", self.server.address], capture_output=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("Ketanji", out.stdout.decode())
+        out = subprocess.run([st.ARGS.cli_bin, "generate", "--prompt", "Who was nominated to the Supreme Court?",
+                              "--rag", "sotu", "--rag-top-k", "1", "--max-tokens", "4", "--server",
+                              self.server.address], capture_output=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(b"passage [1]", out.stderr)
+        out = subprocess.run([st.ARGS.cli_bin, "retrieve", "--collection", "missing", "--query", "x",
+                              "--server", self.server.address], capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn(b"NOT_FOUND", out.stderr)
+        out = subprocess.run([st.ARGS.cli_bin, "ingest", "--collection", "sotu", "--server", self.server.address],
+                             capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 2)  # usage: no PATH
+
+    def test_upsert_delete_filter_embed(self):
+        self.r.CreateCollection(rpb.CreateCollectionRequest(name="kb"), timeout=60)
+        docs = [rpb.Document(id="a", text="The cat sat on the warm windowsill and purred.", metadata={"lang": "en"}),
+                rpb.Document(id="b", text="Le chat dort sur le canapé.", metadata={"lang": "fr"})]
+        progress = ingest(self.r, "kb", docs, batch=1)
+        self.assertEqual([p.documents for p in progress], [1, 2])
+        # Upsert "a" with new text: replaced, not duplicated.
+        progress = ingest(self.r, "kb", [rpb.Document(id="a", text="Quantum computers use qubits.")])
+        self.assertEqual(progress[-1].replaced, 1)
+        info = [c for c in self.r.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections
+                if c.name == "kb"][0]
+        self.assertEqual(info.documents, 2)
+        hits = self.r.Retrieve(rpb.RetrieveRequest(collection="kb", query="qubits", top_k=5, min_score=-1), timeout=60)
+        self.assertEqual(hits.passages[0].document_id, "a")
+        self.assertNotIn("cat", " ".join(p.text for p in hits.passages))
+        hits = self.r.Retrieve(rpb.RetrieveRequest(collection="kb", query="qubits", top_k=5, min_score=-1,
+                                                   filter={"lang": "fr"}), timeout=60)
+        self.assertEqual([p.document_id for p in hits.passages], ["b"])
+        self.assertEqual(self.r.DeleteDocuments(rpb.DeleteDocumentsRequest(collection="kb", ids=["b", "zz"]),
+                                                timeout=60).deleted, 1)
+        e = self.r.Embed(rpb.EmbedRequest(texts=["a small cat", "a little kitten", "tax policy"]), timeout=60)
+        self.assertEqual(e.dim, 384)
+        v = [list(x.values) for x in e.embeddings]
+        dot = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731
+        self.assertAlmostEqual(dot(v[0], v[0]), 1.0, places=4)
+        self.assertGreater(dot(v[0], v[1]), dot(v[0], v[2]))
+        self.r.DropCollection(rpb.DropCollectionRequest(name="kb"), timeout=60)
+
+    def test_failure_cases_clear_errors_and_server_keeps_serving(self):
+        C = st.grpc.StatusCode
+        r = self.r
+        self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="nope", query="q"), timeout=60),
+                         C.NOT_FOUND, "nope")
+        self.assert_code(lambda: ingest(r, "nope", [rpb.Document(id="x", text="y")]), C.NOT_FOUND)
+        self.assert_code(lambda: r.DropCollection(rpb.DropCollectionRequest(name="nope"), timeout=60), C.NOT_FOUND)
+        self.assert_code(lambda: r.DeleteDocuments(rpb.DeleteDocumentsRequest(collection="nope", ids=["a"]),
+                                                   timeout=60), C.NOT_FOUND)
+        gen = st.pb.GenerateRequest(prompt="q", max_tokens=2)
+        gen.rag.collection = "nope"
+        self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.NOT_FOUND)
+        gen.rag.collection = "sotu"
+        gen.rag.top_k = 1000
+        self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.INVALID_ARGUMENT, "top_k")
+        gen.rag.top_k = 1
+        gen.rag.prompt_template = "no placeholder"
+        self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.INVALID_ARGUMENT, "{question}")
+        self.assert_code(lambda: r.CreateCollection(rpb.CreateCollectionRequest(name="bad/name"), timeout=60),
+                         C.INVALID_ARGUMENT, "name")
+        self.assert_code(lambda: r.CreateCollection(rpb.CreateCollectionRequest(name="sotu"), timeout=60),
+                         C.ALREADY_EXISTS)
+        self.assert_code(lambda: r.CreateCollection(rpb.CreateCollectionRequest(name="c2", chunk_tokens=4096),
+                                                    timeout=60), C.INVALID_ARGUMENT, "chunk_tokens")
+        self.assert_code(lambda: r.CreateCollection(rpb.CreateCollectionRequest(name="c2", embedder="bge-large"),
+                                                    timeout=60), C.FAILED_PRECONDITION, "bge-large")
+        r.CreateCollection(rpb.CreateCollectionRequest(name="errs"), timeout=60)
+        self.assert_code(lambda: ingest(r, "errs", [rpb.Document(id="e", text="")]), C.INVALID_ARGUMENT, "empty")
+        self.assert_code(lambda: ingest(r, "errs", [rpb.Document(id="", text="t")]), C.INVALID_ARGUMENT, "id")
+        self.assert_code(lambda: ingest(r, "errs", [rpb.Document(id="big", text="word " * 14000)]),
+                         C.INVALID_ARGUMENT, "limit")
+        self.assert_code(lambda: ingest(r, "errs", [rpb.Document(id="d", text="x"), rpb.Document(id="d", text="y")]),
+                         C.INVALID_ARGUMENT, "twice")
+        self.assert_code(lambda: ingest(r, "", [rpb.Document(id="d", text="x")]), C.INVALID_ARGUMENT, "collection")
+        self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="errs", query=""), timeout=60),
+                         C.INVALID_ARGUMENT, "query")
+        self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="errs", query="q", top_k=-3), timeout=60),
+                         C.INVALID_ARGUMENT, "top_k")
+        self.assert_code(lambda: r.Embed(rpb.EmbedRequest(), timeout=60), C.INVALID_ARGUMENT)
+        # A failed batch stored nothing; the collection is usable and the server still answers.
+        info = [c for c in r.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections if c.name == "errs"]
+        self.assertEqual(info[0].documents, 0)
+        self.assertEqual(ingest(r, "errs", [rpb.Document(id="ok", text="fine text")])[-1].documents, 1)
+        self.assertEqual(self.server.health_status(), st.health_pb.HealthCheckResponse.SERVING)
+
+
+class NoEmbedder(unittest.TestCase):
+    def setUp(self):
+        require(self)
+
+    def test_retrieval_off_failed_precondition(self):
+        s = st.Server("--model", st.MODEL)
+        s.wait_serving()
+        try:
+            stub = rgrpc.RetrievalStub(s.channel)
+            with self.assertRaises(st.grpc.RpcError) as ctx:
+                stub.ListCollections(rpb.ListCollectionsRequest(), timeout=30)
+            self.assertEqual(ctx.exception.code(), st.grpc.StatusCode.FAILED_PRECONDITION)
+            self.assertIn("--embedder", ctx.exception.details())
+            gen = st.pb.GenerateRequest(prompt="q", max_tokens=2)
+            gen.rag.collection = "any"
+            with self.assertRaises(st.grpc.RpcError) as ctx:
+                s.inference.Generate(gen, timeout=30)
+            self.assertEqual(ctx.exception.code(), st.grpc.StatusCode.FAILED_PRECONDITION)
+        finally:
+            s.kill()
+
+    def test_embedder_without_data_dir_is_a_usage_error(self):
+        p = subprocess.run([st.ARGS.server_bin, "--model", st.MODEL, "--embedder", "/x"], capture_output=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--data-dir", p.stderr)
+
+
+class CrashDuringIngest(unittest.TestCase):
+    def setUp(self):
+        require(self)
+
+    def test_kill_9_mid_ingest_keeps_every_acknowledged_document(self):
+        data = os.path.join(st.TMP, "rag-crash")
+        s = rag_server(data)
+        s.retrieval.CreateCollection(rpb.CreateCollectionRequest(name="c", chunk_tokens=32, chunk_overlap_tokens=4),
+                                     timeout=60)
+        paras = paragraphs()
+        docs = [rpb.Document(id=f"p{i}", text=t, metadata={"n": str(i)}) for i, t in enumerate(paras * 4)]
+        acked = []
+        error = []
+
+        def run():
+            try:
+                for p in ingest_stream(s.retrieval, "c", docs, batch=3):
+                    acked.append(p.documents)
+            except st.grpc.RpcError as e:
+                error.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        st.wait_for(lambda: len(acked) >= 4, 600, "four acknowledged batches")
+        os.kill(s.proc.pid, signal.SIGKILL)
+        s.proc.wait()
+        t.join(60)  # the client sees the connection drop (UNAVAILABLE) or is left waiting; either way:
+        n = acked[-1]
+        self.assertLess(n, len(docs), "the kill came after the whole ingest; nothing was tested")
+        s2 = rag_server(data)
+        try:
+            info = s2.retrieval.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections[0]
+            self.assertGreaterEqual(info.documents, n)
+            # Every acknowledged document is there (DeleteDocuments counts the ids that existed) and its
+            # chunks are back in the rebuilt index: its own text finds it first.
+            probe = docs[n - 1]
+            hits = s2.retrieval.Retrieve(rpb.RetrieveRequest(collection="c", query=probe.text[:200], top_k=1,
+                                                             min_score=-1), timeout=120)
+            self.assertIn(hits.passages[0].document_id, {probe.id} | {d.id for d in docs if d.text == probe.text})
+            deleted = s2.retrieval.DeleteDocuments(
+                rpb.DeleteDocumentsRequest(collection="c", ids=[d.id for d in docs[:n]]), timeout=120).deleted
+            self.assertEqual(deleted, n)
+        finally:
+            s2.kill()
+
+
+def main():
+    import argparse
+    parser = argparse.ArgumentParser()
+    for flag in ("--server-bin", "--run-bin", "--make-model-bin", "--cli-bin", "--proto-dir", "--grpc-proto-dir"):
+        parser.add_argument(flag, required=True)
+    st.ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+// RAG collections on the real all-MiniLM-L6-v2 encoder: chunking, ingest/upsert/delete, retrieval with
+// metadata filters, the index rebuilt from the store on reopen, and every documented failure.
+#include "server/rag/collections.h"
+
+#include "server/backend/cpu/cpu_backend.h"
+#include "server/rag/chunker.h"
+#include "tests/model/minilm_fixture.h"
+#include "tests/test_util.h"
+
+namespace qrag::rag {
+namespace {
+
+using ::qrag::testing::TempDir;
+using ::testing::HasSubstr;
+
+class CollectionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = ::qrag::testing::MiniLmDir();
+    if (!dir) {
+      if (::qrag::testing::RequireShared()) FAIL() << "MiniLM weights missing (tests/fetch_minilm.sh)";
+      GTEST_SKIP() << "MiniLM weights missing: run tests/fetch_minilm.sh or set QRAG_MINILM_DIR";
+    }
+    auto enc = model::BertEncoder::Load(*dir, &encoder_backend_, {});
+    ASSERT_TRUE(enc.ok()) << enc.status();
+    encoder_ = std::move(*enc);
+  }
+
+  std::unique_ptr<Collections> Open(int64_t max_bytes = 0) {
+    CollectionsOptions o;
+    o.data_dir = tmp_.Join("data");
+    o.max_store_bytes = max_bytes;
+    o.max_document_bytes = 100000;
+    auto c = Collections::Open(o, encoder_.get(), &index_backend_);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  TempDir tmp_;
+  backend::CpuBackend encoder_backend_{backend::CpuBackendOptions{}};
+  backend::CpuBackend index_backend_{backend::CpuBackendOptions{}};
+  std::unique_ptr<model::BertEncoder> encoder_;
+};
+
+const std::vector<DocumentInput> kDocs = {
+    {"cats", "Cats are small domesticated carnivorous mammals that purr and hunt mice.", {{"topic", "animals"}}},
+    {"rust", "Rust is a systems programming language focused on memory safety without garbage collection.",
+     {{"topic", "software"}}},
+    {"paris", "Paris is the capital city of France, known for the Eiffel Tower.", {{"topic", "places"}}},
+};
+
+TEST_F(CollectionsTest, IngestRetrieve_RelevantFirst_FilterUpsertDelete_SurvivesReopen) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->Create("kb", "", {32, 4}).ok());
+  auto r = c->Ingest("kb", kDocs);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->documents, 3);
+  EXPECT_EQ(r->replaced, 0);
+  RetrieveTimings t;
+  auto hits = c->Retrieve("kb", "Which language prevents memory bugs?", 3, -1.0f, {}, &t);
+  ASSERT_TRUE(hits.ok()) << hits.status();
+  ASSERT_EQ(hits->size(), 3u);
+  EXPECT_EQ((*hits)[0].chunk.document_id, "rust");
+  EXPECT_EQ((*hits)[0].chunk.metadata.at("topic"), "software");
+  EXPECT_GT((*hits)[0].score, (*hits)[1].score);
+  EXPECT_GT(t.embed_seconds, 0);
+  // min_score cuts the tail; a filter keeps only matching documents.
+  hits = c->Retrieve("kb", "Which language prevents memory bugs?", 3, (*hits)[0].score - 1e-4f, {}, nullptr);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_EQ(hits->size(), 1u);
+  hits = c->Retrieve("kb", "Which language prevents memory bugs?", 3, -1.0f, {{"topic", "places"}}, nullptr);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 1u);
+  EXPECT_EQ((*hits)[0].chunk.document_id, "paris");
+  // Upsert: "cats" now talks about the Louvre; a Paris question finds both, the old text is gone.
+  r = c->Ingest("kb", {{"cats", "The Louvre museum in Paris holds the Mona Lisa.", {}}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->replaced, 1);
+  hits = c->Retrieve("kb", "domesticated mammals that purr", 3, -1.0f, {}, nullptr);
+  ASSERT_TRUE(hits.ok());
+  for (const auto& h : *hits) EXPECT_EQ(h.chunk.text.find("purr"), std::string::npos);
+  auto deleted = c->Delete("kb", {"paris", "unknown"});
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 1);
+  c.reset();
+  // Reopen: the index is rebuilt from the store.
+  c = Open();
+  ASSERT_NE(c, nullptr);
+  auto list = c->List();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].documents, 2);
+  hits = c->Retrieve("kb", "Which language prevents memory bugs?", 5, -1.0f, {}, nullptr);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 2u);
+  EXPECT_EQ((*hits)[0].chunk.document_id, "rust");
+  ASSERT_TRUE(c->Drop("kb").ok());
+  EXPECT_THAT(c->Retrieve("kb", "x", 1, -1, {}, nullptr), StatusIsCode(absl::StatusCode::kNotFound));
+}
+
+TEST_F(CollectionsTest, LongDocument_ChunkedWithOverlap_EveryChunkFitsTheEncoder) {
+  std::string text;
+  for (int i = 0; i < 120; ++i) text += "Sentence number " + std::to_string(i) + " talks about topic " + std::to_string(i % 7) + ". ";
+  auto chunks = ChunkText(text, encoder_->tokenizer(), {64, 8});
+  ASSERT_TRUE(chunks.ok());
+  ASSERT_GT(chunks->size(), 5u);
+  for (size_t i = 0; i < chunks->size(); ++i) {
+    EXPECT_LE((*chunks)[i].tokens.size(), 64u);
+    EXPECT_NE(text.find((*chunks)[i].text), std::string::npos) << "chunk text is a slice of the original";
+    if (i > 0) {  // overlap: the chunk starts before the previous one ended
+      const size_t prev_end = text.find((*chunks)[i - 1].text) + (*chunks)[i - 1].text.size();
+      EXPECT_LT(text.find((*chunks)[i].text, text.find((*chunks)[i - 1].text) + 1), prev_end);
+    }
+  }
+  EXPECT_EQ(text.substr(text.size() - 20, 19), (*chunks).back().text.substr((*chunks).back().text.size() - 19));
+}
+
+TEST_F(CollectionsTest, BadRequests_ClearErrors_NothingStored) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  EXPECT_THAT(c->Create("bad name!", "", {32, 4}), StatusIsCode(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c->Create("kb", "", {1000, 4}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("chunk_tokens")));
+  EXPECT_THAT(c->Create("kb", "", {32, 16}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("overlap")));
+  EXPECT_THAT(c->Create("kb", "bert-large", {32, 4}), StatusIsCode(absl::StatusCode::kFailedPrecondition));
+  ASSERT_TRUE(c->Create("kb", "", {32, 4}).ok());
+  EXPECT_THAT(c->Create("kb", "", {32, 4}), StatusIsCode(absl::StatusCode::kAlreadyExists));
+  EXPECT_THAT(c->Ingest("nope", kDocs), StatusIsCode(absl::StatusCode::kNotFound));
+  EXPECT_THAT(c->Ingest("kb", {{"a", "ok", {}}, {"", "no id", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("id")));
+  EXPECT_THAT(c->Ingest("kb", {{"a", "", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  EXPECT_THAT(c->Ingest("kb", {{"a", "  \n\t ", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
+  EXPECT_THAT(c->Ingest("kb", {{"a", std::string(100001, 'x'), {}}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("limit")));
+  EXPECT_THAT(c->Ingest("kb", {{"a", "x", {}}, {"a", "y", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  EXPECT_THAT(c->Ingest("kb", {{"a", "bad \xff", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UTF-8")));
+  EXPECT_THAT(c->Retrieve("kb", "", 3, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c->Retrieve("kb", "q", 0, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(c->Retrieve("kb", "q", 100000, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(c->List()[0].documents, 0);
+  auto hits = c->Retrieve("kb", "anything", 3, -1, {}, nullptr);
+  ASSERT_TRUE(hits.ok());
+  EXPECT_TRUE(hits->empty());
+}
+
+TEST_F(CollectionsTest, CollectionOfAnotherEmbedder_FailedPrecondition) {
+  {
+    auto store = DocumentStore::Open((std::filesystem::create_directories(tmp_.Join("data")), tmp_.Join("data/rag.sqlite")));
+    ASSERT_TRUE(store.ok());
+    CollectionInfo info;
+    info.name = "old";
+    info.embedder = "bge-small@0123456789abcdef";
+    info.precision = "fp32";
+    info.dim = 384;
+    info.chunk_tokens = 32;
+    info.chunk_overlap = 4;
+    ASSERT_TRUE((*store)->CreateCollection(info).ok());
+  }
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  EXPECT_THAT(c->Ingest("old", kDocs), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("bge-small")));
+  EXPECT_THAT(c->Retrieve("old", "q", 1, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(c->Drop("old").ok());  // dropping it is still allowed
+}
+
+TEST_F(CollectionsTest, StoreFull_ResourceExhausted_AcknowledgedDocumentsKept) {
+  auto c = Open(/*max_bytes=*/96 << 10);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->Create("kb", "", {32, 4}).ok());
+  ASSERT_TRUE(c->Ingest("kb", kDocs).ok());
+  std::string big;
+  for (int i = 0; i < 400; ++i) big += "filler words to fill the disk quota ";
+  EXPECT_THAT(c->Ingest("kb", {{"big", big, {}}}), StatusIsCode(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(c->List()[0].documents, 3);
+  auto hits = c->Retrieve("kb", "filler words", 10, -1, {}, nullptr);
+  ASSERT_TRUE(hits.ok());
+  for (const auto& h : *hits) EXPECT_NE(h.chunk.document_id, "big");
+}
+
+}  // namespace
+}  // namespace qrag::rag
