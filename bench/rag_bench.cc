@@ -4,8 +4,10 @@
 // encoder's 256 tokens, as MTEB/BEIR evaluate the model.
 //
 //   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] [--docs N]
-//             [--save-embeddings FILE | --load-embeddings FILE]
+//             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]
 //
+// --encode-range B:E encodes documents [B, E) of the corpus only, writes them to --save-embeddings and exits:
+// shards run as parallel processes, then `cat` the files in order and evaluate with --load-embeddings.
 // Prints one line per figure; "--docs N" limits the corpus (for a quick look; the figures then are not
 // SciFact's).
 #include <algorithm>
@@ -54,6 +56,7 @@ int Fail(const absl::Status& s) {
 int main(int argc, char** argv) {
   std::string model, shared = "../shared", quant = "fp32", save, load;
   int threads = 0, max_docs = 0;
+  size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -70,6 +73,11 @@ int main(int argc, char** argv) {
     else if (a == "--docs") max_docs = std::stoi(next());
     else if (a == "--save-embeddings") save = next();
     else if (a == "--load-embeddings") load = next();
+    else if (a == "--encode-range") {
+      const std::string r = next();
+      range_begin = std::stoul(r.substr(0, r.find(':')));
+      range_end = std::stoul(r.substr(r.find(':') + 1));
+    }
     else {
       std::fprintf(stderr, "usage: rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] "
                            "[--docs N] [--save-embeddings FILE | --load-embeddings FILE]\n");
@@ -125,6 +133,10 @@ int main(int argc, char** argv) {
   } else {
     const auto t0 = Clock::now();
     size_t tokens = 0;
+    if (range_end > 0) {  // one shard of the corpus (shards run as separate processes, then --load-embeddings)
+      range_end = std::min(range_end, doc_texts.size());
+      doc_texts = std::vector<std::string>(doc_texts.begin() + range_begin, doc_texts.begin() + range_end);
+    }
     for (size_t begin = 0; begin < doc_texts.size(); begin += 256) {
       const size_t end = std::min(doc_texts.size(), begin + 256);
       auto e = (*encoder)->Embed(absl::MakeConstSpan(doc_texts).subspan(begin, end - begin));
@@ -142,6 +154,7 @@ int main(int argc, char** argv) {
       std::ofstream out(save, std::ios::binary);
       out.write(reinterpret_cast<const char*>(doc_emb.data()), doc_emb.size() * sizeof(float));
     }
+    if (range_end > 0) return 0;
   }
   auto t0 = Clock::now();
   auto query_emb = (*encoder)->Embed(query_texts);
@@ -182,7 +195,8 @@ int main(int argc, char** argv) {
       ndcg += dcg / idcg;
       recall += static_cast<double>(found) / rel.size();
     }
-    std::printf("encoder %s, exact index %s: nDCG@10 %.5f  recall@100 %.5f  (%zu queries, %zu docs)\n", quant.c_str(),
+    const std::string encoder = load.empty() ? quant : quant + " queries, corpus embeddings from " + load;
+    std::printf("encoder %s, exact index %s: nDCG@10 %.5f  recall@100 %.5f  (%zu queries, %zu docs)\n", encoder.c_str(),
                 qrag::backend::PrecisionName(ip), ndcg / query_ids.size(), recall / query_ids.size(), query_ids.size(),
                 doc_ids.size());
     std::printf("retrieve %s exact: batched %.0f queries/s (300 x %zu GEMM + top-100), one at a time %.0f queries/s\n",
