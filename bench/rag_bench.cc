@@ -5,6 +5,7 @@
 //
 //   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] [--docs N]
 //             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]
+//   rag_bench --random-corpus N [--threads N]     (retrieve QPS of the exact index only)
 //
 // --encode-range B:E encodes documents [B, E) of the corpus only, writes them to --save-embeddings and exits:
 // shards run as parallel processes, then `cat` the files in order and evaluate with --load-embeddings.
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -51,12 +53,56 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// Retrieve QPS of the exact index (fp32 and int8) on `n` random unit vectors of MiniLM's 384 dimensions and
+// 300 random queries: the search cost depends on the shapes only, not on the values.
+int RandomCorpusQps(int n, int threads) {
+  constexpr int kDim = 384, kQueries = 300;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  auto unit_rows = [&](int rows) {
+    std::vector<float> v(static_cast<size_t>(rows) * kDim);
+    for (int r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int j = 0; j < kDim; ++j) ss += std::pow(v[r * kDim + j] = normal(rng), 2);
+      for (int j = 0; j < kDim; ++j) v[r * kDim + j] /= static_cast<float>(std::sqrt(ss));
+    }
+    return v;
+  };
+  const std::vector<float> corpus = unit_rows(n), queries = unit_rows(kQueries);
+  for (qrag::backend::Precision ip : {qrag::backend::Precision::kF32, qrag::backend::Precision::kInt8}) {
+    qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
+    auto index = qrag::rag::ExactIndex::Create(kDim, ip, &cpu);
+    if (!index.ok()) return Fail(index.status());
+    for (int i = 0; i < n; ++i) {
+      if (auto s = (*index)->Upsert(i, absl::MakeConstSpan(corpus).subspan(static_cast<size_t>(i) * kDim, kDim)); !s.ok()) {
+        return Fail(s);
+      }
+    }
+    if (auto w = (*index)->Search(queries.data(), 1, 10); !w.ok()) return Fail(w.status());  // builds the weight
+    auto t0 = Clock::now();
+    auto hits = (*index)->Search(queries.data(), kQueries, 100);
+    if (!hits.ok()) return Fail(hits.status());
+    const double batch_s = Seconds(t0, Clock::now());
+    t0 = Clock::now();
+    for (int q = 0; q < kQueries; ++q) {
+      if (auto one = (*index)->Search(queries.data() + q * kDim, 1, 10); !one.ok()) return Fail(one.status());
+    }
+    const double single_s = Seconds(t0, Clock::now());
+    std::printf("retrieve %s exact, %d random unit vectors x %d dims: batched %.0f queries/s (%d queries, top-100), "
+                "one at a time %.0f queries/s (top-10), %d threads\n",
+                qrag::backend::PrecisionName(ip), n, kDim, kQueries / batch_s, kQueries, kQueries / single_s,
+                cpu.options().num_threads);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model, shared = "../shared", quant = "fp32", save, load;
   int threads = 0, max_docs = 0;
   size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
+  int random_corpus = 0;  // --random-corpus N: retrieve QPS only, on N random unit vectors (no model)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -73,6 +119,7 @@ int main(int argc, char** argv) {
     else if (a == "--docs") max_docs = std::stoi(next());
     else if (a == "--save-embeddings") save = next();
     else if (a == "--load-embeddings") load = next();
+    else if (a == "--random-corpus") random_corpus = std::stoi(next());
     else if (a == "--encode-range") {
       const std::string r = next();
       range_begin = std::stoul(r.substr(0, r.find(':')));
@@ -84,6 +131,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (random_corpus > 0) return RandomCorpusQps(random_corpus, threads);
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"));
   auto precision = qrag::backend::ParsePrecision(quant);
   if (!precision.ok()) return Fail(precision.status());
