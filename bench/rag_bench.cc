@@ -4,8 +4,11 @@
 // encoder's 256 tokens, as MTEB/BEIR evaluate the model.
 //
 //   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] [--docs N]
-//             [--save-embeddings FILE | --load-embeddings FILE]
+//             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]
+//   rag_bench --random-corpus N [--threads N]     (retrieve QPS of the exact index only)
 //
+// --encode-range B:E encodes documents [B, E) of the corpus only, writes them to --save-embeddings and exits:
+// shards run as parallel processes, then `cat` the files in order and evaluate with --load-embeddings.
 // Prints one line per figure; "--docs N" limits the corpus (for a quick look; the figures then are not
 // SciFact's).
 #include <algorithm>
@@ -14,6 +17,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -49,11 +53,56 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+// Retrieve QPS of the exact index (fp32 and int8) on `n` random unit vectors of MiniLM's 384 dimensions and
+// 300 random queries: the search cost depends on the shapes only, not on the values.
+int RandomCorpusQps(int n, int threads) {
+  constexpr int kDim = 384, kQueries = 300;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  auto unit_rows = [&](int rows) {
+    std::vector<float> v(static_cast<size_t>(rows) * kDim);
+    for (int r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int j = 0; j < kDim; ++j) ss += std::pow(v[r * kDim + j] = normal(rng), 2);
+      for (int j = 0; j < kDim; ++j) v[r * kDim + j] /= static_cast<float>(std::sqrt(ss));
+    }
+    return v;
+  };
+  const std::vector<float> corpus = unit_rows(n), queries = unit_rows(kQueries);
+  for (qrag::backend::Precision ip : {qrag::backend::Precision::kF32, qrag::backend::Precision::kInt8}) {
+    qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
+    auto index = qrag::rag::ExactIndex::Create(kDim, ip, &cpu);
+    if (!index.ok()) return Fail(index.status());
+    for (int i = 0; i < n; ++i) {
+      if (auto s = (*index)->Upsert(i, absl::MakeConstSpan(corpus).subspan(static_cast<size_t>(i) * kDim, kDim)); !s.ok()) {
+        return Fail(s);
+      }
+    }
+    if (auto w = (*index)->Search(queries.data(), 1, 10); !w.ok()) return Fail(w.status());  // builds the weight
+    auto t0 = Clock::now();
+    auto hits = (*index)->Search(queries.data(), kQueries, 100);
+    if (!hits.ok()) return Fail(hits.status());
+    const double batch_s = Seconds(t0, Clock::now());
+    t0 = Clock::now();
+    for (int q = 0; q < kQueries; ++q) {
+      if (auto one = (*index)->Search(queries.data() + q * kDim, 1, 10); !one.ok()) return Fail(one.status());
+    }
+    const double single_s = Seconds(t0, Clock::now());
+    std::printf("retrieve %s exact, %d random unit vectors x %d dims: batched %.0f queries/s (%d queries, top-100), "
+                "one at a time %.0f queries/s (top-10), %d threads\n",
+                qrag::backend::PrecisionName(ip), n, kDim, kQueries / batch_s, kQueries, kQueries / single_s,
+                cpu.options().num_threads);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model, shared = "../shared", quant = "fp32", save, load;
   int threads = 0, max_docs = 0;
+  size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
+  int random_corpus = 0;  // --random-corpus N: retrieve QPS only, on N random unit vectors (no model)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -70,12 +119,19 @@ int main(int argc, char** argv) {
     else if (a == "--docs") max_docs = std::stoi(next());
     else if (a == "--save-embeddings") save = next();
     else if (a == "--load-embeddings") load = next();
+    else if (a == "--random-corpus") random_corpus = std::stoi(next());
+    else if (a == "--encode-range") {
+      const std::string r = next();
+      range_begin = std::stoul(r.substr(0, r.find(':')));
+      range_end = std::stoul(r.substr(r.find(':') + 1));
+    }
     else {
       std::fprintf(stderr, "usage: rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] "
                            "[--docs N] [--save-embeddings FILE | --load-embeddings FILE]\n");
       return 2;
     }
   }
+  if (random_corpus > 0) return RandomCorpusQps(random_corpus, threads);
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"));
   auto precision = qrag::backend::ParsePrecision(quant);
   if (!precision.ok()) return Fail(precision.status());
@@ -125,6 +181,10 @@ int main(int argc, char** argv) {
   } else {
     const auto t0 = Clock::now();
     size_t tokens = 0;
+    if (range_end > 0) {  // one shard of the corpus (shards run as separate processes, then --load-embeddings)
+      range_end = std::min(range_end, doc_texts.size());
+      doc_texts = std::vector<std::string>(doc_texts.begin() + range_begin, doc_texts.begin() + range_end);
+    }
     for (size_t begin = 0; begin < doc_texts.size(); begin += 256) {
       const size_t end = std::min(doc_texts.size(), begin + 256);
       auto e = (*encoder)->Embed(absl::MakeConstSpan(doc_texts).subspan(begin, end - begin));
@@ -142,6 +202,7 @@ int main(int argc, char** argv) {
       std::ofstream out(save, std::ios::binary);
       out.write(reinterpret_cast<const char*>(doc_emb.data()), doc_emb.size() * sizeof(float));
     }
+    if (range_end > 0) return 0;
   }
   auto t0 = Clock::now();
   auto query_emb = (*encoder)->Embed(query_texts);
@@ -182,7 +243,8 @@ int main(int argc, char** argv) {
       ndcg += dcg / idcg;
       recall += static_cast<double>(found) / rel.size();
     }
-    std::printf("encoder %s, exact index %s: nDCG@10 %.5f  recall@100 %.5f  (%zu queries, %zu docs)\n", quant.c_str(),
+    const std::string encoder = load.empty() ? quant : quant + " queries, corpus embeddings from " + load;
+    std::printf("encoder %s, exact index %s: nDCG@10 %.5f  recall@100 %.5f  (%zu queries, %zu docs)\n", encoder.c_str(),
                 qrag::backend::PrecisionName(ip), ndcg / query_ids.size(), recall / query_ids.size(), query_ids.size(),
                 doc_ids.size());
     std::printf("retrieve %s exact: batched %.0f queries/s (300 x %zu GEMM + top-100), one at a time %.0f queries/s\n",

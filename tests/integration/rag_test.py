@@ -49,6 +49,7 @@ def setUpModule():
         _skip = "all-MiniLM-L6-v2 weights missing (run tests/fetch_minilm.sh or set QRAG_MINILM_DIR)"
     if _skip is None and not os.path.exists(SOTU):
         _skip = f"shared data missing: {SOTU}"
+    st._skip_reason = _skip
 
 
 def tearDownModule():
@@ -56,11 +57,7 @@ def tearDownModule():
 
 
 def require(test):
-    if _skip is None:
-        return
-    if os.environ.get("QRAG_REQUIRE_SHARED") == "1":
-        test.fail(_skip + "; QRAG_REQUIRE_SHARED=1 is set")
-    test.skipTest(_skip)
+    st.require_shared(test)  # skips with _skip's reason (or fails under QRAG_REQUIRE_SHARED=1)
 
 
 def rag_server(data_dir, *extra):
@@ -279,6 +276,16 @@ class NoEmbedder(unittest.TestCase):
         self.assertIn(b"--data-dir", p.stderr)
 
 
+    def test_unwritable_data_dir_fails_at_start_with_a_clear_message(self):
+        blocker = os.path.join(st.TMP, "not-a-directory")
+        with open(blocker, "w") as f:
+            f.write("x")
+        p = subprocess.run([st.ARGS.server_bin, "--model", st.MODEL, "--listen", "127.0.0.1:0", "--embedder", MINILM,
+                            "--data-dir", os.path.join(blocker, "data")], capture_output=True, timeout=300)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(b"cannot create the data directory", p.stderr)
+
+
 class CrashDuringIngest(unittest.TestCase):
     def setUp(self):
         require(self)
@@ -325,14 +332,5 @@ class CrashDuringIngest(unittest.TestCase):
             s2.kill()
 
 
-def main():
-    import argparse
-    parser = argparse.ArgumentParser()
-    for flag in ("--server-bin", "--run-bin", "--make-model-bin", "--cli-bin", "--proto-dir", "--grpc-proto-dir"):
-        parser.add_argument(flag, required=True)
-    st.ARGS, rest = parser.parse_known_args()
-    unittest.main(argv=[sys.argv[0], *rest], verbosity=2)
-
-
 if __name__ == "__main__":
-    main()
+    st.main()  # the same command line as serving_test.py; runs the tests of this file

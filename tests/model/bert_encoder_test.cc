@@ -107,38 +107,33 @@ class BertEncoderGold : public ::testing::Test {
   }
 };
 
+// One precision over the 1109 queries; skipped without the weights or the shared data.
+#define QRAG_GOLD_STATS(stats, precision)         \
+  std::string dir;                                 \
+  std::vector<std::string> texts;                  \
+  std::vector<float> gold;                         \
+  Load(&dir, &texts, &gold);                       \
+  if (IsSkipped() || HasFatalFailure()) return;    \
+  const CosineStats stats = CompareToGold(precision, dir, texts, gold)
+
 TEST_F(BertEncoderGold, MiniLmL6V2_F32_SciFact1109Queries_CosineAtLeast0999EveryRow) {
-  std::string dir;
-  std::vector<std::string> texts;
-  std::vector<float> gold;
-  Load(&dir, &texts, &gold);
-  if (IsSkipped() || HasFatalFailure()) return;
-  const CosineStats s = CompareToGold(Precision::kF32, dir, texts, gold);
+  QRAG_GOLD_STATS(s, Precision::kF32);
   EXPECT_GE(s.min, 0.999);
 }
 
-// fp8/int8 GEMMs (per-channel weights x per-token activations): reported, and held to a floor well below
-// fp32 so that a broken quantized path still fails.
+// fp8/int8 GEMMs (per-channel weights x per-token activations): reported, and held to a floor below what
+// they reach (measured: fp8 min 0.99530 mean 0.99742, int8 min 0.99540 mean 0.99728) so that a broken
+// quantized path fails.
 TEST_F(BertEncoderGold, MiniLmL6V2_Fp8_SciFact1109Queries_Distribution) {
-  std::string dir;
-  std::vector<std::string> texts;
-  std::vector<float> gold;
-  Load(&dir, &texts, &gold);
-  if (IsSkipped() || HasFatalFailure()) return;
-  const CosineStats s = CompareToGold(Precision::kFP8, dir, texts, gold);
-  EXPECT_GE(s.min, 0.95);
-  EXPECT_GE(s.mean, 0.99);
+  QRAG_GOLD_STATS(s, Precision::kFP8);
+  EXPECT_GE(s.min, 0.99);
+  EXPECT_GE(s.mean, 0.995);
 }
 
 TEST_F(BertEncoderGold, MiniLmL6V2_Int8_SciFact1109Queries_Distribution) {
-  std::string dir;
-  std::vector<std::string> texts;
-  std::vector<float> gold;
-  Load(&dir, &texts, &gold);
-  if (IsSkipped() || HasFatalFailure()) return;
-  const CosineStats s = CompareToGold(Precision::kInt8, dir, texts, gold);
-  EXPECT_GE(s.min, 0.95);
-  EXPECT_GE(s.mean, 0.99);
+  QRAG_GOLD_STATS(s, Precision::kInt8);
+  EXPECT_GE(s.min, 0.99);
+  EXPECT_GE(s.mean, 0.995);
 }
 
 TEST(BertEncoder, Batching_DoesNotChangeRows_AndTruncatesLongTexts) {

@@ -108,10 +108,14 @@ TEST(DocumentStore, SizeCapReached_ResourceExhausted_NothingOfTheBatchStored) {
   EXPECT_TRUE((*s)->UpsertDocuments("c", {Doc("after", 1, 1)}, &added, &removed, &replaced).ok());
 }
 
-TEST(DocumentStore, UncreatableOrReadOnlyPath_FailedPrecondition) {
+TEST(DocumentStore, UncreatablePath_FailedPrecondition) {
   TempDir tmp;
   ::qrag::testing::WriteFile(tmp.Join("file"), "x");
   EXPECT_THAT(DocumentStore::Open(tmp.Join("file/rag.sqlite")), StatusIsCode(absl::StatusCode::kFailedPrecondition));
+}
+
+TEST(DocumentStore, ReadOnlyDirectory_FailedPrecondition) {
+  TempDir tmp;
   if (geteuid() == 0) GTEST_SKIP() << "running as root: file permissions do not make a directory read-only";
   std::filesystem::create_directory(tmp.Join("ro"));
   {
