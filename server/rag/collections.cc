@@ -231,7 +231,9 @@ absl::StatusOr<std::vector<RetrievedChunk>> Collections::Retrieve(const std::str
   QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, Find(collection, /*check_embedder=*/true));
   auto t0 = Clock::now();
   QRAG_ASSIGN_OR_RETURN(std::vector<float> q, encoder_->Embed({query}));
-  if (timings != nullptr) timings->embed_seconds = Since(t0);
+  const double embed_seconds = Since(t0);
+  if (timings != nullptr) timings->embed_seconds = embed_seconds;
+  if (options_.observer != nullptr) options_.observer->OnEmbed(embed_seconds);
   t0 = Clock::now();
   std::function<bool(int64_t)> keep;
   std::set<std::string> allowed;
@@ -260,7 +262,9 @@ absl::StatusOr<std::vector<RetrievedChunk>> Collections::Retrieve(const std::str
     scores.push_back(h.score);
   }
   QRAG_ASSIGN_OR_RETURN(std::vector<ChunkRecord> records, store_->GetChunks(ids));
-  if (timings != nullptr) timings->search_seconds = Since(t0);
+  const double search_seconds = Since(t0);
+  if (timings != nullptr) timings->search_seconds = search_seconds;
+  if (options_.observer != nullptr) options_.observer->OnSearch(search_seconds);
   std::vector<RetrievedChunk> out;
   for (size_t i = 0, j = 0; i < records.size(); ++i) {
     while (j < ids.size() && ids[j] != records[i].id) ++j;  // a chunk deleted meanwhile is skipped

@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/backend/backend.h"
 #include "server/model/bert_encoder.h"
+#include "server/metrics/rag_observer.h"
 #include "server/rag/chunker.h"
 #include "server/rag/document_store.h"
 #include "server/rag/exact_index.h"
@@ -40,6 +41,9 @@ struct CollectionsOptions {
   int64_t max_document_bytes = 8 << 20;                           // larger documents: INVALID_ARGUMENT
   int max_top_k = 1000;
   int64_t max_store_bytes = 0;  // > 0: cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED
+  // Hears each Retrieve's embed and search times (qrag_rag_embed_seconds / qrag_rag_search_seconds); not
+  // owned, must outlive the Collections; null: no metrics.
+  metrics::RagObserver* observer = nullptr;
 };
 
 struct DocumentInput {

@@ -99,7 +99,8 @@ Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 direct
                             valid, 2 with the problem otherwise (loads nothing, listens nowhere)
   --embedder DIR            enable RAG (qrag.v1.Retrieval, GenerateRequest.rag) with this sentence-transformers
                             BERT directory (e.g. all-MiniLM-L6-v2); needs --data-dir
-  --data-dir DIR            where RAG collections are stored (DIR/rag.sqlite, created if missing)
+  --data-dir DIR            where RAG collections are stored (DIR/rag.sqlite, created if missing); without
+                            --embedder it is unused
   --embedder-quant Q        fp32 | bf16 | fp8 | int8 GEMMs of the embedder (default fp32)
   --index-quant Q           fp32 | int8 exact-search corpus matrix (default fp32)
   --rag-max-document-bytes N  largest document accepted by Ingest (default 8388608)
@@ -188,7 +189,8 @@ Args ParseArgs(int argc, char** argv) {
     else UsageError(absl::StrCat("unknown option ", flag));
   }
   if (a.model.empty()) UsageError("--model PATH is required");
-  if (a.embedder.empty() != a.data_dir.empty()) UsageError("--embedder and --data-dir go together");
+  // --data-dir alone is accepted (a container always mounts it; RAG stays off until --embedder is given).
+  if (!a.embedder.empty() && a.data_dir.empty()) UsageError("--embedder needs --data-dir (where collections are stored)");
   if (a.rag_max_document_bytes <= 0 || a.rag_max_store_bytes < 0) {
     UsageError("--rag-max-document-bytes must be > 0 and --rag-max-store-bytes >= 0");
   }
@@ -260,7 +262,7 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& 
   return metrics::MetricsStack::Start(o);
 }
 
-absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args) {
+absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args, metrics::RagObserver* observer) {
   rag::RagRuntimeOptions o;
   o.embedder_dir = args.embedder;
   QRAG_ASSIGN_OR_RETURN(o.embedder_precision, backend::ParsePrecision(args.embedder_quant));
@@ -269,6 +271,7 @@ absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args) {
   o.collections.data_dir = args.data_dir;
   o.collections.max_document_bytes = args.rag_max_document_bytes;
   o.collections.max_store_bytes = args.rag_max_store_bytes;
+  o.collections.observer = observer;
   return rag::RagRuntime::Load(o);
 }
 
@@ -401,7 +404,7 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<rag::RagRuntime> rag;
   if (!args.embedder.empty()) {
-    absl::StatusOr<std::unique_ptr<rag::RagRuntime>> loaded = LoadRag(args);
+    absl::StatusOr<std::unique_ptr<rag::RagRuntime>> loaded = LoadRag(args, &(*metrics_stack)->rag());
     if (!loaded.ok()) {
       Log(absl::StrCat("error: RAG: ", loaded.status().ToString()));
       (*server)->Shutdown(absl::ZeroDuration());

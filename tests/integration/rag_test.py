@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import serving_test as st  # noqa: E402  (stub generation, Server, shared-data checks)
@@ -98,7 +99,7 @@ class RetrievalApi(unittest.TestCase):
     def setUpClass(cls):
         if _skip is None:
             cls.data = os.path.join(st.TMP, "rag-api")
-            cls.server = rag_server(cls.data, "--rag-max-document-bytes", "60000")
+            cls.server = rag_server(cls.data, "--rag-max-document-bytes", "60000", "--metrics-listen", "127.0.0.1:0")
             # The State of the Union through the real CLI (files -> documents, progress bar, batches).
             cli = [st.ARGS.cli_bin]
             addr = ["--server", cls.server.address]
@@ -154,6 +155,24 @@ class RetrievalApi(unittest.TestCase):
         chunks = list(self.server.inference.GenerateStream(req, timeout=300))
         self.assertIn(cases[0][1], chunks[0].passages[0].text)
         self.assertGreater(chunks[-1].timings.search_seconds, 0)
+
+    def test_retrieve_feeds_the_rag_metrics(self):
+        def counts():
+            m = re.search(r"metrics on (\S+)", self.server.log_text())
+            self.assertIsNotNone(m, "the server did not print its metrics address")
+            with urllib.request.urlopen(f"http://{m.group(1)}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            found = {}
+            for name in ("qrag_rag_embed_seconds_count", "qrag_rag_search_seconds_count"):
+                values = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+                found[name] = sum(float(v) for v in values)
+            return found
+        before = counts()
+        for _ in range(3):
+            self.r.Retrieve(rpb.RetrieveRequest(collection="sotu", query="Supreme Court", top_k=2), timeout=300)
+        after = counts()
+        for name in before:
+            self.assertEqual(after[name] - before[name], 3, name)
 
     def test_cli_retrieve_and_generate_rag(self):
         out = subprocess.run([st.ARGS.cli_bin, "retrieve", "--collection", "sotu", "--query",
