@@ -41,7 +41,8 @@ absl::StatusOr<std::vector<Chunk>> ChunkText(std::string_view text, const model:
     if (end == n) break;
     // Next start: `overlap` tokens back from the end, moved back to the start of its word, but always
     // forward of this chunk's start.
-    size_t next = end > options.overlap_tokens ? end - options.overlap_tokens : 0;
+    const size_t overlap = static_cast<size_t>(options.overlap_tokens);  // validated >= 0
+    size_t next = end > overlap ? end - overlap : 0;
     while (next > start + 1 && next < n && tokens[next].begin == tokens[next - 1].begin) --next;
     if (next <= start) next = std::min(end, start + step);
     start = next;
