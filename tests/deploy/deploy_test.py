@@ -30,6 +30,9 @@ import urllib.request
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import shared_data  # noqa: E402  (tests/shared_data.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = None
 GRPC_PORT = 50051
@@ -318,13 +321,8 @@ class LiveScrapeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="qrag-deploy-")
-        shared = os.environ.get("QRAG_SHARED_DIR") or os.path.join(os.path.dirname(REPO), "shared")
-        model = os.path.join(shared, "models", "stories260K", "stories260K.bin")
-        if not os.path.exists(model):
-            message = f"shared data missing: {model} (set QRAG_SHARED_DIR)"
-            if os.environ.get("QRAG_REQUIRE_SHARED") == "1":
-                raise RuntimeError(message + "; QRAG_REQUIRE_SHARED=1 is set")
-            raise unittest.SkipTest(message)
+        model = os.path.join(shared_data.STORIES, "stories260K.bin")
+        shared_data.require_in_setup_class(model)
         # The energy series exist only with a meter; this machine has neither a GPU driver nor RAPL, so the
         # server's real NVML path (dlopen of libnvidia-ml.so.1) loads the test stand-in at a constant 250 W.
         nvml_dir = os.path.join(cls.tmp, "nvml")

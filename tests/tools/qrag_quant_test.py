@@ -20,17 +20,14 @@ RUN = None
 SERVER = None
 CLI = None
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED = os.environ.get("QRAG_SHARED_DIR") or os.path.join(os.path.dirname(REPO), "shared")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import shared_data  # noqa: E402  (tests/shared_data.py)
+SHARED = shared_data.SHARED
 MODEL = os.path.join(SHARED, "models", "stories260K", "stories260K.bin")
 
 
 def require_shared(test):
-    if os.path.exists(MODEL):
-        return
-    msg = f"shared data missing: {MODEL} (set QRAG_SHARED_DIR)"
-    if os.environ.get("QRAG_REQUIRE_SHARED") == "1":
-        test.fail(msg + "; QRAG_REQUIRE_SHARED=1 is set")
-    test.skipTest(msg)
+    shared_data.require(test, MODEL)
 
 
 def quant(*args):
