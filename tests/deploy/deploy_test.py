@@ -268,6 +268,20 @@ class KubernetesTest(unittest.TestCase):
         r = check_config(self.docs["ConfigMap"]["data"]["qrag.yaml"], env)
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_kustomize_renders_every_resource(self):
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            self.skipTest("kubectl not installed: the kustomize rendering check needs it (the YAML checks ran)")
+        r = subprocess.run([kubectl, "kustomize", os.path.join(REPO, "deploy/k8s")], capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+        # Every manifest file is listed in kustomization.yaml, each once.
+        self.assertEqual(sorted(d["kind"] for d in rendered), sorted(self.docs.keys()))
+        for d in rendered:
+            if d["kind"] != "Namespace":
+                self.assertEqual(d["metadata"]["namespace"], "qrag", d["kind"])
+
     def test_hpa_targets_the_deployment(self):
         h = self.docs["HorizontalPodAutoscaler"]
         self.assertEqual(h["spec"]["scaleTargetRef"]["name"], self.docs["Deployment"]["metadata"]["name"])
