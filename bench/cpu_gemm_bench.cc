@@ -117,6 +117,7 @@ void BM_Gemm(benchmark::State& state) {
   const int64_t scheme = state.range(0), m = state.range(1), n = state.range(2), k = state.range(3);
   const int threads = static_cast<int>(state.range(4));
   const bool cold = state.range(5) != 0;
+  const bool avx512 = state.range(6) != 0;  // 0: the float blocked GEMM on its AVX2 micro-kernel
   if (!CpuHasAvx2()) state.SetLabel("portable kernels (no AVX2)");
   ThreadPool pool(threads);
   std::mt19937 rng(42);
@@ -128,7 +129,7 @@ void BM_Gemm(benchmark::State& state) {
     activations.push_back(c == 0 ? RandomOperand(scheme, m * k, rng) : activations[0]);
   }
   std::vector<float> x_scale(m, 1.0f / 448.0f), w_scale(n, 1.0f / 448.0f), y(m * n);
-  const GemmKernelOptions options{.reference = false, .pool = &pool};
+  const GemmKernelOptions options{.reference = false, .pool = &pool, .allow_avx512 = avx512};
   int64_t next = 0;
   for (auto _ : state) {
     RunGemm(scheme, activations[next].data(), x_scale.data(), m, weights[next].data(), w_scale.data(), n, k,
@@ -238,18 +239,22 @@ void BM_ParallelFor(benchmark::State& state) {
 }
 
 void GemmArgs(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"scheme", "m", "n", "k", "threads", "cold"});
+  b->ArgNames({"scheme", "m", "n", "k", "threads", "cold", "avx512"});
   for (int64_t scheme : {kF32, kBf16, kFp8, kInt8}) {
     for (int64_t threads : {1, 2}) {
       for (auto [n, k] : {std::pair<int64_t, int64_t>{2048, 2048}, {8192, 2048}}) {
-        for (int64_t cold : {1, 0}) b->Args({scheme, 1, n, k, threads, cold});
+        for (int64_t cold : {1, 0}) b->Args({scheme, 1, n, k, threads, cold, 1});
       }
-      b->Args({scheme, 128, 2048, 2048, threads, 0});
+      for (int64_t avx512 : {0, 1}) b->Args({scheme, 128, 2048, 2048, threads, 0, avx512});
     }
     // Small batches (several sequences decoding together), across the switch from dot to blocked kernels.
-    for (int64_t m : {2, 4, 8, 16, 32}) b->Args({scheme, m, 2048, 2048, 1, 1});
+    for (int64_t m : {2, 4, 8, 16, 32}) b->Args({scheme, m, 2048, 2048, 1, 1, 1});
     // Prefill at the largest batch the engine builds.
-    b->Args({scheme, 512, 2048, 2048, 2, 0});
+    for (int64_t avx512 : {0, 1}) b->Args({scheme, 512, 2048, 2048, 2, 0, avx512});
+    // The RAG encoder (all-MiniLM-L6-v2, hidden 384, FFN 1536) over a 256-token document.
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{384, 384}, {1536, 384}, {384, 1536}}) {
+      for (int64_t avx512 : {0, 1}) b->Args({scheme, 256, n, k, 1, 0, avx512});
+    }
   }
   b->UseRealTime()->Unit(benchmark::kMicrosecond);
 }

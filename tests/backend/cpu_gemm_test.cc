@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "server/common/thread_pool.h"
@@ -195,16 +196,35 @@ double ErrorBound(Scheme scheme, const Problem& p, const std::vector<float>& ref
   return s * (gamma * sum_abs + u * std::fabs(sum)) + 2 * u * y;
 }
 
-std::string Describe(Inputs inputs, bool with_bias, int threads, bool avx2) {
+// The fast kernel families this machine can run: portable, AVX2, and AVX2 with the AVX-512F float
+// micro-kernel.
+enum class Family { kPortable, kAvx2, kAvx512 };
+
+std::vector<Family> KernelFamilies() {
+  std::vector<Family> v = {Family::kPortable};
+  if (CpuHasAvx2()) v.push_back(Family::kAvx2);
+  if (CpuHasAvx512()) v.push_back(Family::kAvx512);
+  return v;
+}
+
+GemmKernelOptions FamilyOptions(Family family, ThreadPool* pool) {
+  return {.reference = false, .pool = pool, .allow_avx2 = family != Family::kPortable,
+          .allow_avx512 = family == Family::kAvx512};
+}
+
+const char* FamilyName(Family family) {
+  return family == Family::kPortable ? "portable" : family == Family::kAvx2 ? "AVX2" : "AVX-512";
+}
+
+std::string Describe(Inputs inputs, bool with_bias, int threads, Family family) {
   return absl::StrFormat("%s inputs, %s bias, %d thread(s), %s kernels",
                          inputs == Inputs::kIntegers ? "integer" : "random", with_bias ? "with" : "without",
-                         threads, avx2 ? "AVX2" : "portable");
+                         threads, FamilyName(family));
 }
 
 // Checks fast against reference for one shape over every input kind, bias, pool and kernel family.
 void CheckShape(Scheme scheme, const Shape& shape) {
-  std::vector<bool> kernel_families = {false};
-  if (CpuHasAvx2()) kernel_families.push_back(true);
+  const std::vector<Family> kernel_families = KernelFamilies();
   for (Inputs inputs : {Inputs::kIntegers, Inputs::kRandom}) {
     const Problem p = MakeProblem(
         scheme, inputs, shape, /*seed=*/
@@ -212,10 +232,9 @@ void CheckShape(Scheme scheme, const Shape& shape) {
     for (bool with_bias : {false, true}) {
       const std::vector<float> ref = Run(scheme, p, with_bias, {.reference = true});
       for (int threads : {1, 2}) {
-        for (bool avx2 : kernel_families) {
-          SCOPED_TRACE(Describe(inputs, with_bias, threads, avx2));
-          const std::vector<float> fast =
-              Run(scheme, p, with_bias, {.reference = false, .pool = &Pool(threads), .allow_avx2 = avx2});
+        for (Family family : kernel_families) {
+          SCOPED_TRACE(Describe(inputs, with_bias, threads, family));
+          const std::vector<float> fast = Run(scheme, p, with_bias, FamilyOptions(family, &Pool(threads)));
           const bool exact = inputs == Inputs::kIntegers || scheme == Scheme::kInt8;
           int64_t mismatches = 0, differs_from_bias = 0;
           for (int64_t i = 0; i < shape.m; ++i) {
@@ -293,9 +312,13 @@ INSTANTIATE_TEST_SUITE_P(Extra, CpuGemmInt8, kExtra, ShapeName);
 // ---- Targeted cases ----
 
 std::vector<GemmKernelOptions> FastVariants() {
-  std::vector<GemmKernelOptions> v = {{.pool = &Pool(2), .allow_avx2 = false}};
-  if (CpuHasAvx2()) v.push_back({.pool = &Pool(2), .allow_avx2 = true});
+  std::vector<GemmKernelOptions> v;
+  for (Family family : KernelFamilies()) v.push_back(FamilyOptions(family, &Pool(2)));
   return v;
+}
+
+const char* VariantName(const GemmKernelOptions& o) {
+  return !o.allow_avx2 ? "portable" : o.allow_avx512 && CpuHasAvx512() ? "AVX-512" : "AVX2";
 }
 
 // Every finite E4M3 code through both operands of both kernel families (m_other = 1: dot kernels for the
@@ -314,7 +337,7 @@ void CheckAllE4M3Codes(int64_t m_other) {
   }
   std::vector<float> scale_codes(count, 1.0f), scale_ones(m_other, 1.0f);
   for (const GemmKernelOptions& options : FastVariants()) {
-    SCOPED_TRACE(options.allow_avx2 ? "AVX2" : "portable");
+    SCOPED_TRACE(VariantName(options));
     // Codes as weights (n = count), and as activations (m = count).
     std::vector<float> y(m_other * count, std::nanf(""));
     GemmFp8(ones.data(), scale_ones.data(), m_other, by_code.data(), scale_codes.data(), count, k, nullptr,
@@ -347,7 +370,7 @@ TEST(CpuGemmFp8, NaNActivation_PropagatesToItsRow_M1_And_M20) {
     x[(m - 1) * k + 17] = 0xff;
     std::vector<float> xs(m, 1.0f), ws(n, 1.0f);
     for (const GemmKernelOptions& options : FastVariants()) {
-      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, options.allow_avx2 ? "AVX2" : "portable"));
+      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, VariantName(options)));
       std::vector<float> y(m * n, 0.0f);
       GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options);
       for (int64_t i = 0; i < m; ++i) {
@@ -375,7 +398,7 @@ TEST(CpuGemmFp8, NaNCodes_SameBitsInEveryPath_M1_M5_M20_M40) {
     if (m > 1) x[(m - 1) * k + 17] = 0xff;
     std::vector<float> xs(m, 1.0f), ws(n, 1.0f);
     for (const GemmKernelOptions& options : FastVariants()) {
-      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, options.allow_avx2 ? "AVX2" : "portable"));
+      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, VariantName(options)));
       std::vector<float> y(m * n, 0.0f);
       GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options);
       for (int64_t i = 0; i < m; ++i) {
@@ -406,7 +429,7 @@ TEST(CpuGemm, EmptySum_K0_M1_M40) {
     const uint8_t xq = 0, wq = 0;
     const int8_t xi = 0, wi = 0;
     for (const GemmKernelOptions& options : FastVariants()) {
-      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, options.allow_avx2 ? "AVX2" : "portable"));
+      SCOPED_TRACE(absl::StrFormat("m=%d %s", m, VariantName(options)));
       std::vector<float> y(m * n, std::nanf(""));
       for (int scheme = 0; scheme < 4; ++scheme) {
         std::fill(y.begin(), y.end(), std::nanf(""));
@@ -439,7 +462,7 @@ void CheckInt8Extremes(int64_t m, int64_t n, int64_t k) {
   GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), ref.data(), {.reference = true});
   EXPECT_NE(ref[0], 0.0f);
   for (const GemmKernelOptions& options : FastVariants()) {
-    SCOPED_TRACE(options.allow_avx2 ? "AVX2" : "portable");
+    SCOPED_TRACE(VariantName(options));
     std::vector<float> y(m * n, std::nanf(""));
     GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), y.data(), options);
     for (int64_t o = 0; o < m * n; ++o) {
@@ -589,13 +612,12 @@ void CheckBatchInvariance(const InvarianceConfig& config) {
   const Activations batch = PickRows(all), recomposed = PickRows(mixed);
 
   const std::vector<float> canonical = CanonicalOrder(scheme, p, with_bias);
-  std::vector<bool> kernel_families = {false};
-  if (CpuHasAvx2()) kernel_families.push_back(true);
+  const std::vector<Family> kernel_families = KernelFamilies();
   std::vector<std::vector<float>> batched_by_family;
-  for (bool avx2 : kernel_families) {
-    SCOPED_TRACE(avx2 ? "AVX2 kernels" : "portable kernels");
-    const GemmKernelOptions options{.reference = false, .pool = &Pool(config.threads), .allow_avx2 = avx2};
-    const GemmKernelOptions alone_options{.reference = false, .pool = nullptr, .allow_avx2 = avx2};
+  for (Family family : kernel_families) {
+    SCOPED_TRACE(FamilyName(family));
+    const GemmKernelOptions options = FamilyOptions(family, &Pool(config.threads));
+    const GemmKernelOptions alone_options = FamilyOptions(family, nullptr);
     const std::vector<float> batched = RunActivations(scheme, p, batch, with_bias, options);
     int64_t failures = 0, nonzero = 0;
     for (float v : batched) nonzero += v != 0.0f;
@@ -615,10 +637,11 @@ void CheckBatchInvariance(const InvarianceConfig& config) {
     EXPECT_EQ(failures, 0);
     batched_by_family.push_back(batched);
   }
-  if (batched_by_family.size() == 2) {
+  for (size_t f = 1; f < batched_by_family.size(); ++f) {
     int64_t failures = 0;
+    const std::string what = absl::StrCat("portable vs ", FamilyName(kernel_families[f]));
     for (int64_t i = 0; i < m; ++i) {
-      ExpectSameRow(batched_by_family[0], i, batched_by_family[1], i, n, "portable vs AVX2", failures);
+      ExpectSameRow(batched_by_family[0], i, batched_by_family[f], i, n, what, failures);
     }
     EXPECT_EQ(failures, 0);
   }

@@ -75,33 +75,45 @@ TEST_P(GemmW4Exact, FastAndReferenceEqualPlainLoop) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GemmW4Exact,
                          ::testing::Values(Shape{1, 37, 70, 32}, Shape{7, 64, 256, 32}, Shape{13, 48, 172, 32},
-                                           Shape{3, 17, 96, 16}, Shape{2, 33, 128, 64}),
+                                           Shape{3, 17, 96, 16}, Shape{2, 33, 128, 64}, Shape{70, 48, 96, 32}),
                          [](const auto& info) {
                            const Shape& s = info.param;
                            return "M" + std::to_string(s.m) + "_N" + std::to_string(s.n) + "_K" + std::to_string(s.k) +
                                   "_V" + std::to_string(s.vector_size);
                          });
 
+// Few rows (tiles of 16 weight rows), many rows with the whole weight in one slab, and many rows over three
+// slabs (k = 8192: 128 rows a slab, the last one partial), on the calling thread and on a pool.
 TEST(GemmW4, FastEqualsGemmF32OnDequantizedWeight_AnyBatch) {
-  std::mt19937 rng(2);
-  std::normal_distribution<float> g;
-  const int64_t n = 70, k = 200;
-  std::vector<float> wf(n * k);
-  for (float& v : wf) v = g(rng);
-  const quant::W4Matrix w = *quant::QuantizeW4(wf.data(), n, k, quant::W4Options{});
-  std::vector<float> deq(n * k);
-  quant::DequantizeW4Rows(w.view(), 0, n, deq.data());
-  const int64_t m = 9;
-  std::vector<float> x(m * k);
-  for (float& v : x) v = g(rng);
-  GemmKernelOptions o;
-  std::vector<float> y(m * n), y_ref(m * n), y_one(n);
-  GemmW4(x.data(), m, w.view(), nullptr, y.data(), o);
-  GemmF32(x.data(), m, deq.data(), n, k, nullptr, y_ref.data(), o);
-  EXPECT_EQ(y, y_ref);
-  for (int64_t i = 0; i < m; ++i) {  // row i alone gives the same bits as inside the batch
-    GemmW4(x.data() + i * k, 1, w.view(), nullptr, y_one.data(), o);
-    EXPECT_TRUE(std::equal(y_one.begin(), y_one.end(), y.begin() + i * n)) << i;
+  struct Case {
+    int64_t m, n, k;
+  };
+  ThreadPool pool(2);
+  for (const Case c : {Case{9, 70, 200}, Case{100, 70, 200}, Case{64, 300, 8192}}) {
+    for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+      SCOPED_TRACE(::testing::Message() << "m " << c.m << " n " << c.n << " k " << c.k << (p ? " pool" : ""));
+      std::mt19937 rng(2);
+      std::normal_distribution<float> g;
+      const int64_t m = c.m, n = c.n, k = c.k;
+      std::vector<float> wf(n * k);
+      for (float& v : wf) v = g(rng);
+      const quant::W4Matrix w = *quant::QuantizeW4(wf.data(), n, k, quant::W4Options{});
+      std::vector<float> deq(n * k), bias(n);
+      for (float& v : bias) v = g(rng);
+      quant::DequantizeW4Rows(w.view(), 0, n, deq.data());
+      std::vector<float> x(m * k);
+      for (float& v : x) v = g(rng);
+      GemmKernelOptions o;
+      o.pool = p;
+      std::vector<float> y(m * n), y_ref(m * n), y_one(n);
+      GemmW4(x.data(), m, w.view(), bias.data(), y.data(), o);
+      GemmF32(x.data(), m, deq.data(), n, k, bias.data(), y_ref.data(), o);
+      EXPECT_EQ(y, y_ref);
+      for (int64_t i = 0; i < m; ++i) {  // row i alone gives the same bits as inside the batch
+        GemmW4(x.data() + i * k, 1, w.view(), bias.data(), y_one.data(), o);
+        EXPECT_TRUE(std::equal(y_one.begin(), y_one.end(), y.begin() + i * n)) << i;
+      }
+    }
   }
 }
 

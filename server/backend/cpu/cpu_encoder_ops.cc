@@ -1,7 +1,8 @@
 // The CPU backend's encoder (BERT-style) ops: LayerNorm, exact GELU and bidirectional packed attention.
 //
-// Reference mode: plain loops with double accumulation. Fast mode: LayerNorm/GELU in fp32 loops, attention
-// per (sequence, head) as two fp32 GEMMs through the fast CPU GEMM kernels (scores = Q K^T, out = P V),
+// Reference mode: plain loops with double accumulation. Fast mode: LayerNorm in fp32 loops, GELU and the
+// softmax's exp vectorized (cpu_vector_math.h), attention per (sequence, head) as two fp32 GEMMs through
+// the fast CPU GEMM kernels (scores = Q K^T, out = P V),
 // items spread over the thread pool.
 #include <algorithm>
 #include <cmath>
@@ -9,6 +10,7 @@
 
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/cpu/cpu_gemm.h"
+#include "server/backend/cpu/cpu_vector_math.h"
 #include "server/common/status.h"
 
 namespace qrag::backend {
@@ -49,11 +51,7 @@ void CpuBackend::Gelu(const float* x, int64_t n, float* out) {
     for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(x[i] * 0.5 * (1.0 + std::erf(x[i] * kInvSqrt2)));
     return;
   }
-  pool_->ParallelFor(n, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      out[i] = x[i] * 0.5f * (1.0f + std::erf(x[i] * static_cast<float>(kInvSqrt2)));
-    }
-  });
+  pool_->ParallelFor(n, 4096, [&](int64_t begin, int64_t end) { cpu::GeluErf(x + begin, end - begin, out + begin); });
 }
 
 int64_t CpuBackend::EncoderAttention(const float* q, const float* k, const float* v,
@@ -125,11 +123,7 @@ int64_t CpuBackend::EncoderAttention(const float* q, const float* k, const float
       for (int i = 0; i < len; ++i) {
         float* row = scores.data() + static_cast<int64_t>(i) * len;
         const float max_score = *std::max_element(row, row + len);
-        float sum = 0;
-        for (int j = 0; j < len; ++j) {
-          row[j] = std::exp(row[j] - max_score);
-          sum += row[j];
-        }
+        const float sum = cpu::ExpShiftedSum(row, len, max_score);
         const float inv = 1.0f / sum;
         for (int j = 0; j < len; ++j) row[j] *= inv;
       }

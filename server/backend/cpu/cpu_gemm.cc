@@ -19,12 +19,12 @@ namespace internal {
 // Defined in cpu_gemm_avx2.cc. Each computes the block y[m_begin:m_end, n_begin:n_end] (row stride n) of
 // its scheme over the whole k, with the epilogue of cpu_gemm.h. Int8 requires k <= kMaxAvx2Int8K.
 void Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
-                 int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+                 int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512);
 void Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
-                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512);
 void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
-                 int64_t n_begin, int64_t n_end);
+                 int64_t n_begin, int64_t n_end, bool avx512);
 void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
                   const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                   int64_t n_begin, int64_t n_end);
@@ -193,6 +193,11 @@ void PropagateFp8ActivationNaNs(const uint8_t* x, int64_t k, float* y, int64_t n
 
 }  // namespace
 
+bool CpuHasAvx512() {
+  static const bool has = CpuHasAvx2() && __builtin_cpu_supports("avx512f");
+  return has;
+}
+
 bool CpuHasAvx2() {
   static const bool has =
       __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -208,9 +213,10 @@ void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, co
     return;
   }
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
+  const bool avx512 = avx2 && options.allow_avx512 && CpuHasAvx512();
   ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
     if (avx2) {
-      internal::Avx2GemmF32(x, w, bias, y, n, k, mb, me, nb, ne);
+      internal::Avx2GemmF32(x, w, bias, y, n, k, mb, me, nb, ne, avx512);
       return;
     }
     auto copy = [](const float* src, int64_t count, float* dst) { std::copy(src, src + count, dst); };
@@ -226,9 +232,10 @@ void GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_
     return;
   }
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
+  const bool avx512 = avx2 && options.allow_avx512 && CpuHasAvx512();
   ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
     if (avx2) {
-      internal::Avx2GemmBf16(x, w, bias, y, n, k, mb, me, nb, ne);
+      internal::Avx2GemmBf16(x, w, bias, y, n, k, mb, me, nb, ne, avx512);
       return;
     }
     auto decode = [](const uint16_t* src, int64_t count, float* dst) {
@@ -251,9 +258,10 @@ void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w
   }
   const std::array<float, 256>& weight_table = E4M3WeightTable();
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
+  const bool avx512 = avx2 && options.allow_avx512 && CpuHasAvx512();
   ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
     if (avx2) {
-      internal::Avx2GemmFp8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne);
+      internal::Avx2GemmFp8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne, avx512);
     } else {
       auto decode_x = [&table](const uint8_t* src, int64_t count, float* dst) {
         for (int64_t p = 0; p < count; ++p) dst[p] = table[src[p]];

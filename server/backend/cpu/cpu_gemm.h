@@ -9,7 +9,7 @@
 // Two implementations behind one switch (GemmKernelOptions::reference):
 //  - reference: plain loops, products accumulated in double (int8: exact int32), the oracle;
 //  - fast: AVX2/FMA/F16C (chosen at run time; a portable path where AVX2 is absent, or where
-//    allow_avx2 is false), threads over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to
+//    allow_avx2 is false; the float blocked GEMM's micro-kernel in AVX-512F where present), threads over `pool`, fp32 accumulation (int8: exact int32, so bit-identical to
 //    the reference).
 //
 // Batch invariance of the fast kernels. Every output element y[i, j] is a function of x[i, :], w[j, :],
@@ -43,6 +43,9 @@ struct GemmKernelOptions {
   ThreadPool* pool = nullptr;  // null: run on the calling thread
   // Fast path only: false runs the portable kernels even where AVX2 exists (tests cover them so).
   bool allow_avx2 = true;
+  // Fast path with AVX2 only: false keeps the float blocked GEMM (fp32/bf16/fp8, many rows) on its AVX2
+  // micro-kernel where AVX-512F exists (tests compare both; the outputs are bit-identical).
+  bool allow_avx512 = true;
 };
 
 void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y,
@@ -63,6 +66,8 @@ void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias
 
 // True when the fast kernels use AVX2 on this machine.
 bool CpuHasAvx2();
+// True when the float blocked GEMM also uses its AVX-512F micro-kernel (12 x 16 register tile).
+bool CpuHasAvx512();
 
 }  // namespace qrag::backend::cpu
 

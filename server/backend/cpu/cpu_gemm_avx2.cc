@@ -64,14 +64,18 @@ namespace {
 // below). Measured with bench/cpu_gemm_bench.cc at n = k = 2048.
 constexpr int64_t kDotMaxRowsInt8 = 16;
 // Blocked GEMM: register tile kMr x kNr, k-block of kKc elements. The int8 weight panel of 16 x 512 int16
-// pairs is 16 KiB, half of L1. The float one of 16 x 384 fp32 is 24 KiB: the float tile reloads its eight
-// residue accumulators from the state once per k-block, and the longer block (measured against 256 and 512
-// with bench/cpu_gemm_bench.cc) pays for the smaller share of L1. kKcFloat is a multiple of 8, so that every
-// k-block holds whole canonical lane groups.
+// pairs is 16 KiB, half of L1. The float one of 16 x 192 fp32 is 12 KiB, so that it and a tile's activation
+// panel (up to 12 x 192 fp32, 9 KiB) share L1: on the 2.0 GHz Xeon (1 MiB L2) of 2026-12-01, 192 beat 128,
+// 256 and 384 (the earlier choice, made on a faster host) by 1.2-1.5x at m = 128-256 in
+// bench/cpu_gemm_bench.cc. kKcFloat is a multiple of 8, so that every k-block holds whole canonical lane
+// groups.
 constexpr int kMr = 6;
+// With AVX-512F the float blocked GEMM's register tile is kMrWide x 16: one zmm accumulator per row (the
+// same 16-column panels, packings and residue state, so every output takes the same canonical chain).
+constexpr int kMrWide = 12;
 constexpr int kMrInt8 = 4;  // int8 needs a temporary per vpmaddwd: 6 rows spill the 16 ymm registers
 constexpr int kNr = 16;
-constexpr int64_t kKcFloat = 384;
+constexpr int64_t kKcFloat = 192;
 constexpr int64_t kKcInt8 = 512;
 // Float blocked GEMM: activation rows per chunk, and weight panels per group. A chunk's activations are
 // packed over the whole k; a group's panels run through each k-block together, so that the chunk's k-block
@@ -80,7 +84,7 @@ constexpr int64_t kKcInt8 = 512;
 // smaller chunks repack it too often (48 rows: 15-20% slower at m = 128).
 constexpr int64_t kMcFloat = 144;
 constexpr int64_t kPanelsPerGroup = 4;
-static_assert(kKcFloat % 8 == 0 && kMcFloat % kMr == 0);
+static_assert(kKcFloat % 8 == 0 && kMcFloat % kMr == 0 && kMcFloat % kMrWide == 0);
 
 int64_t RoundUp(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -547,15 +551,15 @@ void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t 
 // padded). For each k-block (offset kb, size kc) and tile of h = min(kMr, rows left) rows starting at i0,
 // the panel at dst + kb * rows + (i0 - i_chunk) * kc holds element (row r, k-index kb + 8 s + l) at
 // [(l * S + s) * h + r].
-template <class F>
+template <class F, int Mr>
 void PackActivationsResidue(const typename F::T* x, int64_t k, int64_t kp, int64_t i_chunk, int64_t rows,
                             float* dst) {
   for (int64_t kb = 0; kb < kp; kb += kKcFloat) {
     const int64_t kc = std::min(kKcFloat, kp - kb);
     const int64_t steps = kc / 8;
     float* block = dst + kb * rows;
-    for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += kMr) {
-      const int64_t h = std::min<int64_t>(kMr, i_chunk + rows - i0);
+    for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += Mr) {
+      const int64_t h = std::min<int64_t>(Mr, i_chunk + rows - i0);
       float* panel = block + (i0 - i_chunk) * kc;
       for (int64_t r = 0; r < h; ++r) {
         const typename F::T* row = x + (i0 + r) * k;
@@ -648,6 +652,41 @@ void MicroKernelResidue(const float* xp, const float* wp, int64_t steps, float* 
 #undef QRAG_STORE
 }
 
+// The AVX-512F residue pass of a kRows x 16 tile: one weight load, kRows broadcasts and kRows independent
+// FMAs per step (12 zmm accumulators cover the latency of two FMA ports). Lane c of row r's accumulator is
+// the same canonical lane chain as in MicroKernelResidue: only the vector width differs.
+#define QRAG_WIDE_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+template <int kRows>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void MicroKernelResidueWide(const float* xp, const float* wp,
+                                                                            int64_t steps, float* state,
+                                                                            bool first) {
+  static_assert(kRows >= 1 && kRows <= kMrWide);
+#define QRAG_DECLARE(r)                                         \
+  __m512 c##r = _mm512_setzero_ps();                            \
+  if constexpr (r < kRows) {                                    \
+    if (!first) c##r = _mm512_load_ps(state + r * kNr);         \
+  }
+  QRAG_WIDE_ROWS(QRAG_DECLARE)
+#undef QRAG_DECLARE
+  for (int64_t s = 0; s < steps; ++s) {
+    const __m512 b = _mm512_load_ps(wp + s * kNr);
+    const float* a = xp + s * kRows;
+#define QRAG_FMA(r)                                                   \
+  if constexpr (r < kRows) {                                          \
+    c##r = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), b, c##r);            \
+  }
+    QRAG_WIDE_ROWS(QRAG_FMA)
+#undef QRAG_FMA
+  }
+#define QRAG_STORE(r) \
+  if constexpr (r < kRows) _mm512_store_ps(state + r * kNr, c##r);
+  QRAG_WIDE_ROWS(QRAG_STORE)
+#undef QRAG_STORE
+}
+
+#undef QRAG_WIDE_ROWS
+
 // Reduces the eight residue tiles of an h-row tile (state[(l * h + r) * 16 + c]) by the canonical tree and
 // writes the outputs through the epilogue. Edge columns go through a scalar copy of the same operations.
 template <class F, class Epilogue>
@@ -672,9 +711,10 @@ void StoreResidueTile(const float* state, int64_t h, float* y, int64_t n, int64_
   }
 }
 
-template <class F, class Epilogue>
+template <class F, int Mr, class Epilogue>
 void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
+  static_assert(Mr == kMr || Mr == kMrWide);
   const int64_t kp = RoundUp(k, 8);
   const int64_t chunk_max = std::min(kMcFloat, m_end - m_begin);
   float* xpack = ThreadScratch(kSlotX).Get<float>(chunk_max * kp);
@@ -683,7 +723,7 @@ void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64
   float* state = ThreadScratch(kSlotC).Get<float>(kPanelsPerGroup * panel_state);
   for (int64_t i_chunk = m_begin; i_chunk < m_end; i_chunk += kMcFloat) {
     const int64_t rows = std::min(kMcFloat, m_end - i_chunk);
-    PackActivationsResidue<F>(x, k, kp, i_chunk, rows, xpack);
+    PackActivationsResidue<F, Mr>(x, k, kp, i_chunk, rows, xpack);
     for (int64_t j_group = n_begin; j_group < n_end; j_group += kNr * kPanelsPerGroup) {
       const int64_t group_end = std::min(n_end, j_group + kNr * kPanelsPerGroup);
       for (int64_t kb = 0; kb < kp; kb += kKcFloat) {
@@ -693,14 +733,19 @@ void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64
           const int64_t cols = std::min<int64_t>(kNr, group_end - j0);
           PackWeightPanelResidue<F>(w, k, j0, cols, kb, kc, wpack);
           float* panel_st = state + (j0 - j_group) / kNr * panel_state;
-          for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += kMr) {
-            DispatchRows<kMr>(std::min<int64_t>(kMr, i_chunk + rows - i0), [&](auto tile_rows) {
+          for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += Mr) {
+            DispatchRows<Mr>(std::min<int64_t>(Mr, i_chunk + rows - i0), [&](auto tile_rows) {
               constexpr int h = decltype(tile_rows)::value;
               const float* xp = xpack + kb * rows + (i0 - i_chunk) * kc;
               float* st = panel_st + (i0 - i_chunk) * kNr * 8;
               for (int l = 0; l < 8; ++l) {
-                MicroKernelResidue<h>(xp + l * steps * h, wpack + l * steps * kNr, steps, st + l * h * kNr,
-                                      kb == 0);
+                if constexpr (Mr == kMrWide) {
+                  MicroKernelResidueWide<h>(xp + l * steps * h, wpack + l * steps * kNr, steps,
+                                            st + l * h * kNr, kb == 0);
+                } else {
+                  MicroKernelResidue<h>(xp + l * steps * h, wpack + l * steps * kNr, steps, st + l * h * kNr,
+                                        kb == 0);
+                }
               }
             });
           }
@@ -709,8 +754,8 @@ void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64
       for (int64_t j0 = j_group; j0 < group_end; j0 += kNr) {
         const int64_t cols = std::min<int64_t>(kNr, group_end - j0);
         const float* panel_st = state + (j0 - j_group) / kNr * panel_state;
-        for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += kMr) {
-          const int64_t h = std::min<int64_t>(kMr, i_chunk + rows - i0);
+        for (int64_t i0 = i_chunk; i0 < i_chunk + rows; i0 += Mr) {
+          const int64_t h = std::min<int64_t>(Mr, i_chunk + rows - i0);
           StoreResidueTile<F>(panel_st + (i0 - i_chunk) * kNr * 8, h, y, n, i0, j0, cols, epilogue);
         }
       }
@@ -877,30 +922,34 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
 
 template <class F, class Epilogue>
 void FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
-               int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
+               int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512,
+               const Epilogue& epilogue) {
   if (m_end - m_begin <= F::kDotMaxRows || k == 0) {  // k = 0: the dot kernels write the empty sums
     DotGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
+  } else if (avx512) {
+    BlockedGemm<F, kMrWide>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   } else {
-    BlockedGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
+    BlockedGemm<F, kMr>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   }
 }
 
 }  // namespace
 
 void Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
-                 int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  FloatGemm<F32Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, UnscaledEpilogue{bias});
+                 int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512) {
+  FloatGemm<F32Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512, UnscaledEpilogue{bias});
 }
 
 void Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
-                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  FloatGemm<Bf16Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, UnscaledEpilogue{bias});
+                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512) {
+  FloatGemm<Bf16Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512, UnscaledEpilogue{bias});
 }
 
 void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
-                 int64_t n_begin, int64_t n_end) {
-  FloatGemm<Fp8Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, ScaledEpilogue{x_scale, w_scale, bias});
+                 int64_t n_begin, int64_t n_end, bool avx512) {
+  FloatGemm<Fp8Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512,
+                       ScaledEpilogue{x_scale, w_scale, bias});
 }
 
 void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,

@@ -11,6 +11,13 @@ namespace {
 // fp32 tile (16 x k floats) stays in L2 for every model dimension qrag serves.
 constexpr int64_t kW4TileRows = 16;
 
+// Many activation rows (prefill, the RAG encoder's packed batches): a tile of 16 weight rows would make the
+// fp32 kernel repack all m activation rows for every 16 outputs. From kW4ManyRows rows on, weight rows are
+// dequantized in slabs of up to kW4SlabFloats values (4 MiB; the whole weight of small models) and each
+// slab runs as one threaded fp32 GEMM.
+constexpr int64_t kW4ManyRows = 64;
+constexpr int64_t kW4SlabFloats = int64_t{1} << 20;
+
 }  // namespace
 
 void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
@@ -30,9 +37,38 @@ void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias
   // Fast: dequantize a tile of weight rows to fp32 and run the fp32 kernel on it. Every output element is
   // then exactly what GemmF32 gives with the fully dequantized weight, so the fp32 kernels' batch
   // invariance (canonical accumulation order) carries over.
-  const int64_t tiles = (n + kW4TileRows - 1) / kW4TileRows;
   GemmKernelOptions inner;
   inner.allow_avx2 = options.allow_avx2;
+  inner.allow_avx512 = options.allow_avx512;
+  if (m >= kW4ManyRows) {
+    const int64_t slab_rows =
+        std::min(n, std::max(kW4TileRows, kW4SlabFloats / std::max<int64_t>(k, 1) / kW4TileRows * kW4TileRows));
+    std::vector<float> slab(static_cast<size_t>(slab_rows * k));
+    std::vector<float> out(static_cast<size_t>(m * slab_rows));
+    GemmKernelOptions threaded = inner;
+    threaded.pool = options.pool;
+    for (int64_t j0 = 0; j0 < n; j0 += slab_rows) {
+      const int64_t rows = std::min(slab_rows, n - j0);
+      const int64_t tiles = (rows + kW4TileRows - 1) / kW4TileRows;
+      auto dequantize = [&](int64_t begin, int64_t end) {
+        const int64_t r0 = begin * kW4TileRows, r1 = std::min(rows, end * kW4TileRows);
+        quant::DequantizeW4Rows(w, j0 + r0, j0 + r1, slab.data() + r0 * k);
+      };
+      if (options.pool != nullptr) {
+        options.pool->ParallelFor(tiles, 1, dequantize);
+      } else {
+        dequantize(0, tiles);
+      }
+      if (rows == n) {  // the whole weight: write y directly
+        GemmF32(x, m, slab.data(), rows, k, bias, y, threaded);
+        return;
+      }
+      GemmF32(x, m, slab.data(), rows, k, bias != nullptr ? bias + j0 : nullptr, out.data(), threaded);
+      for (int64_t i = 0; i < m; ++i) std::copy_n(out.data() + i * rows, rows, y + i * n + j0);
+    }
+    return;
+  }
+  const int64_t tiles = (n + kW4TileRows - 1) / kW4TileRows;
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<float> tile(static_cast<size_t>(kW4TileRows * k));
     std::vector<float> out(static_cast<size_t>(m * kW4TileRows));

@@ -1,0 +1,142 @@
+// AVX2/FMA and portable implementations of cpu_vector_math.h. Both evaluate the same polynomials with the
+// same fused operations in the same order, lane by lane, so an element's value does not depend on which
+// path or which position in the array computed it.
+#include "server/backend/cpu/cpu_vector_math.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "server/backend/cpu/cpu_gemm.h"
+
+namespace qrag::backend::cpu {
+namespace {
+
+// exp: n = round(x / ln2), r = x - n ln2 (ln2 split in two for an exact product), e^r by a degree-6
+// Taylor/minimax polynomial (Cephes expf coefficients), scaled by 2^n through the exponent bits.
+constexpr float kExpHi = 88.3762626647949f;
+constexpr float kExpLo = -87.3365478515625f;  // below: the result flushes to +0
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f;
+constexpr float kLn2Lo = -2.12194440e-4f;
+constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+float ExpScalar(float x) {
+  if (std::isnan(x)) return x;
+  if (x < kExpLo) return 0.0f;
+  if (x > kExpHi) x = kExpHi;
+  const float n = std::nearbyint(x * kLog2e);
+  float r = std::fma(-n, kLn2Hi, x);
+  r = std::fma(-n, kLn2Lo, r);
+  float p = kExpP[0];
+  for (int i = 1; i < 6; ++i) p = std::fma(p, r, kExpP[i]);
+  const float r2 = r * r;
+  const float e = std::fma(p, r2, r) + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return e * scale;
+}
+
+// erfc(z) for z >= 0 by the Chebyshev fit of Numerical Recipes' erfcc (fractional error < 1.2e-7):
+// t exp(-z^2 + P(t)), t = 1 / (1 + z / 2). GELU then is x/2 * erfc(|x|/sqrt2) for x < 0 (a relative error
+// as small as erfc's, even deep in the negative tail) and x/2 * (2 - erfc(x/sqrt2)) for x >= 0.
+constexpr float kErfcP[10] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
+                              -0.18628806f, 0.09678418f, 0.37409196f, 1.00002368f, -1.26551223f};
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+
+float GeluScalar(float x) {
+  if (std::isnan(x)) return x;
+  const float z = std::fabs(x) * kInvSqrt2;
+  const float t = 1.0f / std::fma(0.5f, z, 1.0f);
+  float poly = kErfcP[0];
+  for (int i = 1; i < 10; ++i) poly = std::fma(poly, t, kErfcP[i]);
+  const float erfc = t * ExpScalar(std::fma(-z, z, poly));
+  const float factor = x < 0.0f ? erfc : 2.0f - erfc;
+  return 0.5f * x * factor;
+}
+
+float ReduceLanes(const float lanes[8]) {
+  return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
+}
+
+#if defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+__m256 Exp8(__m256 x) {
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(kExpLo), _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_set1_ps(kExpHi), x);  // a NaN x stays NaN (minps returns its second operand)
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(kLog2e)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kExpP[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpP[i]));
+  const __m256 r2 = _mm256_mul_ps(r, r);
+  const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(e, _mm256_castsi256_ps(bits)));
+}
+
+float ExpShiftedSumAvx2(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, acc);
+  for (int l = 0; i < n; ++i, ++l) {
+    x[i] = ExpScalar(x[i] - shift);
+    lanes[l] += x[i];
+  }
+  return ReduceLanes(lanes);
+}
+
+void GeluErfAvx2(const float* x, int64_t n, float* out) {
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(sign_mask, v), _mm256_set1_ps(kInvSqrt2));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(0.5f), z, _mm256_set1_ps(1.0f)));
+    __m256 poly = _mm256_set1_ps(kErfcP[0]);
+    for (int j = 1; j < 10; ++j) poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(kErfcP[j]));
+    const __m256 erfc = _mm256_mul_ps(t, Exp8(_mm256_fnmadd_ps(z, z, poly)));
+    const __m256 negative = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 factor = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), erfc), erfc, negative);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), factor));
+  }
+  for (; i < n; ++i) out[i] = GeluScalar(x[i]);
+}
+
+#if defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+}  // namespace
+
+float ExpShiftedSum(float* x, int64_t n, float shift) {
+  if (CpuHasAvx2()) return ExpShiftedSumAvx2(x, n, shift);
+  float lanes[8] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = ExpScalar(x[i] - shift);
+    lanes[i % 8] += x[i];
+  }
+  return ReduceLanes(lanes);
+}
+
+void GeluErf(const float* x, int64_t n, float* out) {
+  if (CpuHasAvx2()) return GeluErfAvx2(x, n, out);
+  for (int64_t i = 0; i < n; ++i) out[i] = GeluScalar(x[i]);
+}
+
+}  // namespace qrag::backend::cpu

@@ -1,0 +1,26 @@
+// Vectorized elementwise math of the CPU backend's fast encoder ops: exp for the attention softmax and the
+// exact (erf) GELU. AVX2/FMA where the CPU has it (CpuHasAvx2), a portable loop with the same polynomials
+// otherwise, so results do not depend on the thread split or on where an element falls in the array.
+//
+// Accuracy (checked against std::erf / std::exp in double by cpu_vector_math_test):
+//  - ExpShiftedSum: exp by range reduction x = n ln2 + r, |r| <= ln2 / 2, and a degree-6 polynomial; within
+//    2 ulp of exp for every finite input (underflow flushes to +0 below -87.3);
+//  - GeluErf: x/2 erfc(-x/sqrt2) with erfc by a Chebyshev fit (fractional error < 1.2e-7) times the exp
+//    above: |error| <= 2e-7 |x| and relative error <= 4e-7 (1 + x^2) (cpu_vector_math_test).
+#ifndef QRAG_SERVER_BACKEND_CPU_CPU_VECTOR_MATH_H_
+#define QRAG_SERVER_BACKEND_CPU_CPU_VECTOR_MATH_H_
+
+#include <cstdint>
+
+namespace qrag::backend::cpu {
+
+// x[i] = exp(x[i] - shift) for i < n; returns the sum of the new values (accumulated in eight lanes, then
+// a fixed tree: the same order on the AVX2 and portable paths).
+float ExpShiftedSum(float* x, int64_t n, float shift);
+
+// out[i] = x[i] / 2 * (1 + erf(x[i] / sqrt(2))) for i < n; out may equal x.
+void GeluErf(const float* x, int64_t n, float* out);
+
+}  // namespace qrag::backend::cpu
+
+#endif  // QRAG_SERVER_BACKEND_CPU_CPU_VECTOR_MATH_H_

@@ -1,0 +1,118 @@
+// The vectorized exp and GELU of the CPU encoder ops (cpu_vector_math.h): accuracy against double-precision
+// std::exp / std::erf over dense sweeps, special values, and independence of an element's value from its
+// position in the array (vector body vs scalar tail).
+#include "server/backend/cpu/cpu_vector_math.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace qrag::backend::cpu {
+namespace {
+
+double Ulp(float v) {
+  const float a = std::fabs(v);
+  return std::nextafter(a, std::numeric_limits<float>::infinity()) - a;
+}
+
+TEST(CpuVectorMath, ExpShiftedSum_SweepMinus87To88_Within2Ulp) {
+  std::vector<float> x;
+  for (float v = -87.0f; v <= 88.0f; v += 0.00137f) x.push_back(v);
+  std::vector<float> y = x;
+  ExpShiftedSum(y.data(), y.size(), 0.0f);  // the sum overflows fp32 here; the softmax test checks it
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(static_cast<double>(x[i]));
+    ASSERT_LE(std::fabs(y[i] - want), 2 * Ulp(static_cast<float>(want))) << "x = " << x[i];
+  }
+}
+
+TEST(CpuVectorMath, ExpShiftedSum_SoftmaxRow_ShiftAppliedAndSumMatches) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.0f, 4.0f);
+  std::vector<float> x(1003);
+  for (float& v : x) v = d(rng);
+  const float shift = 11.5f;
+  std::vector<float> y = x;
+  const float sum = ExpShiftedSum(y.data(), y.size(), shift);
+  double want_sum = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(static_cast<double>(x[i] - shift));  // the fp32 difference, as computed
+    want_sum += want;
+    ASSERT_NEAR(y[i], want, 2 * Ulp(static_cast<float>(want)) + 1e-45) << i;
+  }
+  EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum);
+}
+
+TEST(CpuVectorMath, ExpShiftedSum_SpecialValues) {
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> x = {-inf, -1000.0f, -87.5f, 0.0f, -0.0f, 1.0f, std::nanf(""), 0.5f, -inf};
+  std::vector<float> y = x;
+  ExpShiftedSum(y.data(), y.size(), 0.0f);
+  EXPECT_EQ(y[0], 0.0f);
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 0.0f);  // below the underflow limit: flushed to +0
+  EXPECT_EQ(y[3], 1.0f);
+  EXPECT_EQ(y[4], 1.0f);
+  EXPECT_NEAR(y[5], std::exp(1.0), 2 * Ulp(std::exp(1.0f)));
+  EXPECT_TRUE(std::isnan(y[6]));
+  EXPECT_EQ(y[8], 0.0f);
+}
+
+TEST(CpuVectorMath, ExpShiftedSum_ValueIndependentOfPosition) {
+  // The same value in the vector body and in the scalar tail (n = 8 k + 5) gives the same bits.
+  std::vector<float> x(21);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -3.0f + 0.37f * static_cast<float>(i % 5);
+  std::vector<float> y = x;
+  ExpShiftedSum(y.data(), y.size(), 0.25f);
+  for (size_t i = 5; i < x.size(); ++i) EXPECT_EQ(y[i], y[i % 5]) << i;
+}
+
+// The exact GELU, x/2 erfc(-x/sqrt2) in double (free of 1 + erf's cancellation in the negative tail).
+double ExactGelu(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
+
+// Absolute error within 2e-7 |x| everywhere (x/2 times erf's error budget), and relative error within
+// 4e-7 (1 + x^2): fp32's rounding of z = |x|/sqrt2 and of z^2 inside exp(-z^2) grows with x^2, which only
+// matters in the negative tail, where the values are tiny (GELU(-3) = -0.004).
+TEST(CpuVectorMath, GeluErf_SweepMinus10To10_MatchesExactGelu) {
+  std::vector<float> x;
+  for (float v = -10.0f; v <= 10.0f; v += 0.000731f) x.push_back(v);
+  std::vector<float> out(x.size());
+  GeluErf(x.data(), x.size(), out.data());
+  double worst_abs = 0, worst_rel = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = ExactGelu(x[i]);
+    const double err = std::fabs(out[i] - want);
+    worst_abs = std::max(worst_abs, err / std::fabs(x[i]));
+    ASSERT_LE(err, 2e-7 * std::fabs(x[i]) + 1e-30) << "x = " << x[i] << " got " << out[i] << " want " << want;
+    if (want != 0) {
+      const double scale = 1.0 + static_cast<double>(x[i]) * x[i];
+      worst_rel = std::max(worst_rel, err / std::fabs(want) / scale);
+      ASSERT_LE(err, 4e-7 * scale * std::fabs(want)) << "x = " << x[i] << " got " << out[i] << " want " << want;
+    }
+  }
+  std::printf("worst |error| / |x| %.3g, worst relative error / (1 + x^2) %.3g\n", worst_abs, worst_rel);
+}
+
+TEST(CpuVectorMath, GeluErf_NotTanhApproximation_InPlace) {
+  std::vector<float> x = {1.0f, -3.0f, 0.0f, -0.0f, 3.0f, 0.5f, -0.5f, 2.0f, 1.0f};
+  GeluErf(x.data(), x.size(), x.data());
+  EXPECT_NEAR(x[0], 0.8413447f, 2e-7);  // tanh approximation: 0.841191990
+  EXPECT_NEAR(x[8], 0.8413447f, 2e-7);  // the scalar tail agrees
+  EXPECT_EQ(x[0], x[8]);
+  EXPECT_EQ(x[2], 0.0f);
+  EXPECT_NEAR(x[1], ExactGelu(-3.0), 2e-6 * std::fabs(ExactGelu(-3.0)));
+}
+
+TEST(CpuVectorMath, GeluErf_Nan_Propagates) {
+  std::vector<float> x = {std::nanf(""), 1.0f};
+  GeluErf(x.data(), x.size(), x.data());
+  EXPECT_TRUE(std::isnan(x[0]));
+}
+
+}  // namespace
+}  // namespace qrag::backend::cpu
