@@ -3,13 +3,16 @@
 // retrieve QPS of the exact index (fp32 and int8 GEMM). Documents are title + " " + text, truncated to the
 // encoder's 256 tokens, as MTEB/BEIR evaluate the model.
 //
-//   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] [--docs N]
+//   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8|w4] [--weight-scheme log4.3|2:4]
+//             [--threads N] [--docs N] [--json FILE]
 //             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]
 //   rag_bench --random-corpus N [--threads N]     (retrieve QPS of the exact index only)
 //
 // --encode-range B:E encodes documents [B, E) of the corpus only, writes them to --save-embeddings and exits:
 // shards run as parallel processes, then `cat` the files in order and evaluate with --load-embeddings.
-// Prints one line per figure; "--docs N" limits the corpus (for a quick look; the figures then are not
+// --weight-scheme runs an emulated scheme (quant/emulated_scheme.h: the encoder's linear weights transformed,
+// then served in --quant). --json FILE also writes the nDCG@10 / recall@100 figures (read by qrag-quant
+// report). Prints one line per figure; "--docs N" limits the corpus (for a quick look; the figures then are not
 // SciFact's).
 #include <algorithm>
 #include <chrono>
@@ -27,6 +30,7 @@
 #include "nlohmann/json.hpp"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/model/bert_encoder.h"
+#include "server/quant/emulated_scheme.h"
 #include "server/rag/exact_index.h"
 
 namespace {
@@ -99,7 +103,7 @@ int RandomCorpusQps(int n, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model, shared = "../shared", quant = "fp32", save, load;
+  std::string model, shared = "../shared", quant = "fp32", save, load, weight_scheme, json_out;
   int threads = 0, max_docs = 0;
   size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
   int random_corpus = 0;  // --random-corpus N: retrieve QPS only, on N random unit vectors (no model)
@@ -120,6 +124,8 @@ int main(int argc, char** argv) {
     else if (a == "--save-embeddings") save = next();
     else if (a == "--load-embeddings") load = next();
     else if (a == "--random-corpus") random_corpus = std::stoi(next());
+    else if (a == "--weight-scheme") weight_scheme = next();
+    else if (a == "--json") json_out = next();
     else if (a == "--encode-range") {
       const std::string r = next();
       range_begin = std::stoul(r.substr(0, r.find(':')));
@@ -127,7 +133,8 @@ int main(int argc, char** argv) {
     }
     else {
       std::fprintf(stderr, "usage: rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] "
-                           "[--docs N] [--save-embeddings FILE | --load-embeddings FILE]\n");
+                           "[--docs N] [--weight-scheme log4.3|2:4] [--json FILE]\n"
+                           "                 [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]\n");
       return 2;
     }
   }
@@ -167,6 +174,12 @@ int main(int argc, char** argv) {
   qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
   qrag::model::BertEncoderOptions eo;
   eo.precision = *precision;
+  if (!weight_scheme.empty()) {
+    auto t = qrag::quant::EmulatedWeightScheme(weight_scheme);
+    if (!t.ok()) return Fail(t.status());
+    eo.weight_transform = *t;
+    quant += "+" + weight_scheme;  // the label: e.g. fp32+log4.3 (fp32 GEMMs over Log 4.3 weights)
+  }
   auto encoder = qrag::model::BertEncoder::Load(model, &cpu, eo);
   if (!encoder.ok()) return Fail(encoder.status());
   const int dim = (*encoder)->dim();
@@ -209,6 +222,8 @@ int main(int argc, char** argv) {
   if (!query_emb.ok()) return Fail(query_emb.status());
   std::printf("encode queries: %zu in %.2f s\n", query_texts.size(), Seconds(t0, Clock::now()));
 
+  nlohmann::json results = {{"encoder", quant}, {"queries", query_ids.size()}, {"docs", doc_ids.size()},
+                             {"corpus_embeddings", load.empty() ? "encoded in this run" : load}};
   for (qrag::backend::Precision ip : {qrag::backend::Precision::kF32, qrag::backend::Precision::kInt8}) {
     qrag::backend::CpuBackend index_cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
     auto index = qrag::rag::ExactIndex::Create(dim, ip, &index_cpu);
@@ -250,6 +265,13 @@ int main(int argc, char** argv) {
     std::printf("retrieve %s exact: batched %.0f queries/s (300 x %zu GEMM + top-100), one at a time %.0f queries/s\n",
                 qrag::backend::PrecisionName(ip), query_ids.size() / batch_s, doc_ids.size(),
                 query_ids.size() / single_s);
+    results["index"][qrag::backend::PrecisionName(ip)] = {{"ndcg_at_10", ndcg / query_ids.size()},
+                                                          {"recall_at_100", recall / query_ids.size()}};
+  }
+  if (!json_out.empty()) {
+    std::ofstream out(json_out);
+    out << results.dump(2) << "\n";
+    if (!out) return Fail(absl::InternalError("cannot write " + json_out));
   }
   return 0;
 }

@@ -191,6 +191,7 @@ absl::StatusOr<std::unique_ptr<BertEncoder>> BertEncoder::Load(const std::string
   auto linear = [&](const std::string& name, int64_t n, int64_t k) -> absl::StatusOr<Weight> {
     QRAG_ASSIGN_OR_RETURN(std::vector<float> w, src.Get(name + ".weight", {n, k}));
     QRAG_ASSIGN_OR_RETURN(std::vector<float> b, src.Get(name + ".bias", {n}));
+    if (options.weight_transform) QRAG_RETURN_IF_ERROR(options.weight_transform(&w, n, k));
     return backend->UploadWeight(w.data(), n, k, options.precision, b.data());
   };
   auto vec = [&](const std::string& name) -> absl::StatusOr<DeviceBuffer> {

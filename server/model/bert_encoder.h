@@ -28,6 +28,7 @@
 #include "absl/types/span.h"
 #include "server/backend/backend.h"
 #include "server/model/wordpiece_tokenizer.h"
+#include "server/quant/emulated_scheme.h"
 
 namespace qrag::model {
 
@@ -35,6 +36,9 @@ struct BertEncoderOptions {
   backend::Precision precision = backend::Precision::kF32;
   int max_seq_length = 0;        // tokens incl. [CLS]/[SEP]; 0: sentence_bert_config.json, else the model's
   int max_batch_tokens = 8192;   // tokens per forward pass (a longer single sequence still runs alone)
+  // Applied to every linear layer's fp32 weight before it is uploaded in `precision` (the emulated schemes
+  // of quant/emulated_scheme.h: Log 4.3 and 2:4 weights served through fp32 GEMMs). Null: none.
+  quant::WeightTransform weight_transform;
 };
 
 struct BertConfig {

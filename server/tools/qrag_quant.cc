@@ -4,7 +4,8 @@
 //                    --granularity tensor|channel|vectorN [--format F] [--scale-bits M] [--samples N]
 //                    [--seed S] [--cols C] [--percentile P] [--dof D] [--json]
 //   qrag-quant quantize --model PATH --out DIR [--vector-size 32] [--clip octav|max|mse] [--tokenizer PATH]
-//   qrag-quant report --model PATH [--encoder PATH] [--out docs/quantization-report.md] [--samples N]
+//   qrag-quant report --model PATH [--encoder PATH] [--scifact-dir DIR] [--out docs/quantization-report.md]
+//                     [--samples N]
 //
 // Exit status 0 on success, 2 for bad command-line usage, 1 for any other error.
 #include <cstdio>
@@ -65,6 +66,7 @@ quantize options:
 report options:
   --model PATH        stories260K.bin (with expected/*.tokens.txt next to it) (required)
   --encoder PATH      all-MiniLM-L6-v2 model.safetensors (optional)
+  --scifact-dir DIR   SciFact nDCG@10 per scheme from bench/scifact_schemes.sh DIR (optional)
   --out PATH          report file (default docs/quantization-report.md); data and plots go to PATH
                       without .md
   --samples N         synthetic samples per configuration (default 65536)
@@ -224,6 +226,7 @@ int Report(int argc, char** argv) {
     const std::string v = cli::FlagValue(kProgram, argc, argv, &i, &flag);
     if (flag == "--model") o.model = v;
     else if (flag == "--encoder") o.encoder = v;
+    else if (flag == "--scifact-dir") o.scifact_dir = v;
     else if (flag == "--out") o.out = v;
     else if (flag == "--plot-script") o.plot_script = v;
     else if (flag == "--python") o.python = v;

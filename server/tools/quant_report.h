@@ -24,6 +24,9 @@ namespace qrag::tools {
 struct QuantReportOptions {
   std::string model;    // a llama2.c stories260K.bin (its expected/*.tokens.txt give the scored sequences)
   std::string encoder;  // all-MiniLM-L6-v2 model.safetensors; empty: the encoder rows say they were skipped
+  // bench/scifact_schemes.sh's output directory (<scheme>.json with nDCG@10 / recall@100 per scheme);
+  // empty or a missing file: that scheme's SciFact cells say "not measured" and name the command.
+  std::string scifact_dir;
   std::string out = "docs/quantization-report.md";  // data and PNGs go to <out without .md>/
   std::string plot_script;                           // quant_report_plots.py
   std::string python = "/usr/bin/python3";
@@ -32,7 +35,8 @@ struct QuantReportOptions {
   std::string command;  // the command line that made the report, quoted in it
 };
 
-// Errors: the model's / encoder's load errors; NOT_FOUND naming a missing token file; INTERNAL naming the
+// Errors: the model's / encoder's load errors; INVALID_ARGUMENT naming a SciFact result file that does not
+// parse or lacks the figures; NOT_FOUND naming a missing token file; INTERNAL naming the
 // output file that cannot be written, or the plot script's failure (with its exit status).
 absl::Status WriteQuantReport(const QuantReportOptions& options);
 

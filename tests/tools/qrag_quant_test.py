@@ -176,13 +176,45 @@ class Report(unittest.TestCase):
             self.assertEqual(p.returncode, 0, p.stderr)
             with open(out) as f:
                 text = f.read()
-            for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "pending"):
+            for heading in ("## 1.", "## 2.", "## 3.", "## 4."):
                 self.assertIn(heading, text)
+            # No --scifact-dir: every encoder row says its SciFact figure was not measured.
+            self.assertEqual(text.count("| not measured |"), 7)
             self.assertIn(f"qrag-quant report --model {MODEL} --out {out} --samples 4096", text)
             for png in ("item1_relative_error.png", "item2_sqnr_vs_bits.png", "item3_vector_size.png",
                         "item4_end_model.png"):
                 with open(os.path.join(d, "report", png), "rb") as f:
                     self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_scifact_dir_fills_the_rows_it_has(self):
+        with tempfile.TemporaryDirectory() as d:
+            sci = os.path.join(d, "scifact")
+            os.mkdir(sci)
+            for name, ndcg, recall in (("fp32", 0.64508, 0.925), ("2of4", 0.5, 0.8)):
+                with open(os.path.join(sci, name + ".json"), "w") as f:
+                    json.dump({"encoder": name, "index": {"fp32": {"ndcg_at_10": ndcg, "recall_at_100": recall}}}, f)
+            out = os.path.join(d, "r.md")
+            p = quant("report", "--model", MODEL, "--out", out, "--samples", "4096", "--scifact-dir", sci)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(out) as f:
+                text = f.read()
+            self.assertRegex(text, r"\| fp32 \| [^|]+ \| 0\.6451 \| \+0\.0000 \| 0\.9250 \|")
+            self.assertRegex(text, r"\| 2:4 \| [^|]+ \| 0\.5000 \| -0\.1451 \| 0\.8000 \|")
+            self.assertEqual(text.count("| not measured |"), 5)
+            with open(os.path.join(d, "r", "item4_scifact.csv")) as f:
+                self.assertEqual(f.read().splitlines(), ["scheme,served,ndcg_at_10,recall_at_100",
+                                                         "fp32,1,0.64508,0.925", "2:4,0,0.5,0.8"])
+
+    def test_malformed_scifact_result_is_error_1_naming_it(self):
+        with tempfile.TemporaryDirectory() as d:
+            for body in ("{not json", json.dumps({"index": {"fp32": {"ndcg_at_10": "high"}}})):
+                with open(os.path.join(d, "int8.json"), "w") as f:
+                    f.write(body)
+                p = quant("report", "--model", MODEL, "--out", os.path.join(d, "r.md"), "--samples", "4096",
+                          "--scifact-dir", d)
+                self.assertEqual(p.returncode, 1, body)
+                self.assertIn("int8.json", p.stderr)
+                self.assertIn("scifact_schemes.sh", p.stderr)
 
     def test_missing_encoder_is_error_1(self):
         with tempfile.TemporaryDirectory() as d:
