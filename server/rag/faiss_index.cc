@@ -99,14 +99,18 @@ bool FaissIndex::WantFaissLocked() const {
   return false;
 }
 
-absl::Status FaissIndex::BuildLocked() {
+void FaissIndex::DropStructureLocked() {
   index_.reset();
   quantizer_.reset();
   label_ids_.clear();
   id_labels_.clear();
-  pending_.clear();
   tombstones_ = 0;
   trained_on_ = 0;
+}
+
+absl::Status FaissIndex::BuildLocked() {
+  DropStructureLocked();
+  pending_.clear();
   const int64_t n = static_cast<int64_t>(vectors_.size());
   QRAG_RETURN_IF_ERROR(CallFaiss("build", [&] {
     if (spec_.kind == IndexKind::kIvf) {
@@ -166,14 +170,7 @@ absl::Status FaissIndex::Prepare() {
 
 absl::Status FaissIndex::PrepareLocked() {
   if (!WantFaissLocked()) {
-    if (index_ != nullptr) {  // back to exact scoring: free the structure
-      index_.reset();
-      quantizer_.reset();
-      label_ids_.clear();
-      id_labels_.clear();
-      tombstones_ = 0;
-      trained_on_ = 0;
-    }
+    DropStructureLocked();  // exact scoring: free the structure, if any
     pending_.clear();
     return absl::OkStatus();
   }

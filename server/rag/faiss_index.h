@@ -76,6 +76,8 @@ class FaissIndex : public VectorIndex {
 
   absl::Status PrepareLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool WantFaissLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the FAISS structure and its labels (searches score exactly until the next build).
+  void DropStructureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status BuildLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AddPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TombstoneLocked(int64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -200,11 +200,12 @@ TEST_F(FaissIndexTest, Auto_ExactBelowThreshold_HnswFrom_BackToExactBelowHalf) {
   }
 }
 
+// Both FAISS kinds, each test run for hnsw and ivf.
+class FaissKindTest : public FaissIndexTest, public ::testing::WithParamInterface<IndexKind> {};
+
 // HNSW cannot remove: removed and replaced vectors are tombstoned, never returned, and the graph is
 // rebuilt once more than a quarter of it is tombstoned. IVF removes them from its lists at the next Prepare.
-class FaissDeleteTest : public FaissIndexTest, public ::testing::WithParamInterface<IndexKind> {};
-
-TEST_P(FaissDeleteTest, RemoveAndUpsert_NeverReturnStale_KHitsKept_TombstonesCompacted) {
+TEST_P(FaissKindTest, RemoveAndUpsert_NeverReturnStale_KHitsKept_TombstonesCompacted) {
   constexpr int kDim = 32, kN = 1000, kQ = 20, kK = 10;
   const auto corpus = UnitRows(kN, kDim, 8, 20), queries = UnitRows(kQ, kDim, 8, 20);
   IndexSpec p;
@@ -264,14 +265,9 @@ TEST_P(FaissDeleteTest, RemoveAndUpsert_NeverReturnStale_KHitsKept_TombstonesCom
   for (const auto& h : *hits) EXPECT_TRUE(h.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, FaissDeleteTest, ::testing::Values(IndexKind::kHnsw, IndexKind::kIvf),
-                         [](const auto& info) { return std::string(IndexKindName(info.param)); });
-
 // Filters: a selective one (1 in 20) is scored exactly over the kept vectors; a broad one (1 in 2) widens the
 // FAISS search. Both return min(k, kept) hits, all accepted, with recall against the filtered exact search.
-class FaissFilterTest : public FaissIndexTest, public ::testing::WithParamInterface<IndexKind> {};
-
-TEST_P(FaissFilterTest, SelectiveAndBroadFilters_MinKKeptHits_AllAccepted) {
+TEST_P(FaissKindTest, SelectiveAndBroadFilters_MinKKeptHits_AllAccepted) {
   constexpr int kDim = 32, kN = 2000, kQ = 20, kK = 10;
   const auto corpus = UnitRows(kN, kDim, 9, 20), queries = UnitRows(kQ, kDim, 10, 20);
   IndexSpec p;
@@ -302,7 +298,7 @@ TEST_P(FaissFilterTest, SelectiveAndBroadFilters_MinKKeptHits_AllAccepted) {
   for (const auto& h : *hits) EXPECT_TRUE(h.empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, FaissFilterTest, ::testing::Values(IndexKind::kHnsw, IndexKind::kIvf),
+INSTANTIATE_TEST_SUITE_P(Kinds, FaissKindTest, ::testing::Values(IndexKind::kHnsw, IndexKind::kIvf),
                          [](const auto& info) { return std::string(IndexKindName(info.param)); });
 
 TEST_F(FaissIndexTest, ConcurrentSearchesAndUpserts_FourThreads_NoErrors_KHitsEach) {
