@@ -5,6 +5,7 @@
 #include <faiss/IndexIVFFlat.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/utils/distances.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -214,7 +215,11 @@ absl::Status FaissIndex::FaissSearchLocked(const float* queries, int n, int64_t 
                                            std::vector<float>* scores, std::vector<int64_t>* labels) {
   scores->assign(static_cast<size_t>(n) * fetch, 0.0f);
   labels->assign(static_cast<size_t>(n) * fetch, -1);
-  return CallFaiss("search", [&] {
+  // FAISS parallelizes a search over its queries; for one query the other OpenMP threads would only wake up
+  // and spin, taking CPU from the encoder and the engine. The thread count is per calling thread: restored.
+  const int threads = omp_get_max_threads();
+  if (n == 1) omp_set_num_threads(1);
+  absl::Status status = CallFaiss("search", [&] {
     if (spec_.kind == IndexKind::kIvf) {
       static_cast<faiss::IndexIVFFlat*>(index_.get())->nprobe = nprobe;
     } else {  // the candidate list must hold at least the candidates asked for
@@ -223,6 +228,8 @@ absl::Status FaissIndex::FaissSearchLocked(const float* queries, int n, int64_t 
     }
     index_->search(n, queries, fetch, scores->data(), labels->data());
   });
+  omp_set_num_threads(threads);
+  return status;
 }
 
 absl::StatusOr<std::vector<std::vector<SearchHit>>> FaissIndex::Search(const float* queries, int num_queries, int k,
@@ -285,8 +292,11 @@ absl::StatusOr<std::vector<std::vector<SearchHit>>> FaissIndex::Search(const flo
       hits.resize(want);
     }
     todo = std::move(short_queries);
-    const bool exhausted = fetch >= total && (spec_.kind != IndexKind::kIvf || nprobe >= spec_.ivf_nlist);
-    if (exhausted) {  // FAISS cannot reach them (HNSW graph islands, IVF lists): score the accepted exactly
+    // Exhausted: IVF scanned every list; HNSW would next walk half the graph or more, which costs more than
+    // scoring exactly (and FAISS may not reach every vector: graph islands).
+    const bool exhausted = spec_.kind == IndexKind::kIvf ? fetch >= total && nprobe >= spec_.ivf_nlist
+                                                          : 2 * fetch >= total;
+    if (exhausted) {
       for (int q : todo) out[q] = ExactTopKLocked(queries + static_cast<size_t>(q) * dim_, k, exact_rows);
       break;
     }
