@@ -6,7 +6,7 @@
 //
 //   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] [--docs N]
 //             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E] [FAISS flags]
-//   rag_bench --random-corpus N [--threads N] [FAISS flags]   (retrieve QPS and recall only, no model)
+//   rag_bench --random-corpus N [--clusters C] [--threads N] [FAISS flags]   (retrieve QPS and recall only)
 //   FAISS flags: --hnsw-m N --hnsw-ef-construction N --hnsw-ef-search N --ivf-nlist N --ivf-nprobe N
 //             (0 or absent: the collection defaults); FAISS's OpenMP threads: OMP_NUM_THREADS.
 //
@@ -156,23 +156,34 @@ int CompareIndexes(const std::vector<float>& corpus, const std::vector<float>& q
 
 // Retrieve QPS and recall of every index kind on `n` random unit vectors of MiniLM's 384 dimensions and 300
 // random queries. Random directions are the hardest case for HNSW and IVF (no clusters to exploit): their
-// recall here is a floor, not what text embeddings get (see the SciFact figures).
-int RandomCorpus(int n, int threads, const qrag::rag::IndexSpec& hnsw, const qrag::rag::IndexSpec& ivf) {
+// recall here is a floor, not what text embeddings get (see the SciFact figures). With `clusters` > 0 the
+// vectors (and queries) are drawn around that many random centres instead (centre + 0.6 x Gaussian noise per
+// coordinate, normalized: members of a cluster have cosine ~0.7), a synthetic stand-in for the topical
+// structure of text embeddings at corpus sizes no real embedding file here has.
+int RandomCorpus(int n, int clusters, int threads, const qrag::rag::IndexSpec& hnsw, const qrag::rag::IndexSpec& ivf) {
   constexpr int kDim = 384, kQueries = 300;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
+  std::vector<float> centres(static_cast<size_t>(std::max(clusters, 1)) * kDim);
+  for (float& c : centres) c = normal(rng);
   auto unit_rows = [&](int rows) {
     std::vector<float> v(static_cast<size_t>(rows) * kDim);
     for (int r = 0; r < rows; ++r) {
+      const float* centre = centres.data() + static_cast<size_t>(clusters > 0 ? rng() % clusters : 0) * kDim;
+      float* row = v.data() + static_cast<size_t>(r) * kDim;
       double ss = 0;
-      for (int j = 0; j < kDim; ++j) ss += std::pow(v[r * kDim + j] = normal(rng), 2);
-      for (int j = 0; j < kDim; ++j) v[r * kDim + j] /= static_cast<float>(std::sqrt(ss));
+      for (int j = 0; j < kDim; ++j) {
+        row[j] = clusters > 0 ? centre[j] + 0.6f * normal(rng) : normal(rng);
+        ss += static_cast<double>(row[j]) * row[j];
+      }
+      for (int j = 0; j < kDim; ++j) row[j] /= static_cast<float>(std::sqrt(ss));
     }
     return v;
   };
   const std::vector<float> corpus = unit_rows(n), queries = unit_rows(kQueries);
-  return CompareIndexes(corpus, queries, kDim, threads, hnsw, ivf,
-                        absl::StrCat(n, " random unit vectors x ", kDim, " dims"), nullptr);
+  const std::string what = clusters > 0 ? absl::StrCat(n, " unit vectors in ", clusters, " clusters x ", kDim, " dims")
+                                        : absl::StrCat(n, " random unit vectors x ", kDim, " dims");
+  return CompareIndexes(corpus, queries, kDim, threads, hnsw, ivf, what, nullptr);
 }
 
 }  // namespace
@@ -182,6 +193,7 @@ int main(int argc, char** argv) {
   int threads = 0, max_docs = 0;
   size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
   int random_corpus = 0;  // --random-corpus N: retrieve QPS only, on N random unit vectors (no model)
+  int clusters = 0;       // --clusters C: the random corpus drawn around C centres
   qrag::rag::IndexSpec hnsw, ivf;  // FAISS parameters (0: the collection defaults)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -200,6 +212,7 @@ int main(int argc, char** argv) {
     else if (a == "--save-embeddings") save = next();
     else if (a == "--load-embeddings") load = next();
     else if (a == "--random-corpus") random_corpus = std::stoi(next());
+    else if (a == "--clusters") clusters = std::stoi(next());
     else if (a == "--hnsw-m") hnsw.hnsw_m = std::stoi(next());
     else if (a == "--hnsw-ef-construction") hnsw.hnsw_ef_construction = std::stoi(next());
     else if (a == "--hnsw-ef-search") hnsw.hnsw_ef_search = std::stoi(next());
@@ -213,13 +226,13 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr, "usage: rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] "
                            "[--docs N] [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]\n"
-                           "       rag_bench --random-corpus N [--threads N]\n"
+                           "       rag_bench --random-corpus N [--clusters C] [--threads N]\n"
                            "       FAISS: [--hnsw-m N] [--hnsw-ef-construction N] [--hnsw-ef-search N] "
                            "[--ivf-nlist N] [--ivf-nprobe N]\n");
       return 2;
     }
   }
-  if (random_corpus > 0) return RandomCorpus(random_corpus, threads, hnsw, ivf);
+  if (random_corpus > 0) return RandomCorpus(random_corpus, clusters, threads, hnsw, ivf);
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"));
   auto precision = qrag::backend::ParsePrecision(quant);
   if (!precision.ok()) return Fail(precision.status());

@@ -381,6 +381,9 @@ class FaissIndexes(unittest.TestCase):
             self.assertEqual(info["hn"].index.hnsw_ef_search, 64)
             self.assertEqual(info["iv"].index.kind, rpb.INDEX_KIND_IVF)
             self.assertIn("hnsw: graph of", info["hn"].index_status)
+            # The start log names each collection's index and what serves it (built before SERVING).
+            self.assertIn("RAG: collection 'hn': hnsw m=32 ef_construction=128 ef_search=64 [hnsw: graph of",
+                          s.log_text())
             listed = subprocess.run([st.ARGS.cli_bin, "collection", "list", "--server", s.address],
                                     capture_output=True, timeout=60, check=True).stdout.decode()
             self.assertRegex(listed, r"iv\t.*index=ivf nlist=4 nprobe=4\t\[ivf: ")
