@@ -61,15 +61,15 @@ bool FaissIndex::UsesFaiss() const {
 
 int64_t FaissIndex::TombstonesForTest() const {
   absl::MutexLock lock(&mu_);
-  return tombstones_;
+  return static_cast<int64_t>(dead_labels_.size());
 }
 
 void FaissIndex::TombstoneLocked(int64_t id) {
   auto it = id_labels_.find(id);
   if (it == id_labels_.end()) return;
   label_ids_[it->second] = kTombstone;
+  dead_labels_.push_back(it->second);
   id_labels_.erase(it);
-  ++tombstones_;
 }
 
 absl::Status FaissIndex::Upsert(int64_t id, absl::Span<const float> vec) {
@@ -105,7 +105,7 @@ void FaissIndex::DropStructureLocked() {
   quantizer_.reset();
   label_ids_.clear();
   id_labels_.clear();
-  tombstones_ = 0;
+  dead_labels_.clear();
   trained_on_ = 0;
 }
 
@@ -154,7 +154,7 @@ absl::Status FaissIndex::AddPendingLocked() {
   // HNSW numbers vectors in insertion order, so its labels must be its positions.
   QRAG_CHECK(spec_.kind == IndexKind::kIvf ||
              index_->ntotal + static_cast<int64_t>(labels.size()) == static_cast<int64_t>(label_ids_.size()));
-  return CallFaiss("add", [&] {
+  absl::Status added = CallFaiss("add", [&] {
     const auto count = static_cast<faiss::Index::idx_t>(labels.size());
     if (spec_.kind == IndexKind::kIvf) {
       index_->add_with_ids(count, batch.data(), labels.data());
@@ -162,6 +162,10 @@ absl::Status FaissIndex::AddPendingLocked() {
       index_->add(count, batch.data());
     }
   });
+  // A failed add (out of memory) may have inserted part of the batch: forget the structure, so that the next
+  // Prepare rebuilds it from the host copy instead of searching one that lacks labelled vectors.
+  if (!added.ok()) DropStructureLocked();
+  return added;
 }
 
 absl::Status FaissIndex::Prepare() {
@@ -178,19 +182,15 @@ absl::Status FaissIndex::PrepareLocked() {
   const int64_t n = static_cast<int64_t>(vectors_.size());
   const int64_t labels = static_cast<int64_t>(label_ids_.size());
   if (index_ == nullptr || (spec_.kind == IndexKind::kIvf && n > 2 * trained_on_) ||
-      (spec_.kind != IndexKind::kIvf && 4 * tombstones_ > labels)) {
+      (spec_.kind != IndexKind::kIvf && 4 * static_cast<int64_t>(dead_labels_.size()) > labels)) {
     return BuildLocked();
   }
-  if (spec_.kind == IndexKind::kIvf && tombstones_ > 0) {
-    std::vector<int64_t> dead;
-    for (int64_t l = 0; l < labels; ++l) {
-      if (label_ids_[l] == kTombstone) dead.push_back(l);
-    }
+  if (spec_.kind == IndexKind::kIvf && !dead_labels_.empty()) {
     QRAG_RETURN_IF_ERROR(CallFaiss("remove", [&] {
-      faiss::IDSelectorBatch selector(dead.size(), dead.data());
+      faiss::IDSelectorBatch selector(dead_labels_.size(), dead_labels_.data());
       index_->remove_ids(selector);
     }));
-    tombstones_ = 0;  // the labels stay kTombstone in label_ids_: FAISS no longer returns them
+    dead_labels_.clear();  // they stay kTombstone in label_ids_ (labels are never reused)
   }
   return AddPendingLocked();
 }
@@ -323,7 +323,7 @@ std::string FaissIndex::Describe() const {
                       ? absl::StrCat("ivf: ", n, " vectors in ", spec_.ivf_nlist, " lists trained on ", trained_on_)
                       : absl::StrCat(spec_.kind == IndexKind::kAuto ? "auto: hnsw graph of " : "hnsw: graph of ",
                                      index_->ntotal, " vectors");
-  if (tombstones_ > 0) absl::StrAppend(&s, ", ", tombstones_, " deleted awaiting compaction");
+  if (!dead_labels_.empty()) absl::StrAppend(&s, ", ", dead_labels_.size(), " deleted awaiting compaction");
   if (!pending_.empty()) absl::StrAppend(&s, ", ", pending_.size(), " changes pending");
   return s;
 }

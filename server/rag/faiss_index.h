@@ -97,7 +97,7 @@ class FaissIndex : public VectorIndex {
   std::vector<int64_t> label_ids_ ABSL_GUARDED_BY(mu_);  // FAISS label -> id, kTombstone when removed/replaced
   absl::flat_hash_map<int64_t, int64_t> id_labels_ ABSL_GUARDED_BY(mu_);  // live id -> its label
   std::vector<int64_t> pending_ ABSL_GUARDED_BY(mu_);  // ids upserted since the last Prepare (may repeat)
-  int64_t tombstones_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int64_t> dead_labels_ ABSL_GUARDED_BY(mu_);  // tombstoned labels still inside index_
   int64_t trained_on_ ABSL_GUARDED_BY(mu_) = 0;  // IVF: vectors of the last k-means
 };
 

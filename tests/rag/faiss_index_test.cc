@@ -146,9 +146,9 @@ TEST_F(FaissIndexTest, Ivf_Nlist64_Nprobe16_ClusteredUnitVectors_N4000_D64_Recal
   EXPECT_EQ(Recall(*all_hits, exact, kK), 1.0);
 }
 
-TEST_F(FaissIndexTest, Ivf_FewerVectorsThanNlist_ExactUntilTrained_ThenFaiss) {
+TEST_F(FaissIndexTest, Ivf_FewerVectorsThanNlist_ExactUntilTrained_ThenFaiss_RetrainedWhenDoubled) {
   constexpr int kDim = 16, kK = 5;
-  const auto corpus = UnitRows(100, kDim, 4), queries = UnitRows(10, kDim, 5);
+  const auto corpus = UnitRows(201, kDim, 4), queries = UnitRows(10, kDim, 5);
   IndexSpec p;
   p.ivf_nlist = 50;
   auto index = FaissIndex::Create(kDim, Spec(IndexKind::kIvf, p));
@@ -159,7 +159,7 @@ TEST_F(FaissIndexTest, Ivf_FewerVectorsThanNlist_ExactUntilTrained_ThenFaiss) {
   EXPECT_FALSE((*index)->UsesFaiss());
   EXPECT_THAT((*index)->Describe(), HasSubstr("exact search until the collection holds ivf_nlist=50 vectors"));
   std::set<int64_t> skip;
-  for (int i = 49; i < 100; ++i) skip.insert(i);
+  for (int i = 49; i < 201; ++i) skip.insert(i);
   const auto exact = Exact(kDim, corpus, queries, kK, nullptr, skip);
   for (int q = 0; q < 10; ++q) {
     ASSERT_EQ((*hits)[q].size(), static_cast<size_t>(kK));
@@ -173,6 +173,18 @@ TEST_F(FaissIndexTest, Ivf_FewerVectorsThanNlist_ExactUntilTrained_ThenFaiss) {
   ASSERT_TRUE(hits.ok());
   EXPECT_TRUE((*index)->UsesFaiss());
   for (const auto& h : *hits) EXPECT_EQ(h.size(), static_cast<size_t>(kK));
+  EXPECT_THAT((*index)->Describe(), HasSubstr("ivf: 100 vectors in 50 lists trained on 100"));
+  // k-means on the first 100 vectors goes stale as the collection grows: past twice that, it retrains.
+  for (int i = 100; i < 200; ++i) ASSERT_TRUE((*index)->Upsert(i, Row(corpus, i, kDim)).ok());
+  ASSERT_TRUE((*index)->Prepare().ok());
+  EXPECT_THAT((*index)->Describe(), HasSubstr("200 vectors in 50 lists trained on 100"));
+  ASSERT_TRUE((*index)->Upsert(200, Row(corpus, 200, kDim)).ok());
+  (*index)->Remove(3);
+  EXPECT_THAT((*index)->Describe(), HasSubstr("1 deleted awaiting compaction, 1 changes pending"));
+  ASSERT_TRUE((*index)->Upsert(3, Row(corpus, 3, kDim)).ok());  // 201 vectors: more than twice 100
+  ASSERT_TRUE((*index)->Prepare().ok());
+  EXPECT_THAT((*index)->Describe(), HasSubstr("ivf: 201 vectors in 50 lists trained on 201"));
+  EXPECT_EQ((*index)->TombstonesForTest(), 0);
 }
 
 TEST_F(FaissIndexTest, Auto_ExactBelowThreshold_HnswFrom_BackToExactBelowHalf) {
