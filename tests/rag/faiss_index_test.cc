@@ -14,6 +14,10 @@
 #include "tests/test_util.h"
 
 namespace qrag::rag {
+
+// Test names and failure messages say "hnsw" / "ivf" rather than the enum's bytes.
+void PrintTo(IndexKind kind, std::ostream* os) { *os << IndexKindName(kind); }
+
 namespace {
 
 using ::testing::HasSubstr;
