@@ -1,12 +1,15 @@
 // BEIR SciFact retrieval with the real all-MiniLM-L6-v2 encoder: nDCG@10 and recall@100 (pytrec_eval's
 // definitions: gain = relevance, log2 discount, ideal DCG over the judged documents), encode docs/s, and
-// retrieve QPS of the exact index (fp32 and int8 GEMM). Documents are title + " " + text, truncated to the
+// retrieve QPS of the exact index (fp32 and int8 GEMM) and of the FAISS indexes (HNSW, IVF-flat) with their
+// recall@10 / recall@100 against the exact fp32 top-k. Documents are title + " " + text, truncated to the
 // encoder's 256 tokens, as MTEB/BEIR evaluate the model.
 //
 //   rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8|w4] [--weight-scheme log4.3|2:4]
 //             [--threads N] [--docs N] [--json FILE]
-//             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]
-//   rag_bench --random-corpus N [--threads N]     (retrieve QPS of the exact index only)
+//             [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E] [FAISS flags]
+//   rag_bench --random-corpus N [--clusters C] [--threads N] [FAISS flags]   (retrieve QPS and recall only)
+//   FAISS flags: --hnsw-m N --hnsw-ef-construction N --hnsw-ef-search N --ivf-nlist N --ivf-nprobe N
+//             (0 or absent: the collection defaults); FAISS's OpenMP threads: OMP_NUM_THREADS.
 //
 // --encode-range B:E encodes documents [B, E) of the corpus only, writes them to --save-embeddings and exits:
 // shards run as parallel processes, then `cat` the files in order and evaluate with --load-embeddings.
@@ -19,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -26,12 +30,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/common/status.h"
 #include "server/model/bert_encoder.h"
 #include "server/quant/emulated_scheme.h"
 #include "server/rag/exact_index.h"
+#include "server/rag/faiss_index.h"
 
 namespace {
 
@@ -57,47 +65,130 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-// Retrieve QPS of the exact index (fp32 and int8) on `n` random unit vectors of MiniLM's 384 dimensions and
-// 300 random queries: the search cost depends on the shapes only, not on the values.
-int RandomCorpusQps(int n, int threads) {
+using Hits = std::vector<std::vector<qrag::rag::SearchHit>>;
+
+// One index's speed on `num_queries` queries: batched top-100 (its hits are returned), then one query at a
+// time top-10, after a warm-up search that builds what the index builds lazily.
+struct IndexRun {
+  Hits top100;
+  double batched_qps = 0, single_qps = 0, build_s = 0;
+};
+
+absl::StatusOr<IndexRun> RunIndex(qrag::rag::VectorIndex& index, const float* queries, int num_queries, int dim) {
+  IndexRun run;
+  auto t0 = Clock::now();
+  if (auto s = index.Prepare(); !s.ok()) return s;
+  run.build_s = Seconds(t0, Clock::now());
+  if (auto w = index.Search(queries, 1, 10); !w.ok()) return w.status();
+  t0 = Clock::now();
+  auto hits = index.Search(queries, num_queries, 100);
+  if (!hits.ok()) return hits.status();
+  run.batched_qps = num_queries / Seconds(t0, Clock::now());
+  run.top100 = std::move(*hits);
+  t0 = Clock::now();
+  for (int q = 0; q < num_queries; ++q) {
+    if (auto one = index.Search(queries + static_cast<size_t>(q) * dim, 1, 10); !one.ok()) return one.status();
+  }
+  run.single_qps = num_queries / Seconds(t0, Clock::now());
+  return run;
+}
+
+// Mean over queries of |hits top-k ∩ truth top-k| / k.
+double RecallAt(const Hits& hits, const Hits& truth, size_t k) {
+  double sum = 0;
+  for (size_t q = 0; q < truth.size(); ++q) {
+    std::set<int64_t> want;
+    for (size_t i = 0; i < std::min(k, truth[q].size()); ++i) want.insert(truth[q][i].id);
+    size_t found = 0;
+    for (size_t i = 0; i < std::min(k, hits[q].size()); ++i) found += want.count(hits[q][i].id);
+    sum += want.empty() ? 1.0 : static_cast<double>(found) / want.size();
+  }
+  return sum / truth.size();
+}
+
+// Fills `index` with the rows of `corpus` ([n, dim]) as ids 0..n-1.
+absl::Status Fill(qrag::rag::VectorIndex& index, const std::vector<float>& corpus, int dim) {
+  const size_t n = corpus.size() / dim;
+  for (size_t i = 0; i < n; ++i) {
+    QRAG_RETURN_IF_ERROR(index.Upsert(static_cast<int64_t>(i), absl::MakeConstSpan(corpus).subspan(i * dim, dim)));
+  }
+  return absl::OkStatus();
+}
+
+// The exact fp32 and int8 indexes and the FAISS HNSW and IVF indexes (`hnsw` / `ivf`: their parameters) on
+// one corpus and query set, printed side by side; recall is against the exact fp32 top-10 / top-100.
+// `on_exact` hears each exact index's top-100 (the SciFact path scores nDCG on it), `on_faiss` each FAISS one.
+int CompareIndexes(const std::vector<float>& corpus, const std::vector<float>& queries, int dim, int threads,
+                   qrag::rag::IndexSpec hnsw, qrag::rag::IndexSpec ivf, const std::string& what,
+                   const std::function<void(const std::string&, const Hits&)>& on_hits) {
+  const int num_queries = static_cast<int>(queries.size() / dim);
+  const size_t n = corpus.size() / dim;
+  Hits truth;
+  for (qrag::backend::Precision ip : {qrag::backend::Precision::kF32, qrag::backend::Precision::kInt8}) {
+    qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
+    auto index = qrag::rag::ExactIndex::Create(dim, ip, &cpu);
+    if (!index.ok()) return Fail(index.status());
+    if (auto s = Fill(**index, corpus, dim); !s.ok()) return Fail(s);
+    auto run = RunIndex(**index, queries.data(), num_queries, dim);
+    if (!run.ok()) return Fail(run.status());
+    if (ip == qrag::backend::Precision::kF32) truth = run->top100;
+    const std::string name = absl::StrCat("exact ", qrag::backend::PrecisionName(ip));
+    std::printf("retrieve %-28s %s: batched %7.0f queries/s (%d queries, top-100), one at a time %7.0f queries/s "
+                "(top-10), recall@10 %.4f recall@100 %.4f, %d threads\n",
+                name.c_str(), what.c_str(), run->batched_qps, num_queries, run->single_qps,
+                RecallAt(run->top100, truth, 10), RecallAt(run->top100, truth, 100), cpu.options().num_threads);
+    if (on_hits) on_hits(name, run->top100);
+  }
+  hnsw.kind = qrag::rag::IndexKind::kHnsw;
+  ivf.kind = qrag::rag::IndexKind::kIvf;
+  for (const qrag::rag::IndexSpec& raw : {hnsw, ivf}) {
+    auto spec = qrag::rag::ResolveIndexSpec(raw);
+    if (!spec.ok()) return Fail(spec.status());
+    auto index = qrag::rag::FaissIndex::Create(dim, *spec);
+    if (!index.ok()) return Fail(index.status());
+    if (auto s = Fill(**index, corpus, dim); !s.ok()) return Fail(s);
+    auto run = RunIndex(**index, queries.data(), num_queries, dim);
+    if (!run.ok()) return Fail(run.status());
+    const std::string name = qrag::rag::IndexSpecToString(*spec);
+    std::printf("retrieve %-28s %s: batched %7.0f queries/s (%d queries, top-100), one at a time %7.0f queries/s "
+                "(top-10), recall@10 %.4f recall@100 %.4f, build %.1f s for %zu vectors\n",
+                name.c_str(), what.c_str(), run->batched_qps, num_queries, run->single_qps,
+                RecallAt(run->top100, truth, 10), RecallAt(run->top100, truth, 100), run->build_s, n);
+    if (on_hits) on_hits(name, run->top100);
+  }
+  return 0;
+}
+
+// Retrieve QPS and recall of every index kind on `n` random unit vectors of MiniLM's 384 dimensions and 300
+// random queries. Random directions are the hardest case for HNSW and IVF (no clusters to exploit): their
+// recall here is a floor, not what text embeddings get (see the SciFact figures). With `clusters` > 0 the
+// vectors (and queries) are drawn around that many random centres instead (centre + 0.6 x Gaussian noise per
+// coordinate, normalized: members of a cluster have cosine ~0.7), a synthetic stand-in for the topical
+// structure of text embeddings at corpus sizes no real embedding file here has.
+int RandomCorpus(int n, int clusters, int threads, const qrag::rag::IndexSpec& hnsw, const qrag::rag::IndexSpec& ivf) {
   constexpr int kDim = 384, kQueries = 300;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
+  std::vector<float> centres(static_cast<size_t>(std::max(clusters, 1)) * kDim);
+  for (float& c : centres) c = normal(rng);
   auto unit_rows = [&](int rows) {
     std::vector<float> v(static_cast<size_t>(rows) * kDim);
     for (int r = 0; r < rows; ++r) {
+      const float* centre = centres.data() + static_cast<size_t>(clusters > 0 ? rng() % clusters : 0) * kDim;
+      float* row = v.data() + static_cast<size_t>(r) * kDim;
       double ss = 0;
-      for (int j = 0; j < kDim; ++j) ss += std::pow(v[r * kDim + j] = normal(rng), 2);
-      for (int j = 0; j < kDim; ++j) v[r * kDim + j] /= static_cast<float>(std::sqrt(ss));
+      for (int j = 0; j < kDim; ++j) {
+        row[j] = clusters > 0 ? centre[j] + 0.6f * normal(rng) : normal(rng);
+        ss += static_cast<double>(row[j]) * row[j];
+      }
+      for (int j = 0; j < kDim; ++j) row[j] /= static_cast<float>(std::sqrt(ss));
     }
     return v;
   };
   const std::vector<float> corpus = unit_rows(n), queries = unit_rows(kQueries);
-  for (qrag::backend::Precision ip : {qrag::backend::Precision::kF32, qrag::backend::Precision::kInt8}) {
-    qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
-    auto index = qrag::rag::ExactIndex::Create(kDim, ip, &cpu);
-    if (!index.ok()) return Fail(index.status());
-    for (int i = 0; i < n; ++i) {
-      if (auto s = (*index)->Upsert(i, absl::MakeConstSpan(corpus).subspan(static_cast<size_t>(i) * kDim, kDim)); !s.ok()) {
-        return Fail(s);
-      }
-    }
-    if (auto w = (*index)->Search(queries.data(), 1, 10); !w.ok()) return Fail(w.status());  // builds the weight
-    auto t0 = Clock::now();
-    auto hits = (*index)->Search(queries.data(), kQueries, 100);
-    if (!hits.ok()) return Fail(hits.status());
-    const double batch_s = Seconds(t0, Clock::now());
-    t0 = Clock::now();
-    for (int q = 0; q < kQueries; ++q) {
-      if (auto one = (*index)->Search(queries.data() + q * kDim, 1, 10); !one.ok()) return Fail(one.status());
-    }
-    const double single_s = Seconds(t0, Clock::now());
-    std::printf("retrieve %s exact, %d random unit vectors x %d dims: batched %.0f queries/s (%d queries, top-100), "
-                "one at a time %.0f queries/s (top-10), %d threads\n",
-                qrag::backend::PrecisionName(ip), n, kDim, kQueries / batch_s, kQueries, kQueries / single_s,
-                cpu.options().num_threads);
-  }
-  return 0;
+  const std::string what = clusters > 0 ? absl::StrCat(n, " unit vectors in ", clusters, " clusters x ", kDim, " dims")
+                                        : absl::StrCat(n, " random unit vectors x ", kDim, " dims");
+  return CompareIndexes(corpus, queries, kDim, threads, hnsw, ivf, what, nullptr);
 }
 
 }  // namespace
@@ -107,6 +198,8 @@ int main(int argc, char** argv) {
   int threads = 0, max_docs = 0;
   size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
   int random_corpus = 0;  // --random-corpus N: retrieve QPS only, on N random unit vectors (no model)
+  int clusters = 0;       // --clusters C: the random corpus drawn around C centres
+  qrag::rag::IndexSpec hnsw, ivf;  // FAISS parameters (0: the collection defaults)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -126,6 +219,12 @@ int main(int argc, char** argv) {
     else if (a == "--random-corpus") random_corpus = std::stoi(next());
     else if (a == "--weight-scheme") weight_scheme = next();
     else if (a == "--json") json_out = next();
+    else if (a == "--clusters") clusters = std::stoi(next());
+    else if (a == "--hnsw-m") hnsw.hnsw_m = std::stoi(next());
+    else if (a == "--hnsw-ef-construction") hnsw.hnsw_ef_construction = std::stoi(next());
+    else if (a == "--hnsw-ef-search") hnsw.hnsw_ef_search = std::stoi(next());
+    else if (a == "--ivf-nlist") ivf.ivf_nlist = std::stoi(next());
+    else if (a == "--ivf-nprobe") ivf.ivf_nprobe = std::stoi(next());
     else if (a == "--encode-range") {
       const std::string r = next();
       range_begin = std::stoul(r.substr(0, r.find(':')));
@@ -134,11 +233,14 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr, "usage: rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] "
                            "[--docs N] [--weight-scheme log4.3|2:4] [--json FILE]\n"
-                           "                 [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]\n");
+                           "                 [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]\n"
+                           "       rag_bench --random-corpus N [--clusters C] [--threads N]\n"
+                           "       FAISS: [--hnsw-m N] [--hnsw-ef-construction N] [--hnsw-ef-search N] "
+                           "[--ivf-nlist N] [--ivf-nprobe N]\n");
       return 2;
     }
   }
-  if (random_corpus > 0) return RandomCorpusQps(random_corpus, threads);
+  if (random_corpus > 0) return RandomCorpus(random_corpus, clusters, threads, hnsw, ivf);
   if (model.empty()) return Fail(absl::InvalidArgumentError("--model DIR is required"));
   auto precision = qrag::backend::ParsePrecision(quant);
   if (!precision.ok()) return Fail(precision.status());
@@ -222,35 +324,18 @@ int main(int argc, char** argv) {
   if (!query_emb.ok()) return Fail(query_emb.status());
   std::printf("encode queries: %zu in %.2f s\n", query_texts.size(), Seconds(t0, Clock::now()));
 
+  const std::string encoder_name = load.empty() ? quant : quant + " queries, corpus embeddings from " + load;
+  // --json: {"encoder", "queries", "docs", "corpus_embeddings", "index": {"fp32"|"int8"|<FAISS spec>: {...}}}.
   nlohmann::json results = {{"encoder", quant}, {"queries", query_ids.size()}, {"docs", doc_ids.size()},
-                             {"corpus_embeddings", load.empty() ? "encoded in this run" : load}};
-  for (qrag::backend::Precision ip : {qrag::backend::Precision::kF32, qrag::backend::Precision::kInt8}) {
-    qrag::backend::CpuBackend index_cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
-    auto index = qrag::rag::ExactIndex::Create(dim, ip, &index_cpu);
-    if (!index.ok()) return Fail(index.status());
-    for (size_t i = 0; i < doc_ids.size(); ++i) {
-      auto s = (*index)->Upsert(static_cast<int64_t>(i), absl::MakeConstSpan(doc_emb).subspan(i * dim, dim));
-      if (!s.ok()) return Fail(s);
-    }
-    // Warm-up search builds the backend weight; then time batched and one-at-a-time retrieval.
-    auto hits = (*index)->Search(query_emb->data(), static_cast<int>(query_ids.size()), 100);
-    if (!hits.ok()) return Fail(hits.status());
-    t0 = Clock::now();
-    hits = (*index)->Search(query_emb->data(), static_cast<int>(query_ids.size()), 100);
-    const double batch_s = Seconds(t0, Clock::now());
-    t0 = Clock::now();
-    for (size_t q = 0; q < query_ids.size(); ++q) {
-      auto one = (*index)->Search(query_emb->data() + q * dim, 1, 10);
-      if (!one.ok()) return Fail(one.status());
-    }
-    const double single_s = Seconds(t0, Clock::now());
+                            {"corpus_embeddings", load.empty() ? "encoded in this run" : load}};
+  auto quality = [&](const std::string& index_name, const Hits& hits) {
     double ndcg = 0, recall = 0;
     for (size_t q = 0; q < query_ids.size(); ++q) {
       const auto& rel = qrels[query_ids[q]];
       double dcg = 0, idcg = 0;
       int found = 0;
-      for (size_t r = 0; r < (*hits)[q].size(); ++r) {
-        const bool is_rel = rel.count(doc_ids[(*hits)[q][r].id]) > 0;
+      for (size_t r = 0; r < hits[q].size(); ++r) {
+        const bool is_rel = rel.count(doc_ids[hits[q][r].id]) > 0;
         if (is_rel && r < 10) dcg += 1.0 / std::log2(r + 2.0);
         found += is_rel;
       }
@@ -258,20 +343,17 @@ int main(int argc, char** argv) {
       ndcg += dcg / idcg;
       recall += static_cast<double>(found) / rel.size();
     }
-    const std::string encoder = load.empty() ? quant : quant + " queries, corpus embeddings from " + load;
-    std::printf("encoder %s, exact index %s: nDCG@10 %.5f  recall@100 %.5f  (%zu queries, %zu docs)\n", encoder.c_str(),
-                qrag::backend::PrecisionName(ip), ndcg / query_ids.size(), recall / query_ids.size(), query_ids.size(),
-                doc_ids.size());
-    std::printf("retrieve %s exact: batched %.0f queries/s (300 x %zu GEMM + top-100), one at a time %.0f queries/s\n",
-                qrag::backend::PrecisionName(ip), query_ids.size() / batch_s, doc_ids.size(),
-                query_ids.size() / single_s);
-    results["index"][qrag::backend::PrecisionName(ip)] = {{"ndcg_at_10", ndcg / query_ids.size()},
-                                                          {"recall_at_100", recall / query_ids.size()}};
-  }
-  if (!json_out.empty()) {
-    std::ofstream out(json_out);
-    out << results.dump(2) << "\n";
-    if (!out) return Fail(absl::InternalError("cannot write " + json_out));
-  }
+    std::printf("encoder %s, index %s: nDCG@10 %.5f  recall@100 %.5f  (%zu queries, %zu docs)\n",
+                encoder_name.c_str(), index_name.c_str(), ndcg / query_ids.size(), recall / query_ids.size(),
+                query_ids.size(), doc_ids.size());
+    const std::string key = absl::StartsWith(index_name, "exact ") ? index_name.substr(6) : index_name;
+    results["index"][key] = {{"ndcg_at_10", ndcg / query_ids.size()}, {"recall_at_100", recall / query_ids.size()}};
+  };
+  const int rc = CompareIndexes(doc_emb, *query_emb, dim, threads, hnsw, ivf,
+                                absl::StrCat("SciFact ", doc_ids.size(), " docs"), quality);
+  if (rc != 0 || json_out.empty()) return rc;
+  std::ofstream out(json_out);
+  out << results.dump(2) << "\n";
+  if (!out) return Fail(absl::InternalError("cannot write " + json_out));
   return 0;
 }

@@ -50,7 +50,7 @@ run_scheme() {
   # shellcheck disable=SC2086
   "$bench" --model "$model" --shared "$shared" $args --threads 1 --load-embeddings "$out/$name.emb" \
     --json "$out/$name.json" >"$out/$name.eval.log" 2>&1
-  echo "$scheme: $(grep -h 'exact index fp32' "$out/$name.eval.log")"
+  echo "$scheme: $(grep -h 'index exact fp32:' "$out/$name.eval.log")"
 }
 
 for s in "${schemes[@]}"; do scheme_args "$s" >/dev/null; done

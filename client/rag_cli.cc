@@ -114,10 +114,35 @@ absl::Status CollectDocuments(const std::vector<std::string>& paths, const std::
   return absl::OkStatus();
 }
 
+// "hnsw m=32 ef_construction=128 ef_search=128" (the parameters of the index's kind).
+std::string IndexText(const qrag::v1::IndexSpec& i) {
+  switch (i.kind()) {
+    case qrag::v1::INDEX_KIND_HNSW:
+      return absl::StrCat("hnsw m=", i.hnsw_m(), " ef_construction=", i.hnsw_ef_construction(),
+                          " ef_search=", i.hnsw_ef_search());
+    case qrag::v1::INDEX_KIND_IVF:
+      return absl::StrCat("ivf nlist=", i.ivf_nlist(), " nprobe=", i.ivf_nprobe());
+    case qrag::v1::INDEX_KIND_AUTO:
+      return absl::StrCat("auto threshold=", i.auto_threshold(), " hnsw m=", i.hnsw_m(), " ef_construction=",
+                          i.hnsw_ef_construction(), " ef_search=", i.hnsw_ef_search());
+    default:
+      return "exact";
+  }
+}
+
 void PrintInfo(const qrag::v1::CollectionInfo& c) {
-  std::printf("%s\tdocuments=%lld\tchunks=%lld\tchunk_tokens=%d\toverlap=%d\tembedder=%s\t%s\n", c.name().c_str(),
-              static_cast<long long>(c.documents()), static_cast<long long>(c.chunks()), c.chunk_tokens(),
-              c.chunk_overlap_tokens(), c.embedder().c_str(), c.precision().c_str());
+  std::printf("%s\tdocuments=%lld\tchunks=%lld\tchunk_tokens=%d\toverlap=%d\tembedder=%s\t%s\tindex=%s\t[%s]\n",
+              c.name().c_str(), static_cast<long long>(c.documents()), static_cast<long long>(c.chunks()),
+              c.chunk_tokens(), c.chunk_overlap_tokens(), c.embedder().c_str(), c.precision().c_str(),
+              IndexText(c.index()).c_str(), c.index_status().c_str());
+}
+
+qrag::v1::IndexKind IndexKindFlag(const std::string& value) {
+  if (value == "exact") return qrag::v1::INDEX_KIND_EXACT;
+  if (value == "hnsw") return qrag::v1::INDEX_KIND_HNSW;
+  if (value == "ivf") return qrag::v1::INDEX_KIND_IVF;
+  if (value == "auto") return qrag::v1::INDEX_KIND_AUTO;
+  UsageError(absl::StrCat("--index '", value, "' is not one of exact, hnsw, ivf, auto"));
 }
 
 }  // namespace
@@ -132,7 +157,9 @@ bool RagFlagAllowed(const std::string& command, const std::string& flag) {
            flag == "--rag-filter";
   }
   if (command == "collection") {
-    return flag == "--chunk-tokens" || flag == "--chunk-overlap" || flag == "--embedder";
+    return flag == "--chunk-tokens" || flag == "--chunk-overlap" || flag == "--embedder" || flag == "--index" ||
+           flag == "--hnsw-m" || flag == "--hnsw-ef-construction" || flag == "--hnsw-ef-search" ||
+           flag == "--ivf-nlist" || flag == "--ivf-nprobe" || flag == "--auto-threshold";
   }
   if (command == "ingest") {
     return flag == "--collection" || flag == "--batch" || flag == "--id-prefix" || flag == "--no-progress";
@@ -159,6 +186,15 @@ bool ParseRagFlag(const std::string& flag, const std::string& value, RagArgs* a)
   } else if (flag == "--chunk-tokens") number(&a->chunk_tokens);
   else if (flag == "--chunk-overlap") number(&a->chunk_overlap);
   else if (flag == "--embedder") a->embedder = value;
+  else if (flag == "--index") {
+    IndexKindFlag(value);  // a usage error now rather than after connecting
+    a->index = value;
+  } else if (flag == "--hnsw-m") number(&a->hnsw_m);
+  else if (flag == "--hnsw-ef-construction") number(&a->hnsw_ef_construction);
+  else if (flag == "--hnsw-ef-search") number(&a->hnsw_ef_search);
+  else if (flag == "--ivf-nlist") number(&a->ivf_nlist);
+  else if (flag == "--ivf-nprobe") number(&a->ivf_nprobe);
+  else if (flag == "--auto-threshold") number(&a->auto_threshold);
   else if (flag == "--batch") number(&a->batch);
   else if (flag == "--id-prefix") a->id_prefix = value;
   else if (flag == "--rag-template") a->rag_template = value;
@@ -214,6 +250,15 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
     request.set_chunk_tokens(a.chunk_tokens);
     request.set_chunk_overlap_tokens(a.chunk_overlap);
     request.set_embedder(a.embedder);
+    // Parameters go to the server as given: it checks them against the kind (INVALID_ARGUMENT saying what to fix).
+    qrag::v1::IndexSpec* index = request.mutable_index();
+    if (!a.index.empty()) index->set_kind(IndexKindFlag(a.index));
+    index->set_hnsw_m(a.hnsw_m);
+    index->set_hnsw_ef_construction(a.hnsw_ef_construction);
+    index->set_hnsw_ef_search(a.hnsw_ef_search);
+    index->set_ivf_nlist(a.ivf_nlist);
+    index->set_ivf_nprobe(a.ivf_nprobe);
+    index->set_auto_threshold(a.auto_threshold);
     auto info = rag.CreateCollection(request, call);
     if (!info.ok()) return Error(info.status());
     PrintInfo(*info);

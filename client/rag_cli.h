@@ -3,6 +3,7 @@
 #ifndef QRAG_CLIENT_RAG_CLI_H_
 #define QRAG_CLIENT_RAG_CLI_H_
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +16,10 @@ namespace qrag::client {
 inline constexpr char kRagUsage[] = R"(
 RAG commands (server started with --embedder DIR --data-dir DIR):
   collection create NAME [--chunk-tokens N] [--chunk-overlap N] [--embedder ID]
+             [--index exact|hnsw|ivf|auto] [--hnsw-m N] [--hnsw-ef-construction N] [--hnsw-ef-search N]
+             [--ivf-nlist N] [--ivf-nprobe N] [--auto-threshold N]
+             the vector index (default exact; auto: exact below --auto-threshold chunks, hnsw above);
+             parameters left out take the server's defaults (collection list shows them)
   collection list
   collection drop NAME
   ingest PATH... --collection C [--batch N] [--id-prefix P] [--no-progress]
@@ -36,6 +41,13 @@ struct RagArgs {
   int chunk_tokens = 0;
   int chunk_overlap = 0;
   std::string embedder;
+  std::string index;  // --index: exact, hnsw, ivf, auto ("" = the server's default, exact)
+  int hnsw_m = 0;
+  int hnsw_ef_construction = 0;
+  int hnsw_ef_search = 0;
+  int ivf_nlist = 0;
+  int ivf_nprobe = 0;
+  int64_t auto_threshold = 0;
   int batch = 64;
   std::string id_prefix;
   bool progress = true;

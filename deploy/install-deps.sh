@@ -18,6 +18,8 @@ packages=(
   # qrag_server / qrag_client (gRPC API, metrics) and RAG storage
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   prometheus-cpp-dev libsqlite3-dev
+  # FAISS HNSW / IVF indexes of RAG collections (static libfaiss.a; pulls BLAS, LAPACK; OpenMP from gcc)
+  libfaiss-dev
   # qrag-server --config FILE.yaml
   libyaml-cpp-dev
   # helpers for the test suite (real-file checks written in Python)

@@ -11,6 +11,41 @@ rag::Metadata ToMetadata(const google::protobuf::Map<std::string, std::string>& 
   return rag::Metadata(m.begin(), m.end());
 }
 
+absl::StatusOr<rag::IndexKind> FromProto(qrag::v1::IndexKind kind) {
+  switch (kind) {
+    case qrag::v1::INDEX_KIND_UNSPECIFIED:
+    case qrag::v1::INDEX_KIND_EXACT: return rag::IndexKind::kExact;
+    case qrag::v1::INDEX_KIND_HNSW: return rag::IndexKind::kHnsw;
+    case qrag::v1::INDEX_KIND_IVF: return rag::IndexKind::kIvf;
+    case qrag::v1::INDEX_KIND_AUTO: return rag::IndexKind::kAuto;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("index.kind ", static_cast<int>(kind),
+                                                     " is not one of EXACT, HNSW, IVF, AUTO (1..4)"));
+  }
+}
+
+qrag::v1::IndexKind ToProto(rag::IndexKind kind) {
+  switch (kind) {
+    case rag::IndexKind::kExact: return qrag::v1::INDEX_KIND_EXACT;
+    case rag::IndexKind::kHnsw: return qrag::v1::INDEX_KIND_HNSW;
+    case rag::IndexKind::kIvf: return qrag::v1::INDEX_KIND_IVF;
+    case rag::IndexKind::kAuto: return qrag::v1::INDEX_KIND_AUTO;
+  }
+  return qrag::v1::INDEX_KIND_UNSPECIFIED;
+}
+
+absl::StatusOr<rag::IndexSpec> FromProto(const qrag::v1::IndexSpec& in) {
+  rag::IndexSpec s;
+  QRAG_ASSIGN_OR_RETURN(s.kind, FromProto(in.kind()));
+  s.hnsw_m = in.hnsw_m();
+  s.hnsw_ef_construction = in.hnsw_ef_construction();
+  s.hnsw_ef_search = in.hnsw_ef_search();
+  s.ivf_nlist = in.ivf_nlist();
+  s.ivf_nprobe = in.ivf_nprobe();
+  s.auto_threshold = in.auto_threshold();
+  return s;
+}
+
 void FillInfo(const rag::CollectionInfo& i, qrag::v1::CollectionInfo* out) {
   out->set_name(i.name);
   out->set_embedder(i.embedder);
@@ -20,6 +55,15 @@ void FillInfo(const rag::CollectionInfo& i, qrag::v1::CollectionInfo* out) {
   out->set_chunk_overlap_tokens(i.chunk_overlap);
   out->set_documents(i.documents);
   out->set_chunks(i.chunks);
+  qrag::v1::IndexSpec* index = out->mutable_index();
+  index->set_kind(ToProto(i.index.kind));
+  index->set_hnsw_m(i.index.hnsw_m);
+  index->set_hnsw_ef_construction(i.index.hnsw_ef_construction);
+  index->set_hnsw_ef_search(i.index.hnsw_ef_search);
+  index->set_ivf_nlist(i.index.ivf_nlist);
+  index->set_ivf_nprobe(i.index.ivf_nprobe);
+  index->set_auto_threshold(i.index.auto_threshold);
+  out->set_index_status(i.index_status);
 }
 
 }  // namespace
@@ -74,7 +118,9 @@ grpc::Status RetrievalService::CreateCollection(grpc::ServerContext* context,
     chunking.chunk_tokens = request->chunk_tokens() != 0 ? request->chunk_tokens() : chunking.chunk_tokens;
     chunking.overlap_tokens = request->chunk_overlap_tokens();
   }
-  absl::StatusOr<rag::CollectionInfo> info = (*rag)->Create(request->name(), request->embedder(), chunking);
+  absl::StatusOr<rag::IndexSpec> index = FromProto(request->index());
+  if (!index.ok()) return ToGrpcStatus(index.status());
+  absl::StatusOr<rag::CollectionInfo> info = (*rag)->Create(request->name(), request->embedder(), chunking, *index);
   if (!info.ok()) return ToGrpcStatus(info.status());
   FillInfo(*info, response);
   return grpc::Status::OK;

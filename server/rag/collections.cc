@@ -49,7 +49,7 @@ absl::StatusOr<std::unique_ptr<Collections>> Collections::Open(const Collections
   for (const CollectionInfo& info : c->store_->ListCollections()) {
     auto e = std::make_shared<Entry>();
     e->info = info;
-    QRAG_ASSIGN_OR_RETURN(e->index, ExactIndex::Create(info.dim, options.index_precision, index_backend));
+    QRAG_ASSIGN_OR_RETURN(e->index, c->MakeIndex(info));
     absl::Status bad;
     absl::MutexLock lock(&e->mu);
     QRAG_RETURN_IF_ERROR(c->store_->ForEachChunk(
@@ -59,6 +59,11 @@ absl::StatusOr<std::unique_ptr<Collections>> Collections::Open(const Collections
           e->chunk_docs[id] = doc;
         }));
     QRAG_RETURN_IF_ERROR(bad);
+    absl::Status built = e->index->Prepare();  // HNSW graph / IVF lists / exact matrix, before serving
+    if (!built.ok()) {
+      return absl::Status(built.code(), absl::StrCat("collection '", info.name, "': building its ",
+                                                     IndexKindName(info.index.kind), " index: ", built.message()));
+    }
     absl::MutexLock map_lock(&c->mu_);
     c->entries_[info.name] = std::move(e);
   }
@@ -74,6 +79,10 @@ absl::Status Collections::CheckEmbedder(const CollectionInfo& info) const {
         "): restart the server with that embedder, or re-create the collection and ingest again"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<VectorIndex>> Collections::MakeIndex(const CollectionInfo& info) const {
+  return CreateVectorIndex(info.index, info.dim, options_.index_precision, index_backend_);
 }
 
 absl::StatusOr<std::shared_ptr<Collections::Entry>> Collections::Find(const std::string& name, bool check_embedder) {
@@ -92,9 +101,10 @@ absl::StatusOr<std::shared_ptr<Collections::Entry>> Collections::Find(const std:
 }
 
 absl::StatusOr<CollectionInfo> Collections::Create(const std::string& name, const std::string& embedder,
-                                                   const ChunkingOptions& chunking) {
+                                                   const ChunkingOptions& chunking, const IndexSpec& index) {
   QRAG_RETURN_IF_ERROR(ValidateName(name));
   QRAG_RETURN_IF_ERROR(ValidateChunkingOptions(chunking, encoder_->max_seq_length() - 2));
+  QRAG_ASSIGN_OR_RETURN(const IndexSpec resolved, ResolveIndexSpec(index));
   if (!embedder.empty() && embedder != encoder_->model_id() && embedder != EmbedderDirName(encoder_->model_id())) {
     return absl::FailedPreconditionError(absl::StrCat("embedder '", embedder, "' is not loaded; this server embeds with ",
                                                       encoder_->model_id(), " (leave embedder empty to use it)"));
@@ -106,17 +116,32 @@ absl::StatusOr<CollectionInfo> Collections::Create(const std::string& name, cons
   info.dim = encoder_->dim();
   info.chunk_tokens = chunking.chunk_tokens;
   info.chunk_overlap = chunking.overlap_tokens;
-  absl::MutexLock write(&write_mu_);
-  QRAG_RETURN_IF_ERROR(store_->CreateCollection(info));
+  info.index = resolved;
   auto e = std::make_shared<Entry>();
   e->info = info;
-  QRAG_ASSIGN_OR_RETURN(e->index, ExactIndex::Create(info.dim, options_.index_precision, index_backend_));
+  QRAG_ASSIGN_OR_RETURN(e->index, MakeIndex(info));  // before storing: a collection never lacks its index
+  absl::MutexLock write(&write_mu_);
+  QRAG_RETURN_IF_ERROR(store_->CreateCollection(info));
   absl::MutexLock lock(&mu_);
   entries_[name] = std::move(e);
   return info;
 }
 
-std::vector<CollectionInfo> Collections::List() { return store_->ListCollections(); }
+std::vector<CollectionInfo> Collections::List() {
+  std::vector<CollectionInfo> list = store_->ListCollections();
+  for (CollectionInfo& info : list) {
+    std::shared_ptr<Entry> e;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = entries_.find(info.name);
+      if (it != entries_.end()) e = it->second;
+    }
+    if (e == nullptr) continue;  // dropped or created meanwhile
+    const std::string live = e->index->Describe();
+    info.index_status = info.index_status.empty() ? live : absl::StrCat(info.index_status, " (", live, ")");
+  }
+  return list;
+}
 
 absl::Status Collections::Drop(const std::string& name) {
   QRAG_RETURN_IF_ERROR(ValidateName(name));
@@ -202,6 +227,11 @@ absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, 
     }
     result.chunks += static_cast<int64_t>(added[d].size());
   }
+  if (e->info.index.kind != IndexKind::kExact) {
+    // FAISS: insert now, on the ingesting thread, rather than in the next search. The documents are stored
+    // whatever happens here; a failure is reported by the next search, which prepares again.
+    e->index->Prepare().IgnoreError();
+  }
   result.documents = static_cast<int64_t>(stored.size());
   return result;
 }
@@ -218,6 +248,7 @@ absl::StatusOr<int64_t> Collections::Delete(const std::string& collection, const
     e->index->Remove(id);
     e->chunk_docs.erase(id);
   }
+  if (e->info.index.kind != IndexKind::kExact) e->index->Prepare().IgnoreError();  // as in Ingest
   return deleted;
 }
 

@@ -1,11 +1,13 @@
-// RAG collections: the durable DocumentStore, one in-memory exact vector index per collection (rebuilt from
-// the store at start), and the encoder that embeds documents and queries. What the Retrieval gRPC service
-// and Generate's `rag` option call.
+// RAG collections: the durable DocumentStore, one in-memory vector index per collection (rebuilt from the
+// store at start), and the encoder that embeds documents and queries. What the Retrieval gRPC service and
+// Generate's `rag` option call. Each collection chose its index kind at creation (IndexSpec: exact GEMM, FAISS
+// HNSW or IVF, or auto), persisted with it.
 //
 // Consistency: a document is acknowledged only after the store committed it; the index is updated after
 // the commit (a search running meanwhile sees the old or the new chunks of a document, never a half). On
-// start every collection's index is rebuilt from the store, so the index never holds what the store lost
-// and never lacks what it kept.
+// start every collection's index is rebuilt from the store (and its FAISS structure built, before the server
+// serves), so the index never holds what the store lost and never lacks what it kept. FAISS indexes insert an
+// ingest's vectors before the ingest returns; the exact index uploads its matrix at the next search.
 //
 // Embedder identity: a collection records the encoder's model_id() and precision at creation; ingest and
 // retrieval on a collection made with another embedder are FAILED_PRECONDITION (its vectors would not be
@@ -31,13 +33,14 @@
 #include "server/metrics/rag_observer.h"
 #include "server/rag/chunker.h"
 #include "server/rag/document_store.h"
-#include "server/rag/exact_index.h"
+#include "server/rag/index_spec.h"
+#include "server/rag/vector_index.h"
 
 namespace qrag::rag {
 
 struct CollectionsOptions {
   std::string data_dir;                                           // holds rag.sqlite
-  backend::Precision index_precision = backend::Precision::kF32;  // kF32 or kInt8
+  backend::Precision index_precision = backend::Precision::kF32;  // of exact indexes: kF32 or kInt8
   int64_t max_document_bytes = 8 << 20;                           // larger documents: INVALID_ARGUMENT
   int max_top_k = 1000;
   int64_t max_store_bytes = 0;  // > 0: cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED
@@ -79,9 +82,11 @@ class Collections {
   model::BertEncoder& encoder() { return *encoder_; }
 
   // INVALID_ARGUMENT for a bad name (1..128 of [A-Za-z0-9_.-]) or chunking; ALREADY_EXISTS;
-  // FAILED_PRECONDITION when `embedder` is set and is neither the server's model_id() nor its directory name.
+  // FAILED_PRECONDITION when `embedder` is set and is neither the server's model_id() nor its directory name;
+  // INVALID_ARGUMENT for a bad `index` (ResolveIndexSpec; the returned info holds it resolved).
   absl::StatusOr<CollectionInfo> Create(const std::string& name, const std::string& embedder,
-                                        const ChunkingOptions& chunking);
+                                        const ChunkingOptions& chunking, const IndexSpec& index = {});
+  // Every collection, with index_status saying what serves its searches now.
   std::vector<CollectionInfo> List();
   absl::Status Drop(const std::string& name);
 
@@ -104,13 +109,14 @@ class Collections {
  private:
   struct Entry {
     CollectionInfo info;
-    std::unique_ptr<ExactIndex> index;
+    std::unique_ptr<VectorIndex> index;
     absl::Mutex mu;
     std::map<int64_t, std::string> chunk_docs ABSL_GUARDED_BY(mu);  // chunk id -> document id (filters)
   };
   Collections() = default;
   absl::StatusOr<std::shared_ptr<Entry>> Find(const std::string& name, bool check_embedder);
   absl::Status CheckEmbedder(const CollectionInfo& info) const;
+  absl::StatusOr<std::unique_ptr<VectorIndex>> MakeIndex(const CollectionInfo& info) const;
 
   CollectionsOptions options_;
   model::BertEncoder* encoder_ = nullptr;

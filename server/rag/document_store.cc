@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS collections(
   precision TEXT NOT NULL,
   dim INTEGER NOT NULL,
   chunk_tokens INTEGER NOT NULL,
-  chunk_overlap INTEGER NOT NULL);
+  chunk_overlap INTEGER NOT NULL,
+  index_spec TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS documents(
   collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
   doc_id TEXT NOT NULL,
@@ -130,6 +131,12 @@ absl::StatusOr<std::unique_ptr<DocumentStore>> DocumentStore::Open(const std::st
   QRAG_RETURN_IF_ERROR(s->Exec("PRAGMA synchronous=FULL"));
   QRAG_RETURN_IF_ERROR(s->Exec("PRAGMA foreign_keys=ON"));
   QRAG_RETURN_IF_ERROR(s->Exec(kSchema));
+  {  // databases made before collections chose their index: add the column ('' reads as exact)
+    Statement cols(s->db_, "SELECT 1 FROM pragma_table_info('collections') WHERE name = 'index_spec'");
+    if (cols.Step() != SQLITE_ROW) {
+      QRAG_RETURN_IF_ERROR(s->Exec("ALTER TABLE collections ADD COLUMN index_spec TEXT NOT NULL DEFAULT ''"));
+    }
+  }
   if (max_bytes > 0) {
     Statement page(s->db_, "PRAGMA page_size");
     const int64_t page_size = page.Step() == SQLITE_ROW ? page.ColInt(0) : 4096;
@@ -146,8 +153,8 @@ absl::StatusOr<std::unique_ptr<DocumentStore>> DocumentStore::Open(const std::st
 
 absl::Status DocumentStore::CreateCollection(const CollectionInfo& info) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "INSERT INTO collections(name, embedder, precision, dim, chunk_tokens, chunk_overlap) "
-                    "VALUES(?, ?, ?, ?, ?, ?)");
+  Statement st(db_, "INSERT INTO collections(name, embedder, precision, dim, chunk_tokens, chunk_overlap, index_spec) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?)");
   if (st.prepare_rc() != SQLITE_OK) return Error(st.prepare_rc(), "prepare");
   st.Text(1, info.name);
   st.Text(2, info.embedder);
@@ -155,6 +162,7 @@ absl::Status DocumentStore::CreateCollection(const CollectionInfo& info) {
   st.Int(4, info.dim);
   st.Int(5, info.chunk_tokens);
   st.Int(6, info.chunk_overlap);
+  st.Text(7, IndexSpecToJson(info.index));
   const int rc = st.Step();
   if (rc == SQLITE_CONSTRAINT || (rc & 0xff) == SQLITE_CONSTRAINT) {
     return absl::AlreadyExistsError(absl::StrCat("collection '", info.name, "' already exists"));
@@ -167,7 +175,7 @@ std::vector<CollectionInfo> DocumentStore::ListCollections() {
   absl::MutexLock lock(&mu_);
   std::vector<CollectionInfo> out;
   Statement st(db_,
-               "SELECT name, embedder, precision, dim, chunk_tokens, chunk_overlap, "
+               "SELECT name, embedder, precision, dim, chunk_tokens, chunk_overlap, index_spec, "
                "(SELECT COUNT(*) FROM documents d WHERE d.collection = c.name), "
                "(SELECT COUNT(*) FROM chunks k WHERE k.collection = c.name) FROM collections c ORDER BY name");
   while (st.Step() == SQLITE_ROW) {
@@ -178,8 +186,14 @@ std::vector<CollectionInfo> DocumentStore::ListCollections() {
     i.dim = static_cast<int>(st.ColInt(3));
     i.chunk_tokens = static_cast<int>(st.ColInt(4));
     i.chunk_overlap = static_cast<int>(st.ColInt(5));
-    i.documents = st.ColInt(6);
-    i.chunks = st.ColInt(7);
+    absl::StatusOr<IndexSpec> index = IndexSpecFromJson(st.ColText(6));
+    if (index.ok()) {
+      i.index = *index;
+    } else {  // never lose a collection over it: exact search is always correct
+      i.index_status = absl::StrCat(index.status().message(), "; searching exactly");
+    }
+    i.documents = st.ColInt(7);
+    i.chunks = st.ColInt(8);
     out.push_back(std::move(i));
   }
   return out;

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "server/rag/index_spec.h"
 
 struct sqlite3;
 
@@ -39,6 +40,10 @@ struct CollectionInfo {
   int chunk_overlap = 0;
   int64_t documents = 0;   // filled by List/Get
   int64_t chunks = 0;
+  IndexSpec index;         // the vector index searched (resolved); exact for collections made before the choice
+  // What serves searches now (Collections::List fills it from the live index). The store sets it only when
+  // the stored index spec is unreadable: `index` is then exact, and this says why.
+  std::string index_status;
 };
 
 struct StoredChunk {

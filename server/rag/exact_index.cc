@@ -20,45 +20,35 @@ absl::StatusOr<std::unique_ptr<ExactIndex>> ExactIndex::Create(int dim, backend:
 
 int64_t ExactIndex::size() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int64_t>(ids_.size());
+  return static_cast<int64_t>(vectors_.size());
+}
+
+std::string ExactIndex::Describe() const {
+  absl::MutexLock lock(&mu_);
+  return absl::StrCat("exact ", backend::PrecisionName(precision_), ": ", vectors_.size(), " vectors");
 }
 
 absl::Status ExactIndex::Upsert(int64_t id, absl::Span<const float> vec) {
-  if (static_cast<int>(vec.size()) != dim_) {
-    return absl::InvalidArgumentError(absl::StrCat("vector has ", vec.size(), " dimensions, the index ", dim_));
-  }
   absl::MutexLock lock(&mu_);
-  auto [it, inserted] = rows_.emplace(id, ids_.size());
-  if (inserted) {
-    ids_.push_back(id);
-    vectors_.insert(vectors_.end(), vec.begin(), vec.end());
-  } else {
-    std::copy(vec.begin(), vec.end(), vectors_.begin() + it->second * dim_);
-  }
+  QRAG_RETURN_IF_ERROR(vectors_.Upsert(id, vec));
   dirty_ = true;
   return absl::OkStatus();
 }
 
 void ExactIndex::Remove(int64_t id) {
   absl::MutexLock lock(&mu_);
-  auto it = rows_.find(id);
-  if (it == rows_.end()) return;
-  const size_t row = it->second, last = ids_.size() - 1;
-  if (row != last) {  // move the last row into the hole
-    std::copy(vectors_.begin() + last * dim_, vectors_.begin() + (last + 1) * dim_, vectors_.begin() + row * dim_);
-    ids_[row] = ids_[last];
-    rows_[ids_[row]] = row;
-  }
-  ids_.pop_back();
-  vectors_.resize(ids_.size() * dim_);
-  rows_.erase(id);
-  dirty_ = true;
+  if (vectors_.Remove(id)) dirty_ = true;
+}
+
+absl::Status ExactIndex::Prepare() {
+  absl::MutexLock lock(&mu_);
+  return dirty_ ? RebuildLocked() : absl::OkStatus();
 }
 
 absl::Status ExactIndex::RebuildLocked() {
   weight_ = backend::Weight();
-  if (!ids_.empty()) {
-    QRAG_ASSIGN_OR_RETURN(weight_, backend_->UploadWeight(vectors_.data(), static_cast<int64_t>(ids_.size()), dim_,
+  if (!vectors_.empty()) {
+    QRAG_ASSIGN_OR_RETURN(weight_, backend_->UploadWeight(vectors_.data(), static_cast<int64_t>(vectors_.size()), dim_,
                                                           precision_, nullptr));
   }
   dirty_ = false;
@@ -70,9 +60,9 @@ absl::StatusOr<std::vector<std::vector<SearchHit>>> ExactIndex::Search(const flo
   if (num_queries < 0 || k < 0) return absl::InvalidArgumentError("num_queries and k must be >= 0");
   absl::MutexLock lock(&mu_);
   std::vector<std::vector<SearchHit>> out(num_queries);
-  if (ids_.empty() || num_queries == 0 || k == 0) return out;
+  if (vectors_.empty() || num_queries == 0 || k == 0) return out;
   if (dirty_) QRAG_RETURN_IF_ERROR(RebuildLocked());
-  const int64_t n = static_cast<int64_t>(ids_.size());
+  const int64_t n = static_cast<int64_t>(vectors_.size());
   QRAG_ASSIGN_OR_RETURN(backend::DeviceBuffer x, backend_->Allocate(sizeof(float) * num_queries * dim_));
   QRAG_ASSIGN_OR_RETURN(backend::DeviceBuffer y, backend_->Allocate(sizeof(float) * num_queries * n));
   QRAG_RETURN_IF_ERROR(backend_->CopyToDevice(queries, sizeof(float) * num_queries * dim_, x.data()));
@@ -85,14 +75,11 @@ absl::StatusOr<std::vector<std::vector<SearchHit>>> ExactIndex::Search(const flo
     cand.clear();
     const float* row = scores.data() + static_cast<size_t>(q) * n;
     for (int64_t r = 0; r < n; ++r) {
-      if (keep && !keep(ids_[r])) continue;
-      cand.push_back({ids_[r], row[r]});
+      if (keep && !keep(vectors_.id(r))) continue;
+      cand.push_back({vectors_.id(r), row[r]});
     }
-    auto better = [](const SearchHit& a, const SearchHit& b) {
-      return a.score != b.score ? a.score > b.score : a.id < b.id;
-    };
     const size_t top = std::min<size_t>(k, cand.size());
-    std::partial_sort(cand.begin(), cand.begin() + top, cand.end(), better);
+    std::partial_sort(cand.begin(), cand.begin() + top, cand.end(), BetterHit);
     out[q].assign(cand.begin(), cand.begin() + top);
   }
   return out;

@@ -13,53 +13,47 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "server/backend/backend.h"
+#include "server/rag/id_vectors.h"
+#include "server/rag/vector_index.h"
 
 namespace qrag::rag {
 
-struct SearchHit {
-  int64_t id = 0;
-  float score = 0;  // inner product (= cosine for normalized vectors)
-};
-
-class ExactIndex {
+class ExactIndex : public VectorIndex {
  public:
   // `precision`: kF32 or kInt8 (INVALID_ARGUMENT from Create otherwise).
   static absl::StatusOr<std::unique_ptr<ExactIndex>> Create(int dim, backend::Precision precision,
                                                             backend::Backend* backend);
 
-  int dim() const { return dim_; }
+  int dim() const override { return dim_; }
   backend::Precision precision() const { return precision_; }
-  int64_t size() const;
+  int64_t size() const override;
 
-  // Adds or replaces the vector of `id`. INVALID_ARGUMENT when vec.size() != dim().
-  absl::Status Upsert(int64_t id, absl::Span<const float> vec);
-  void Remove(int64_t id);
-
-  // The `k` best hits of each of the `num_queries` queries (row-major [num_queries, dim]), best first; ties
-  // broken by the smaller id. `keep` (optional) filters candidates by id before the top-k.
-  absl::StatusOr<std::vector<std::vector<SearchHit>>> Search(const float* queries, int num_queries, int k,
-                                                             const std::function<bool(int64_t)>& keep = nullptr);
+  absl::Status Upsert(int64_t id, absl::Span<const float> vec) override;
+  void Remove(int64_t id) override;
+  absl::Status Prepare() override;
+  absl::StatusOr<std::vector<std::vector<SearchHit>>> Search(
+      const float* queries, int num_queries, int k, const std::function<bool(int64_t)>& keep = nullptr) override;
+  std::string Describe() const override;
 
  private:
   ExactIndex(int dim, backend::Precision precision, backend::Backend* backend)
-      : dim_(dim), precision_(precision), backend_(backend) {}
+      : dim_(dim), precision_(precision), backend_(backend), vectors_(dim) {}
   absl::Status RebuildLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int dim_;
   const backend::Precision precision_;
   backend::Backend* const backend_;
   mutable absl::Mutex mu_;
-  std::vector<float> vectors_ ABSL_GUARDED_BY(mu_);  // [ids_.size(), dim] host copy
-  std::vector<int64_t> ids_ ABSL_GUARDED_BY(mu_);    // row -> id
-  absl::flat_hash_map<int64_t, size_t> rows_ ABSL_GUARDED_BY(mu_);  // id -> row
+  IdVectors vectors_ ABSL_GUARDED_BY(mu_);  // host copy
   backend::Weight weight_ ABSL_GUARDED_BY(mu_);
   bool dirty_ ABSL_GUARDED_BY(mu_) = true;
 };

@@ -51,6 +51,7 @@
 #include "server/model/transformer.h"
 #include "server/engine/model_bundle.h"
 #include "server/metrics/metrics_stack.h"
+#include "server/rag/index_spec.h"
 #include "server/rag/rag_runtime.h"
 
 namespace qrag {
@@ -418,6 +419,9 @@ int Main(int argc, char** argv) {
     Log(absl::StrCat("RAG: embedder ", rag->encoder->model_id(), " (", backend::PrecisionName(rag->encoder->precision()),
                      ", dim ", rag->encoder->dim(), "), ", collections.size(), " collection(s), ", chunks,
                      " chunks indexed from ", args.data_dir));
+    for (const rag::CollectionInfo& c : collections) {  // which index serves each (exact, FAISS HNSW / IVF)
+      Log(absl::StrCat("RAG: collection '", c.name, "': ", rag::IndexSpecToString(c.index), " [", c.index_status, "]"));
+    }
   }
   if (absl::Status s = state.Publish(Describe(args, servable)); !s.ok()) {
     Log(absl::StrCat("error: ", s.ToString()));

@@ -267,6 +267,132 @@ class RetrievalApi(unittest.TestCase):
         self.assertEqual(self.server.health_status(), st.health_pb.HealthCheckResponse.SERVING)
 
 
+class FaissIndexes(unittest.TestCase):
+    """Collections on FAISS HNSW and IVF beside an exact one on the real server: created through gRPC and the
+    CLI with parameters, the same passages as exact search, filters, upsert/delete, ListCollections showing
+    the kind and what serves searches, every bad parameter INVALID_ARGUMENT, and the kind and results kept
+    across a restart."""
+
+    QUESTIONS = ["Who did the president nominate to the Supreme Court?",
+                 "What is happening with Russia's invasion of Ukraine?",
+                 "What is the plan to fight inflation and lower costs?"]
+
+    def setUp(self):
+        require(self)
+
+    def top(self, stub, collection, query, k=5, **kw):
+        r = stub.Retrieve(rpb.RetrieveRequest(collection=collection, query=query, top_k=k, min_score=-1, **kw),
+                          timeout=300)
+        return [(p.document_id, p.chunk_index) for p in r.passages], r.passages
+
+    def test_hnsw_ivf_match_exact_filters_deletes_errors_restart(self):
+        C = st.grpc.StatusCode
+        data = os.path.join(st.TMP, "rag-faiss")
+        s = rag_server(data)
+        try:
+            cli = [st.ARGS.cli_bin]
+            addr = ["--server", s.address]
+            out = subprocess.run(cli + ["collection", "create", "hn", "--index", "hnsw", "--hnsw-ef-search", "64",
+                                        "--chunk-tokens", "64", "--chunk-overlap", "8"] + addr,
+                                 capture_output=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn(b"index=hnsw m=32 ef_construction=128 ef_search=64", out.stdout)
+            s.retrieval.CreateCollection(rpb.CreateCollectionRequest(
+                name="iv", chunk_tokens=64, chunk_overlap_tokens=8,
+                index=rpb.IndexSpec(kind=rpb.INDEX_KIND_IVF, ivf_nlist=4, ivf_nprobe=4)), timeout=60)
+            s.retrieval.CreateCollection(rpb.CreateCollectionRequest(name="ex", chunk_tokens=64,
+                                                                     chunk_overlap_tokens=8), timeout=60)
+            paras = paragraphs()[:40]
+            docs = [rpb.Document(id=f"p{i}", text=t, metadata={"half": "even" if i % 2 == 0 else "odd"})
+                    for i, t in enumerate(paras)]
+            for name in ("hn", "iv", "ex"):
+                self.assertEqual(ingest(s.retrieval, name, docs, batch=10)[-1].documents, len(docs))
+            info = {c.name: c for c in s.retrieval.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections}
+            self.assertEqual(info["hn"].index.kind, rpb.INDEX_KIND_HNSW)
+            self.assertEqual((info["hn"].index.hnsw_m, info["hn"].index.hnsw_ef_search), (32, 64))
+            self.assertIn("hnsw: graph of", info["hn"].index_status)
+            self.assertEqual((info["iv"].index.ivf_nlist, info["iv"].index.ivf_nprobe), (4, 4))
+            self.assertIn("in 4 lists trained on", info["iv"].index_status)
+            self.assertEqual(info["ex"].index.kind, rpb.INDEX_KIND_EXACT)
+            self.assertIn("exact", info["ex"].index_status)
+            # On this small corpus (and IVF probing all its lists) the FAISS indexes find the exact top-5.
+            before = {}
+            for q in self.QUESTIONS:
+                exact, _ = self.top(s.retrieval, "ex", q)
+                for name in ("hn", "iv"):
+                    got, passages = self.top(s.retrieval, name, q)
+                    self.assertEqual(got, exact, f"{name}: {q}")
+                    self.assertGreaterEqual(passages[0].score, passages[-1].score)
+                    before[(name, q)] = got
+                # A filter keeps top_k passages, all matching.
+                for name in ("hn", "iv"):
+                    _, passages = self.top(s.retrieval, name, q, k=5, filter={"half": "odd"})
+                    self.assertEqual(len(passages), 5)
+                    self.assertEqual({p.metadata["half"] for p in passages}, {"odd"})
+            # Delete the best passage's document and upsert another: the deleted and replaced text are gone.
+            best = before[("hn", self.QUESTIONS[0])][0][0]
+            up = 1 if best != "p1" else 3  # the document to upsert: another one
+            for name in ("hn", "iv"):
+                self.assertEqual(s.retrieval.DeleteDocuments(rpb.DeleteDocumentsRequest(collection=name, ids=[best]),
+                                                             timeout=60).deleted, 1)
+                ingest(s.retrieval, name, [rpb.Document(id=f"p{up}", text="Penguins huddle together on the ice.",
+                                                        metadata={"half": "odd"})])
+                got, passages = self.top(s.retrieval, name, self.QUESTIONS[0], k=len(docs))
+                self.assertNotIn(best, [d for d, _ in got], name)
+                self.assertNotIn(paras[up][:60], " ".join(p.text for p in passages), name)
+                got, _ = self.top(s.retrieval, name, "penguins on the ice", k=1)
+                self.assertEqual(got[0][0], f"p{up}", name)
+            after_delete = {n: self.top(s.retrieval, n, self.QUESTIONS[1])[0] for n in ("hn", "iv")}
+            # Bad parameters: INVALID_ARGUMENT naming the field; nothing created.
+            bad = [
+                (rpb.IndexSpec(kind=rpb.INDEX_KIND_HNSW, hnsw_m=1000), "index.hnsw_m must be in [4, 128]"),
+                (rpb.IndexSpec(kind=rpb.INDEX_KIND_HNSW, hnsw_ef_search=-1), "index.hnsw_ef_search"),
+                (rpb.IndexSpec(kind=rpb.INDEX_KIND_IVF, ivf_nlist=8, ivf_nprobe=9), "index.ivf_nprobe must be in [1, 8]"),
+                (rpb.IndexSpec(kind=rpb.INDEX_KIND_HNSW, ivf_nlist=8), "index.ivf_nlist applies to ivf indexes"),
+                (rpb.IndexSpec(kind=rpb.INDEX_KIND_AUTO, auto_threshold=-2), "index.auto_threshold"),
+                (rpb.IndexSpec(hnsw_m=16), "not exact"),
+                (rpb.IndexSpec(kind=9), "index.kind 9"),
+            ]
+            for spec, fragment in bad:
+                with self.subTest(fragment=fragment):
+                    with self.assertRaises(st.grpc.RpcError) as ctx:
+                        s.retrieval.CreateCollection(rpb.CreateCollectionRequest(name="bad", index=spec), timeout=60)
+                    self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT, ctx.exception.details())
+                    self.assertIn(fragment, ctx.exception.details())
+            out = subprocess.run(cli + ["collection", "create", "bad", "--index", "lsh"] + addr, capture_output=True,
+                                 timeout=60)
+            self.assertEqual(out.returncode, 2)
+            self.assertIn(b"exact, hnsw, ivf, auto", out.stderr)
+            out = subprocess.run(cli + ["collection", "create", "bad", "--index", "ivf", "--hnsw-m", "8"] + addr,
+                                 capture_output=True, timeout=60)
+            self.assertEqual(out.returncode, 1)
+            self.assertIn(b"INVALID_ARGUMENT", out.stderr)
+            self.assertIn(b"hnsw_m applies to hnsw and auto", out.stderr)
+            names = [c.name for c in s.retrieval.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections]
+            self.assertNotIn("bad", names)
+            self.assertEqual(s.health_status(), st.health_pb.HealthCheckResponse.SERVING)
+        finally:
+            s.kill()
+        # Restart: the kinds and parameters come back and the rebuilt indexes answer as before.
+        s = rag_server(data)
+        try:
+            info = {c.name: c for c in s.retrieval.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections}
+            self.assertEqual(info["hn"].index.kind, rpb.INDEX_KIND_HNSW)
+            self.assertEqual(info["hn"].index.hnsw_ef_search, 64)
+            self.assertEqual(info["iv"].index.kind, rpb.INDEX_KIND_IVF)
+            self.assertIn("hnsw: graph of", info["hn"].index_status)
+            # The start log names each collection's index and what serves it (built before SERVING).
+            self.assertIn("RAG: collection 'hn': hnsw m=32 ef_construction=128 ef_search=64 [hnsw: graph of",
+                          s.log_text())
+            listed = subprocess.run([st.ARGS.cli_bin, "collection", "list", "--server", s.address],
+                                    capture_output=True, timeout=60, check=True).stdout.decode()
+            self.assertRegex(listed, r"iv\t.*index=ivf nlist=4 nprobe=4\t\[ivf: ")
+            for name in ("hn", "iv"):
+                self.assertEqual(self.top(s.retrieval, name, self.QUESTIONS[1])[0], after_delete[name], name)
+        finally:
+            s.kill()
+
+
 class NoEmbedder(unittest.TestCase):
     def setUp(self):
         require(self)

@@ -98,6 +98,85 @@ TEST_F(CollectionsTest, IngestRetrieve_RelevantFirst_FilterUpsertDelete_Survives
   EXPECT_THAT(c->Retrieve("kb", "x", 1, -1, {}, nullptr), StatusIsCode(absl::StatusCode::kNotFound));
 }
 
+// Collections on FAISS indexes: the same top hits as the exact collection, filters, upsert and delete, the
+// index kind and its parameters persisted and the structure rebuilt on reopen, and bad parameters.
+TEST_F(CollectionsTest, HnswIvfAuto_SameTopHitAsExact_FilterUpsertDelete_KindSurvivesReopen) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  std::vector<DocumentInput> docs = kDocs;
+  for (int i = 0; i < 12; ++i) {  // enough vectors for IVF with nlist 8 to train
+    docs.push_back({"filler" + std::to_string(i),
+                    "Note " + std::to_string(i) + " about gardening, weather and cooking pasta at home.",
+                    {{"topic", "misc"}}});
+  }
+  const std::vector<std::pair<std::string, IndexSpec>> specs = {
+      {"exact", {}},
+      {"hnsw", {.kind = IndexKind::kHnsw, .hnsw_ef_search = 16}},
+      {"ivf", {.kind = IndexKind::kIvf, .ivf_nlist = 8, .ivf_nprobe = 8}},
+      {"auto", {.kind = IndexKind::kAuto, .auto_threshold = 10}},
+  };
+  for (const auto& [name, spec] : specs) {
+    auto info = c->Create(name, "", {32, 4}, spec);
+    ASSERT_TRUE(info.ok()) << name << ": " << info.status();
+    EXPECT_EQ(info->index.kind, spec.kind);
+    ASSERT_TRUE(c->Ingest(name, docs).ok()) << name;
+  }
+  for (const auto& [name, spec] : specs) {
+    auto hits = c->Retrieve(name, "Which language prevents memory bugs?", 3, -1.0f, {}, nullptr);
+    ASSERT_TRUE(hits.ok()) << name << ": " << hits.status();
+    ASSERT_EQ(hits->size(), 3u) << name;
+    EXPECT_EQ((*hits)[0].chunk.document_id, "rust") << name;
+    hits = c->Retrieve(name, "Which language prevents memory bugs?", 5, -1.0f, {{"topic", "places"}}, nullptr);
+    ASSERT_TRUE(hits.ok());
+    ASSERT_EQ(hits->size(), 1u) << name << ": the filter keeps one document";
+    EXPECT_EQ((*hits)[0].chunk.document_id, "paris");
+    hits = c->Retrieve(name, "cooking pasta", 4, -1.0f, {{"topic", "misc"}}, nullptr);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_EQ(hits->size(), 4u) << name << ": a broad filter still returns top_k";
+    for (const auto& h : *hits) EXPECT_EQ(h.chunk.metadata.at("topic"), "misc");
+    // Upsert "rust" to a text about cats, delete "paris": neither old text is found any more.
+    ASSERT_TRUE(c->Ingest(name, {{"rust", "Kittens purr and chase mice around the barn.", {{"topic", "animals"}}}}).ok());
+    ASSERT_TRUE(c->Delete(name, {"paris"}).ok());
+    hits = c->Retrieve(name, "Which language prevents memory bugs?", 20, -1.0f, {}, nullptr);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_EQ(hits->size(), docs.size() - 1) << name;
+    for (const auto& h : *hits) {
+      EXPECT_EQ(h.chunk.text.find("memory safety"), std::string::npos) << name << ": replaced text returned";
+      EXPECT_NE(h.chunk.document_id, "paris") << name;
+    }
+  }
+  auto list = c->List();
+  ASSERT_EQ(list.size(), 4u);
+  std::map<std::string, CollectionInfo> by_name;
+  for (const auto& i : list) by_name[i.name] = i;
+  EXPECT_THAT(by_name["exact"].index_status, HasSubstr("exact fp32"));
+  EXPECT_THAT(by_name["hnsw"].index_status, HasSubstr("hnsw: graph of"));
+  EXPECT_THAT(by_name["ivf"].index_status, HasSubstr("in 8 lists trained on"));
+  EXPECT_THAT(by_name["auto"].index_status, HasSubstr("auto: hnsw graph"));
+  c.reset();
+  c = Open();  // reopen: kinds and parameters come back from the store, the structures are rebuilt
+  ASSERT_NE(c, nullptr);
+  for (const auto& i : c->List()) {
+    const IndexSpec want = *ResolveIndexSpec(by_name[i.name].index);
+    EXPECT_EQ(i.index, want) << i.name;
+    EXPECT_EQ(i.chunks, by_name[i.name].chunks) << i.name;
+    auto hits = c->Retrieve(i.name, "kittens chasing mice", 1, -1.0f, {}, nullptr);
+    ASSERT_TRUE(hits.ok()) << i.name;
+    ASSERT_EQ(hits->size(), 1u);
+    EXPECT_EQ((*hits)[0].chunk.document_id, "rust") << i.name;
+  }
+  EXPECT_EQ(by_name["hnsw"].index.hnsw_ef_search, 16);
+  EXPECT_EQ(by_name["hnsw"].index.hnsw_m, kDefaultHnswM);
+  // Bad parameters: INVALID_ARGUMENT, nothing created.
+  EXPECT_THAT(c->Create("bad", "", {32, 4}, {.kind = IndexKind::kHnsw, .hnsw_m = 1000}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("index.hnsw_m must be in [4, 128]")));
+  EXPECT_THAT(c->Create("bad", "", {32, 4}, {.kind = IndexKind::kIvf, .ivf_nlist = 4, .ivf_nprobe = 5}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ivf_nprobe")));
+  EXPECT_THAT(c->Create("bad", "", {32, 4}, {.kind = IndexKind::kExact, .ivf_nlist = 4}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not exact")));
+  EXPECT_EQ(c->List().size(), 4u);
+}
+
 TEST_F(CollectionsTest, LongDocument_ChunkedWithOverlap_EveryChunkFitsTheEncoder) {
   std::string text;
   for (int i = 0; i < 120; ++i) text += "Sentence number " + std::to_string(i) + " talks about topic " + std::to_string(i % 7) + ". ";

@@ -2,6 +2,7 @@
 // half-written and map to the documented codes; and the chunker and prompt builder.
 #include "server/rag/document_store.h"
 
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -106,6 +107,61 @@ TEST(DocumentStore, SizeCapReached_ResourceExhausted_NothingOfTheBatchStored) {
   EXPECT_FALSE(*(*s)->HasDocument("c", "other"));  // rolled back with the batch
   // Still usable afterwards.
   EXPECT_TRUE((*s)->UpsertDocuments("c", {Doc("after", 1, 1)}, &added, &removed, &replaced).ok());
+}
+
+TEST(DocumentStore, IndexSpec_StoredWithTheCollection_OldDatabaseMigrated_CorruptSpecReadsAsExact) {
+  TempDir tmp;
+  const std::string path = tmp.Join("rag.sqlite");
+  {  // a database of the schema before collections chose their index
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE collections(name TEXT PRIMARY KEY, embedder TEXT NOT NULL, precision TEXT NOT "
+                           "NULL, dim INTEGER NOT NULL, chunk_tokens INTEGER NOT NULL, chunk_overlap INTEGER NOT NULL);"
+                           "INSERT INTO collections VALUES('old', 'test@0', 'fp32', 3, 16, 2);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  {
+    auto s = DocumentStore::Open(path);
+    ASSERT_TRUE(s.ok()) << s.status();
+    CollectionInfo hnsw = Info("h");
+    hnsw.index = *ResolveIndexSpec({.kind = IndexKind::kHnsw, .hnsw_ef_search = 40});
+    ASSERT_TRUE((*s)->CreateCollection(hnsw).ok());
+    CollectionInfo ivf = Info("i");
+    ivf.index = *ResolveIndexSpec({.kind = IndexKind::kIvf, .ivf_nlist = 10});
+    ASSERT_TRUE((*s)->CreateCollection(ivf).ok());
+  }
+  auto s = DocumentStore::Open(path);
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto list = (*s)->ListCollections();
+  ASSERT_EQ(list.size(), 3u);
+  EXPECT_EQ(list[0].name, "h");
+  EXPECT_EQ(list[0].index.kind, IndexKind::kHnsw);
+  EXPECT_EQ(list[0].index.hnsw_ef_search, 40);
+  EXPECT_EQ(list[0].index.hnsw_m, kDefaultHnswM);
+  EXPECT_EQ(list[1].index.kind, IndexKind::kIvf);
+  EXPECT_EQ(list[1].index.ivf_nlist, 10);
+  EXPECT_EQ(list[1].index.ivf_nprobe, 10);
+  EXPECT_EQ(list[2].name, "old");
+  EXPECT_EQ(list[2].index.kind, IndexKind::kExact) << "collections made before the choice are exact";
+  EXPECT_TRUE(list[2].index_status.empty());
+  s->reset();
+  {  // a damaged spec: the collection stays usable (exact) and its status says why
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE collections SET index_spec = '{\"kind\":\"hnsw\",\"hnsw_m\":1}' WHERE name = 'h'",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  s = DocumentStore::Open(path);
+  ASSERT_TRUE(s.ok());
+  list = (*s)->ListCollections();
+  EXPECT_EQ(list[0].index.kind, IndexKind::kExact);
+  EXPECT_THAT(list[0].index_status, HasSubstr("hnsw_m must be in [4, 128]"));
+  EXPECT_THAT(list[0].index_status, HasSubstr("searching exactly"));
 }
 
 TEST(DocumentStore, UncreatablePath_FailedPrecondition) {
