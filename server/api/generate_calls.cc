@@ -141,7 +141,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
     }
     RagOutcome rag;
     if (admission->rag.has_value()) {
-      if (absl::Status s = PrepareRagRequest(*state_, *admission->rag, &admission->request, &rag); !s.ok()) {
+      if (absl::Status s = PrepareRagRequest(*state_, *admission->model, *admission->rag, &admission->request, &rag); !s.ok()) {
         Finish(ToGrpcStatus(s));
         return;
       }
@@ -222,7 +222,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
     }
     RagOutcome rag;
     if (admission->rag.has_value()) {
-      if (absl::Status s = PrepareRagRequest(*state_, *admission->rag, &admission->request, &rag); !s.ok()) {
+      if (absl::Status s = PrepareRagRequest(*state_, *admission->model, *admission->rag, &admission->request, &rag); !s.ok()) {
         Finish(ToGrpcStatus(s));
         return;
       }

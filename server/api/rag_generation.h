@@ -22,10 +22,14 @@ struct RagOutcome {
   std::optional<rag::RetrieveTimings> timings;  // set when retrieval ran
 };
 
+// The prompt is fitted to `model`'s context (rag::FitRagPrompt, with room for max_tokens): lower-ranked
+// passages are dropped, or the best one cut, and outcome->passages lists only what the prompt holds.
 // FAILED_PRECONDITION without an embedder; INVALID_ARGUMENT for a missing collection name, top_k outside
-// [0, 100] or a template without {question}; the collection's own errors (NOT_FOUND, ...).
-absl::Status PrepareRagRequest(const ServingState& state, const qrag::v1::RagOptions& options,
-                               engine::EngineRequest* request, RagOutcome* outcome);
+// [0, 100] or a template without {question}; OUT_OF_RANGE when the question and template alone do not fit;
+// the collection's own errors (NOT_FOUND, ...).
+absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& model,
+                               const qrag::v1::RagOptions& options, engine::EngineRequest* request,
+                               RagOutcome* outcome);
 
 // Adds the retrieval timings and generate_seconds (= the engine's total) when retrieval ran.
 void FillRagTimings(const std::optional<rag::RetrieveTimings>& rag, const engine::Timings& engine,

@@ -53,6 +53,7 @@ class Engine::Impl {
     return stats_;
   }
   int context_length() const { return options_.context_length; }
+  const model::Tokenizer* tokenizer() const { return tokenizer_; }
 
  private:
   struct Request {
@@ -407,5 +408,6 @@ void Engine::Cancel(uint64_t id) { impl_->Cancel(id); }
 void Engine::Drain(absl::Duration grace) { impl_->Drain(grace); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 int Engine::context_length() const { return impl_->context_length(); }
+const model::Tokenizer* Engine::tokenizer() const { return impl_->tokenizer(); }
 
 }  // namespace qrag::engine

@@ -107,6 +107,8 @@ class Engine {
 
   EngineStats Stats() const;
   int context_length() const;
+  // The tokenizer prompts are encoded with (to size a prompt before submitting it, as RAG does).
+  const model::Tokenizer* tokenizer() const;
 
  private:
   class Impl;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "server/common/status.h"
 
 namespace qrag::rag {
 
@@ -17,6 +18,60 @@ absl::StatusOr<std::string> BuildRagPrompt(const std::string& question, const st
   }
   // One pass, so that braces inside passages or the question are never expanded.
   return absl::StrReplaceAll(tmpl, {{"{context}", context}, {"{question}", question}});
+}
+
+namespace {
+
+// Byte offsets of the character boundaries of `text` (UTF-8), including 0 and text.size().
+std::vector<size_t> CharBoundaries(const std::string& text) {
+  std::vector<size_t> b;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) b.push_back(i);
+  }
+  b.push_back(text.size());
+  return b;
+}
+
+}  // namespace
+
+absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
+                                             const std::string& prompt_template, int budget,
+                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens) {
+  FittedRagPrompt out;
+  // Whole passages: the most that fit (prompt length grows with each passage added).
+  for (int used = static_cast<int>(passages.size()); used >= 0; --used) {
+    const std::vector<std::string> head(passages.begin(), passages.begin() + used);
+    QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, head, prompt_template));
+    QRAG_ASSIGN_OR_RETURN(int tokens, count_tokens(prompt));
+    if (tokens <= budget) {
+      out = {.prompt = std::move(prompt), .passages_used = used, .prompt_tokens = tokens};
+      break;
+    }
+    if (used == 0) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "rag: the prompt template and question alone are ", tokens, " tokens, more than the ", budget,
+          " the generator's context leaves after max_tokens: shorten the question or lower max_tokens"));
+    }
+  }
+  if (out.passages_used > 0 || passages.empty()) return out;
+  // Not even the best passage fits whole: keep its longest fitting prefix (if any character fits).
+  const std::vector<size_t> bounds = CharBoundaries(passages[0]);
+  size_t lo = 0, hi = bounds.size() - 1;  // prefix of bounds[lo] bytes fits; bounds[hi] does not
+  FittedRagPrompt best = out;
+  while (hi - lo > 1) {
+    const size_t mid = lo + (hi - lo) / 2;
+    QRAG_ASSIGN_OR_RETURN(std::string prompt,
+                          BuildRagPrompt(question, {passages[0].substr(0, bounds[mid])}, prompt_template));
+    QRAG_ASSIGN_OR_RETURN(int tokens, count_tokens(prompt));
+    if (tokens <= budget) {
+      lo = mid;
+      best = {.prompt = std::move(prompt), .passages_used = 1, .last_truncated = true,
+              .last_passage_bytes = bounds[mid], .prompt_tokens = tokens};
+    } else {
+      hi = mid;
+    }
+  }
+  return best;
 }
 
 }  // namespace qrag::rag

@@ -7,6 +7,7 @@
 #ifndef QRAG_SERVER_RAG_PROMPT_BUILDER_H_
 #define QRAG_SERVER_RAG_PROMPT_BUILDER_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,25 @@ inline constexpr char kDefaultRagTemplate[] = "Context:\n{context}\n\nQuestion: 
 
 absl::StatusOr<std::string> BuildRagPrompt(const std::string& question, const std::vector<std::string>& passages,
                                            const std::string& prompt_template);
+
+// The prompt made to fit the generator's context. `passages` come best first; `count_tokens` gives the
+// generator's token count of a prompt (what its engine will see), and `budget` the most prompt tokens the
+// request leaves room for (context length - max_tokens). The lowest-ranked passages are dropped until the
+// prompt fits; when even the best passage alone does not fit, its longest prefix that fits is kept (cut at
+// a UTF-8 character boundary, by binary search on the character count).
+struct FittedRagPrompt {
+  std::string prompt;
+  int passages_used = 0;       // the first passages_used of `passages`
+  bool last_truncated = false;  // passage passages_used - 1 was cut ...
+  size_t last_passage_bytes = 0;  // ... to its first last_passage_bytes bytes
+  int prompt_tokens = 0;
+};
+// OUT_OF_RANGE when the template and question alone exceed the budget (the message gives both numbers and
+// says to shorten the question or lower max_tokens); INVALID_ARGUMENT for a template without {question};
+// count_tokens' errors.
+absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
+                                             const std::string& prompt_template, int budget,
+                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens);
 
 }  // namespace qrag::rag
 

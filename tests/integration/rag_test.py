@@ -156,6 +156,39 @@ class RetrievalApi(unittest.TestCase):
         self.assertIn(cases[0][1], chunks[0].passages[0].text)
         self.assertGreater(chunks[-1].timings.search_seconds, 0)
 
+    def test_generate_with_rag_fits_passages_to_the_context(self):
+        question = "Who did the president nominate to the Supreme Court?"
+        ctx = 512  # stories260K's context: ten SOTU passages are far more tokens than that
+
+        def ask(top_k, max_tokens):
+            req = st.pb.GenerateRequest(prompt=question, max_tokens=max_tokens, temperature=0)
+            req.rag.collection = "sotu"
+            req.rag.top_k = top_k
+            return self.server.inference.Generate(req, timeout=300)
+
+        best = ask(1, 8).passages[0]
+        r = ask(10, 8)
+        # The lowest-ranked passages were dropped: fewer than asked, best first, and the prompt fits.
+        self.assertGreaterEqual(len(r.passages), 1)
+        self.assertLess(len(r.passages), 10)
+        self.assertEqual((r.passages[0].document_id, r.passages[0].chunk_index),
+                         (best.document_id, best.chunk_index))
+        self.assertLessEqual(r.usage.prompt_tokens + 8, ctx)
+        self.assertEqual(r.usage.completion_tokens, 8)
+        # Little room left: the best passage is cut to what fits (a prefix of it), flagged truncated.
+        r = ask(3, 440)
+        self.assertEqual(len(r.passages), 1)
+        self.assertTrue(r.passages[0].truncated)
+        self.assertTrue(best.text.startswith(r.passages[0].text))
+        self.assertLess(len(r.passages[0].text), len(best.text))
+        self.assertLessEqual(r.usage.prompt_tokens + 440, ctx)
+        # No room for the question itself: OUT_OF_RANGE saying what to change; the server keeps serving.
+        long_q = st.pb.GenerateRequest(prompt="why " * 200, max_tokens=300, temperature=0)
+        long_q.rag.collection = "sotu"
+        self.assert_code(lambda: self.server.inference.Generate(long_q, timeout=300), st.grpc.StatusCode.OUT_OF_RANGE,
+                         "lower max_tokens")
+        self.assertEqual(len(ask(1, 8).passages), 1)
+
     def test_retrieve_feeds_the_rag_metrics(self):
         def counts():
             m = re.search(r"metrics on (\S+)", self.server.log_text())
