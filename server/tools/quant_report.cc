@@ -638,6 +638,10 @@ absl::Status Section4(const QuantReportOptions& o, const model::LoadedModel& lm,
     absl::StrAppend(&scifact_csv, s.name, ",", s.served ? 1 : 0, ",", f->ndcg_at_10, ",", f->recall_at_100, "\n");
   }
   absl::StrAppend(md, "\n");
+  if (scifact_csv.find('\n') + 1 < scifact_csv.size()) {  // any scheme measured
+    absl::StrAppend(md, "![SciFact nDCG@10 per scheme](", fs::path(data_dir).filename().string(),
+                    "/item4_scifact.png)\n\n");
+  }
   QRAG_RETURN_IF_ERROR(WriteText(data_dir + "/item4_scifact.csv", scifact_csv));
   return WriteText(data_dir + "/item4_end_model.csv", csv);
 }

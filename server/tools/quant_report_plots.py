@@ -114,6 +114,24 @@ def item4(data_dir):
     save(fig, data_dir, "item4_end_model.png")
 
 
+def item4_scifact(data_dir):
+    """all-MiniLM-L6-v2 SciFact nDCG@10 per scheme; written only when the report had SciFact figures."""
+    rs = rows(data_dir, "item4_scifact.csv")
+    if not rs:
+        return
+    names = [r["scheme"] for r in rs]
+    colors = ["tab:blue" if r["served"] == "1" else "tab:orange" for r in rs]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.bar(names, [float(r["ndcg_at_10"]) for r in rs], color=colors)
+    ax.axhline(0.645, color="gray", linestyle="--", linewidth=1, label="published fp32 (0.645)")
+    ax.set_ylim(0, 0.75)
+    ax.set_ylabel("SciFact nDCG@10")
+    ax.set_title("all-MiniLM-L6-v2 (blue: served, orange: emulated)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(True, axis="y", alpha=0.3)
+    save(fig, data_dir, "item4_scifact.png")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -123,6 +141,7 @@ def main():
     item2(data_dir)
     item3(data_dir)
     item4(data_dir)
+    item4_scifact(data_dir)
     return 0
 
 

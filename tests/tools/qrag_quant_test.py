@@ -204,6 +204,9 @@ class Report(unittest.TestCase):
             with open(os.path.join(d, "r", "item4_scifact.csv")) as f:
                 self.assertEqual(f.read().splitlines(), ["scheme,served,ndcg_at_10,recall_at_100",
                                                          "fp32,1,0.64508,0.925", "2:4,0,0.5,0.8"])
+            self.assertIn("(r/item4_scifact.png)", text)
+            with open(os.path.join(d, "r", "item4_scifact.png"), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_malformed_scifact_result_is_error_1_naming_it(self):
         with tempfile.TemporaryDirectory() as d:
