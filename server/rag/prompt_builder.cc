@@ -38,19 +38,31 @@ absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const 
                                              const std::string& prompt_template, int budget,
                                              const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens) {
   FittedRagPrompt out;
-  // Whole passages: the most that fit (prompt length grows with each passage added).
-  for (int used = static_cast<int>(passages.size()); used >= 0; --used) {
-    const std::vector<std::string> head(passages.begin(), passages.begin() + used);
-    QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, head, prompt_template));
+  // Whole passages: the most that fit. The prompt only grows with each passage added, so after the common
+  // case (all fit) a binary search finds the count with O(log k) tokenizations rather than k.
+  const int n = static_cast<int>(passages.size());
+  auto attempt = [&](int used) -> absl::StatusOr<FittedRagPrompt> {
+    QRAG_ASSIGN_OR_RETURN(std::string prompt,
+                          BuildRagPrompt(question, {passages.begin(), passages.begin() + used}, prompt_template));
     QRAG_ASSIGN_OR_RETURN(int tokens, count_tokens(prompt));
-    if (tokens <= budget) {
-      out = {.prompt = std::move(prompt), .passages_used = used, .prompt_tokens = tokens};
-      break;
-    }
-    if (used == 0) {
-      return absl::OutOfRangeError(absl::StrCat(
-          "rag: the prompt template and question alone are ", tokens, " tokens, more than the ", budget,
-          " the generator's context leaves after max_tokens: shorten the question or lower max_tokens"));
+    return FittedRagPrompt{.prompt = std::move(prompt), .passages_used = used, .prompt_tokens = tokens};
+  };
+  QRAG_ASSIGN_OR_RETURN(out, attempt(n));
+  if (out.prompt_tokens <= budget) return out;
+  QRAG_ASSIGN_OR_RETURN(out, attempt(0));
+  if (out.prompt_tokens > budget) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "rag: the prompt template and question alone are ", out.prompt_tokens, " tokens, more than the ", budget,
+        " the generator's context leaves after max_tokens: shorten the question or lower max_tokens"));
+  }
+  for (int lo = 0, hi = n; hi - lo > 1;) {  // `lo` passages fit (out holds them), `hi` do not
+    const int mid = lo + (hi - lo) / 2;
+    QRAG_ASSIGN_OR_RETURN(FittedRagPrompt f, attempt(mid));
+    if (f.prompt_tokens <= budget) {
+      lo = mid;
+      out = std::move(f);
+    } else {
+      hi = mid;
     }
   }
   if (out.passages_used > 0 || passages.empty()) return out;

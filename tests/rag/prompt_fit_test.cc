@@ -41,6 +41,22 @@ TEST(FitRagPrompt, TooLong_DropsLowestRankedFirst) {
   EXPECT_FALSE(f->last_truncated);
 }
 
+TEST(FitRagPrompt, ManyPassages_BinarySearchTokenizesLogarithmicallyOften) {
+  std::vector<std::string> p;
+  for (int i = 0; i < 64; ++i) p.push_back("passage number " + std::to_string(i));
+  const std::vector<std::string> first10(p.begin(), p.begin() + 10);
+  int calls = 0;
+  auto counting = [&calls](const std::string& s) -> absl::StatusOr<int> {
+    ++calls;
+    return static_cast<int>(s.size());
+  };
+  auto f = FitRagPrompt("Q?", p, "", PromptBytes("Q?", first10), counting);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->passages_used, 10);
+  EXPECT_EQ(f->prompt, *BuildRagPrompt("Q?", first10, ""));
+  EXPECT_LE(calls, 2 + 6);  // all, none, then log2(64) probes
+}
+
 TEST(FitRagPrompt, BestPassageTooLong_CutToTheLongestFittingPrefix) {
   const std::string best = "0123456789abcdefghij";
   const int budget = PromptBytes("Q?", {best.substr(0, 7)});
