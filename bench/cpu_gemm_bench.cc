@@ -24,6 +24,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -92,25 +93,22 @@ std::vector<uint8_t> RandomOperand(int64_t scheme, int64_t count, std::mt19937& 
   return bytes;
 }
 
-void RunGemm(int64_t scheme, const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w,
-             const float* w_scale, int64_t n, int64_t k, float* y, const GemmKernelOptions& options) {
+absl::Status RunGemm(int64_t scheme, const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w,
+                     const float* w_scale, int64_t n, int64_t k, float* y, const GemmKernelOptions& options) {
   switch (scheme) {
     case kF32:
-      GemmF32(reinterpret_cast<const float*>(x), m, reinterpret_cast<const float*>(w), n, k, nullptr, y,
-              options);
-      break;
+      return GemmF32(reinterpret_cast<const float*>(x), m, reinterpret_cast<const float*>(w), n, k, nullptr, y,
+                     options);
     case kBf16:
-      GemmBf16(reinterpret_cast<const uint16_t*>(x), m, reinterpret_cast<const uint16_t*>(w), n, k, nullptr,
-               y, options);
-      break;
+      return GemmBf16(reinterpret_cast<const uint16_t*>(x), m, reinterpret_cast<const uint16_t*>(w), n, k,
+                      nullptr, y, options);
     case kFp8:
-      GemmFp8(x, x_scale, m, w, w_scale, n, k, nullptr, y, options);
-      break;
+      return GemmFp8(x, x_scale, m, w, w_scale, n, k, nullptr, y, options);
     case kInt8:
-      GemmInt8(reinterpret_cast<const int8_t*>(x), x_scale, m, reinterpret_cast<const int8_t*>(w), w_scale, n,
-               k, nullptr, y, options);
-      break;
+      return GemmInt8(reinterpret_cast<const int8_t*>(x), x_scale, m, reinterpret_cast<const int8_t*>(w), w_scale,
+                      n, k, nullptr, y, options);
   }
+  return absl::InvalidArgumentError("unknown scheme");
 }
 
 void BM_Gemm(benchmark::State& state) {
@@ -132,8 +130,12 @@ void BM_Gemm(benchmark::State& state) {
   const GemmKernelOptions options{.reference = false, .pool = &pool, .allow_avx512 = avx512};
   int64_t next = 0;
   for (auto _ : state) {
-    RunGemm(scheme, activations[next].data(), x_scale.data(), m, weights[next].data(), w_scale.data(), n, k,
-            y.data(), options);
+    if (absl::Status s = RunGemm(scheme, activations[next].data(), x_scale.data(), m, weights[next].data(),
+                                 w_scale.data(), n, k, y.data(), options);
+        !s.ok()) {
+      state.SkipWithError(std::string(s.message()).c_str());
+      break;
+    }
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
     next = (next + 1) % copies;

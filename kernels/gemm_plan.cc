@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_handles.h"
 #include "server/common/status.h"
 
 namespace qrag::kernels {
@@ -154,18 +155,16 @@ absl::StatusOr<std::unique_ptr<GemmPlan>> PlanGemm(cublasLtHandle_t handle, cons
                                                    int max_candidates, size_t max_workspace_bytes) {
   if (max_candidates < 1) return absl::InvalidArgumentError("PlanGemm: max_candidates must be >= 1");
   QRAG_ASSIGN_OR_RETURN(std::unique_ptr<GemmPlan> plan, CreateGemmDescriptors(desc));
-  cublasLtMatmulPreference_t pref = nullptr;
-  QRAG_CUDA_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
+  QRAG_ASSIGN_OR_RETURN(MatmulPreference pref, CreateMatmulPreference());
   const uint64_t ws = max_workspace_bytes;
   cublasStatus_t st =
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+      cublasLtMatmulPreferenceSetAttribute(pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
   std::vector<cublasLtMatmulHeuristicResult_t> results(max_candidates);
   int returned = 0;
   if (st == CUBLAS_STATUS_SUCCESS) {
-    st = cublasLtMatmulAlgoGetHeuristic(handle, plan->op_, plan->a_, plan->b_, plan->d_, plan->d_, pref,
+    st = cublasLtMatmulAlgoGetHeuristic(handle, plan->op_, plan->a_, plan->b_, plan->d_, plan->d_, pref.get(),
                                         max_candidates, results.data(), &returned);
   }
-  cublasLtMatmulPreferenceDestroy(pref);
   if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && returned == 0)) {
     return absl::UnimplementedError(
         absl::StrCat("gemm ", GemmDescString(desc), ": cuBLASLt has no algorithm for it on this GPU"));
@@ -232,9 +231,10 @@ absl::Status RunGemm(cublasLtHandle_t handle, const GemmPlan& plan, const GemmAr
 absl::StatusOr<std::unique_ptr<GemmPlan>> AutotuneGemm(cublasLtHandle_t handle, const GemmPlan& plan,
                                                        const GemmArgs& args, int iterations, cudaStream_t stream) {
   if (iterations < 1) return absl::InvalidArgumentError("AutotuneGemm: iterations must be >= 1");
-  cudaEvent_t start = nullptr, stop = nullptr;
-  QRAG_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  absl::Status s = CudaStatus(cudaEventCreate(&stop), "cudaEventCreate(&stop)", __FILE__, __LINE__);
+  QRAG_ASSIGN_OR_RETURN(CudaEvent start_event, CreateCudaEvent());
+  QRAG_ASSIGN_OR_RETURN(CudaEvent stop_event, CreateCudaEvent());
+  cudaEvent_t start = start_event.get(), stop = stop_event.get();
+  absl::Status s;
   std::vector<float> medians(plan.candidates_.size(), -1.0f);
   for (size_t i = 0; s.ok() && i < plan.candidates_.size(); ++i) {
     if (!RunGemmCandidate(handle, plan, static_cast<int>(i), args, stream).ok()) continue;  // warm-up
@@ -255,8 +255,6 @@ absl::StatusOr<std::unique_ptr<GemmPlan>> AutotuneGemm(cublasLtHandle_t handle, 
       medians[i] = times[times.size() / 2];
     }
   }
-  if (start != nullptr) cudaEventDestroy(start);
-  if (stop != nullptr) cudaEventDestroy(stop);
   QRAG_RETURN_IF_ERROR(s);
   int best = -1;
   for (size_t i = 0; i < medians.size(); ++i) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "qrag/v1/inference.grpc.pb.h"
@@ -122,6 +123,40 @@ class Forwarder final : public engine::RequestObserver {
   Call* const call_;
 };
 
+// What a generation call records before its request can reach the engine (the engine may call the observer
+// before Submit returns).
+struct Prelude {
+  std::string model;  // the served name the request resolved to
+  RagOutcome rag;     // passages and retrieval timings; empty without the rag option
+};
+
+// The one request-start path of the generation calls: admission (serving phase, parse, validation, model,
+// deadline; a rejection is reported to `state`), RAG retrieval when asked for, `record(prelude)`, submission
+// with `observer`, and the link for cancellation. Returns the status to finish the call with when the request
+// did not reach the engine, OK once it did.
+absl::Status StartGeneration(ServingState* state, const grpc::CallbackServerContext& context,
+                             const grpc::ByteBuffer& request, absl::FunctionRef<void(Prelude)> record,
+                             std::shared_ptr<engine::RequestObserver> observer, EngineLink* link) {
+  absl::StatusOr<Admission> admission = AdmitGenerate(*state, context, request);
+  if (!admission.ok()) {
+    state->ReportRejected(admission.status());
+    return admission.status();
+  }
+  Prelude prelude;
+  prelude.model = admission->model->name;
+  if (admission->rag.has_value()) {
+    QRAG_RETURN_IF_ERROR(
+        PrepareRagRequest(*state, *admission->model, *admission->rag, &admission->request, &prelude.rag));
+  }
+  record(std::move(prelude));
+  engine::Engine* engine = admission->model->engine;
+  QRAG_ASSIGN_OR_RETURN(uint64_t id, engine->Submit(std::move(admission->request), std::move(observer)));
+  // gRPC does not run the reactor's OnDone before the handler that started it returned, so the call is alive
+  // here even when the engine already finished the request.
+  link->Submitted(engine, id);
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Unary Generate.
 
@@ -133,35 +168,16 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   }
 
   void Start(const grpc::ByteBuffer& request) {
-    absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
-    if (!admission.ok()) {
-      state_->ReportRejected(admission.status());
-      Finish(ToGrpcStatus(admission.status()));
-      return;
-    }
-    RagOutcome rag;
-    if (admission->rag.has_value()) {
-      if (absl::Status s = PrepareRagRequest(*state_, *admission->model, *admission->rag, &admission->request, &rag); !s.ok()) {
-        Finish(ToGrpcStatus(s));
-        return;
-      }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      message_.set_model(admission->model->name);
-      *message_.mutable_passages() = std::move(rag.passages);
-      rag_timings_ = rag.timings;
-    }
-    engine::Engine* engine = admission->model->engine;
-    absl::StatusOr<uint64_t> id =
-        engine->Submit(std::move(admission->request), std::make_shared<Forwarder<GenerateCall>>(this));
-    if (!id.ok()) {
-      Finish(ToGrpcStatus(id.status()));
-      return;
-    }
-    // gRPC does not run OnDone before this handler returned, so `this` is alive here even when the engine
-    // already finished the request.
-    link_.Submitted(engine, *id);
+    const absl::Status started = StartGeneration(
+        state_, *context_, request,
+        [this](Prelude prelude) {
+          absl::MutexLock lock(&mu_);
+          message_.set_model(std::move(prelude.model));
+          *message_.mutable_passages() = std::move(prelude.rag.passages);
+          rag_timings_ = prelude.rag.timings;
+        },
+        std::make_shared<Forwarder<GenerateCall>>(this), &link_);
+    if (!started.ok()) Finish(ToGrpcStatus(started));
   }
 
   void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
@@ -214,33 +230,16 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   }
 
   void Start(const grpc::ByteBuffer& request) {
-    absl::StatusOr<Admission> admission = AdmitGenerate(*state_, *context_, request);
-    if (!admission.ok()) {
-      state_->ReportRejected(admission.status());
-      Finish(ToGrpcStatus(admission.status()));
-      return;
-    }
-    RagOutcome rag;
-    if (admission->rag.has_value()) {
-      if (absl::Status s = PrepareRagRequest(*state_, *admission->model, *admission->rag, &admission->request, &rag); !s.ok()) {
-        Finish(ToGrpcStatus(s));
-        return;
-      }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      model_ = admission->model->name;
-      *pending_.mutable_passages() = std::move(rag.passages);  // rides on the first message
-      rag_timings_ = rag.timings;
-    }
-    engine::Engine* engine = admission->model->engine;
-    absl::StatusOr<uint64_t> id =
-        engine->Submit(std::move(admission->request), std::make_shared<Forwarder<GenerateStreamCall>>(this));
-    if (!id.ok()) {
-      Finish(ToGrpcStatus(id.status()));
-      return;
-    }
-    link_.Submitted(engine, *id);  // safe: see GenerateCall::Start
+    const absl::Status started = StartGeneration(
+        state_, *context_, request,
+        [this](Prelude prelude) {
+          absl::MutexLock lock(&mu_);
+          model_ = std::move(prelude.model);
+          *pending_.mutable_passages() = std::move(prelude.rag.passages);  // rides on the first message
+          rag_timings_ = prelude.rag.timings;
+        },
+        std::make_shared<Forwarder<GenerateStreamCall>>(this), &link_);
+    if (!started.ok()) Finish(ToGrpcStatus(started));
   }
 
   void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/status_mapping.h"
+#include "server/common/echo.h"
 #include "server/common/status.h"
 
 namespace qrag::api {
@@ -156,7 +157,7 @@ grpc::Status RetrievalService::Ingest(
     if (!request.collection().empty()) {
       if (!collection.empty() && request.collection() != collection) {
         return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-            "collection: one Ingest call writes one collection ('", collection, "'), got '", request.collection(), "'")));
+            "collection: one Ingest call writes one collection (", Echo(collection), "), got ", Echo(request.collection()))));
       }
       collection = request.collection();
     }

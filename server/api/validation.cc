@@ -1,13 +1,14 @@
 #include "server/api/validation.h"
 
-#include <cmath>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "server/common/echo.h"
 #include "server/common/status.h"
+#include "server/engine/sampler.h"
 #include "server/model/utf8.h"
 
 namespace qrag::api {
@@ -42,9 +43,6 @@ absl::Status DiagnoseUnparsable(std::string_view wire) {
       "is not UTF-8)");
 }
 
-// Debian's abseil has its own string_view type; StrCat takes std::string.
-std::string Quoted(std::string_view s) { return absl::StrCat("'", std::string(s), "'"); }
-
 }  // namespace
 
 absl::StatusOr<qrag::v1::GenerateRequest> ParseGenerateRequest(std::string_view wire) {
@@ -61,7 +59,7 @@ absl::StatusOr<std::string> ResolveModel(std::string_view requested, const std::
   for (const std::string& m : models) {
     if (m == requested) return m;
   }
-  return absl::NotFoundError(absl::StrCat("model ", Quoted(requested), " is not served here; available: ",
+  return absl::NotFoundError(absl::StrCat("model ", Echo(requested), " is not served here; available: ",
                                           absl::StrJoin(models, ", ")));
 }
 
@@ -89,29 +87,15 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const qrag::v1::Generat
                                                    options.default_max_tokens));
   }
 
+  // The sampling rules live with the sampler (engine::ValidateSamplingParams), for every front end and the
+  // offline tools alike; the proto's unset fields take their documented defaults first.
   engine::SamplingParams& s = e.sampling;
   s.temperature = request.has_temperature() ? request.temperature() : 1.0f;
-  if (!std::isfinite(s.temperature) || s.temperature < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("temperature must be a finite number >= 0 (got ", s.temperature, "); 0 = greedy"));
-  }
   s.top_p = request.has_top_p() ? request.top_p() : 1.0f;
-  if (!(s.top_p > 0 && s.top_p <= 1)) {  // also rejects NaN
-    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1] (got ", s.top_p, "); 1 = off"));
-  }
   s.top_k = request.top_k();
-  if (s.top_k < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0 (got ", s.top_k, "); 0 = off"));
-  }
   s.min_p = request.min_p();
-  if (!(s.min_p >= 0 && s.min_p <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1] (got ", s.min_p, "); 0 = off"));
-  }
   s.repetition_penalty = request.has_repetition_penalty() ? request.repetition_penalty() : 1.0f;
-  if (!std::isfinite(s.repetition_penalty) || s.repetition_penalty <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("repetition_penalty must be a finite number > 0 (got ",
-                                                   s.repetition_penalty, "); 1 = off"));
-  }
+  QRAG_RETURN_IF_ERROR(engine::ValidateSamplingParams(s));
   if (request.has_seed()) s.seed = request.seed();
 
   if (request.stop_size() > options.max_stop_strings) {

@@ -1,4 +1,7 @@
 // Request validation for the Inference service: wire bytes -> qrag.v1.GenerateRequest -> engine request.
+// The one implementation of the request rules for every front end: gRPC parses the wire bytes, other front
+// ends (HTTP) build the same qrag.v1.GenerateRequest from their own syntax and call ValidateGenerateRequest;
+// the sampling ranges themselves are engine::ValidateSamplingParams'.
 //
 // Pure functions (no I/O, no engine, no clock), so every rule is unit-tested field by field. Each error is
 // an absl::Status whose message names the proto field, the value received and the allowed range, so a

@@ -11,18 +11,21 @@ namespace qrag::engine {
 
 absl::Status ValidateSamplingParams(const SamplingParams& p) {
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("temperature must be >= 0 (0 = greedy), got ", p.temperature));
+    return absl::InvalidArgumentError(
+        absl::StrCat("temperature must be a finite number >= 0 (got ", p.temperature, "); 0 = greedy"));
   }
-  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1] (1 = off), got ", p.top_p));
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {  // also rejects NaN
+    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1] (got ", p.top_p, "); 1 = off"));
   }
-  if (p.top_k < 0) return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0 (0 = off), got ", p.top_k));
+  if (p.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("top_k must be >= 0 (got ", p.top_k, "); 0 = off"));
+  }
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1] (0 = off), got ", p.min_p));
+    return absl::InvalidArgumentError(absl::StrCat("min_p must be in [0, 1] (got ", p.min_p, "); 0 = off"));
   }
   if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("repetition_penalty must be > 0 (1 = off), got ", p.repetition_penalty));
+    return absl::InvalidArgumentError(absl::StrCat("repetition_penalty must be a finite number > 0 (got ",
+                                                   p.repetition_penalty, "); 1 = off"));
   }
   return absl::OkStatus();
 }
@@ -64,10 +67,19 @@ int32_t Sampler::Sample(absl::Span<float> logits, absl::Span<const int32_t> hist
     }
     return best;
   }
+  // The greedy choice, for temperatures so small that logits / temperature overflows (below).
+  int best = 0;
+  for (int i = 1; i < n; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
   // run.c: logits /= temperature, then softmax with fp32 sums.
   for (int i = 0; i < n; ++i) logits[i] /= params_.temperature;
   float max_val = logits[0];
   for (int i = 1; i < n; ++i) max_val = std::max(max_val, logits[i]);
+  // A tiny temperature (1e-38, 1e-45) or penalty overflows the largest scaled logit to +-inf, and the softmax
+  // would turn into NaN (inf - inf). The distribution it stands for is a point mass on the largest logit:
+  // sample greedily. Finite scaled logits keep run.c's exact arithmetic.
+  if (!std::isfinite(max_val)) return best;
   float sum = 0;
   for (int i = 0; i < n; ++i) {
     logits[i] = std::exp(logits[i] - max_val);

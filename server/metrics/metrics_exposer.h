@@ -4,8 +4,11 @@
 // A small HTTP/1.1 server of its own rather than prometheus-cpp's civetweb Exposer: civetweb starts its
 // threads with ~100 KiB stacks, which cannot hold the static TLS of the CUDA libraries qrag-server links
 // (libcublasLt alone has 92 KiB), so pthread_create fails with EINVAL and the exposer cannot start in a
-// CUDA build. One thread (normal stack) accepts and answers scrapes one at a time, each connection with a
-// 5 s I/O timeout and "Connection: close"; a scrape only reads the registry's atomics.
+// CUDA build. One thread (normal stack) runs a poll loop over non-blocking sockets: it serves up to 256
+// connections at once, each with 5 s for the whole exchange (a deadline from accept, not reset by each byte,
+// so a client trickling bytes is dropped on time) and "Connection: close"; past 256 open connections a new
+// one is closed at once. A slow or stalled client therefore never delays another scrape. A scrape only reads
+// the registry's atomics.
 // GET/HEAD /metrics -> 200; another path -> 404; another method -> 405; a malformed request -> 400.
 #ifndef QRAG_SERVER_METRICS_METRICS_EXPOSER_H_
 #define QRAG_SERVER_METRICS_METRICS_EXPOSER_H_
@@ -37,7 +40,8 @@ class MetricsExposer {
  private:
   MetricsExposer(int listen_fd, int wake_fd, std::shared_ptr<prometheus::Registry> registry, std::string address);
   void Loop();
-  void Serve(int fd);
+  // The HTTP response to one complete request head.
+  std::string Answer(const std::string& request) const;
 
   const int listen_fd_;
   const int wake_fd_;  // eventfd: written by the destructor to end Loop

@@ -39,7 +39,7 @@ class MetricsStack {
 
   engine::EngineHooks hooks() { return {serving_.get(), sampler_.get()}; }
   ServingMetrics& serving() { return *serving_; }
-  RagObserver& rag() { return *serving_; }
+  rag::RagObserver& rag() { return *serving_; }
   prometheus::Registry& registry() { return *registry_; }
   // The bound "HOST:PORT" of /metrics, or empty without an endpoint.
   std::string address() const { return exposer_ != nullptr ? exposer_->address() : std::string(); }

@@ -31,7 +31,7 @@
 #include "server/metrics/efficiency_window.h"
 #include "server/metrics/energy_meter.h"
 #include "server/metrics/energy_sampler.h"
-#include "server/metrics/rag_observer.h"
+#include "server/rag/rag_observer.h"
 
 namespace qrag::metrics {
 
@@ -43,7 +43,7 @@ struct ServingMetricsOptions {
   absl::Duration efficiency_window = absl::Seconds(30);  // for qrag_ops_per_watt and qrag_tokens_per_joule
 };
 
-class ServingMetrics final : public engine::EngineObserver, public RagObserver {
+class ServingMetrics final : public engine::EngineObserver, public rag::RagObserver {
  public:
   ServingMetrics(std::shared_ptr<prometheus::Registry> registry, const ServingMetricsOptions& options);
   ~ServingMetrics() override;

@@ -12,7 +12,7 @@
 #include "server/common/status.h"
 #include "server/model/json_util.h"
 #include "server/model/safetensors.h"
-#include "server/quant/quantized_checkpoint.h"
+#include "server/model/quantized_checkpoint.h"
 
 namespace qrag::model {
 namespace {
@@ -374,7 +374,7 @@ absl::StatusOr<LoadedModel> LoadHfCheckpoint(const std::string& dir) {
     }
     model.tensors.emplace(name, *std::move(t));
   }
-  QRAG_RETURN_IF_ERROR(quant::AttachQuantizedTensors(*weights, &model));
+  QRAG_RETURN_IF_ERROR(model::AttachQuantizedTensors(*weights, &model));
   return model;
 }
 

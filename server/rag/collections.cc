@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/echo.h"
 #include "server/common/status.h"
 #include "server/model/utf8.h"
 
@@ -21,7 +22,7 @@ absl::Status ValidateName(const std::string& name) {
   for (char c : name) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
       return absl::InvalidArgumentError(
-          absl::StrCat("collection name '", name, "' has a character outside [A-Za-z0-9_.-]"));
+          absl::StrCat("collection name ", Echo(name), " has a character outside [A-Za-z0-9_.-]"));
     }
   }
   return absl::OkStatus();
@@ -92,7 +93,7 @@ absl::StatusOr<std::shared_ptr<Collections::Entry>> Collections::Find(const std:
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(name);
     if (it == entries_.end()) {
-      return absl::NotFoundError(absl::StrCat("collection '", name, "' does not exist (ListCollections shows them)"));
+      return absl::NotFoundError(absl::StrCat("collection ", Echo(name), " does not exist (ListCollections shows them)"));
     }
     e = it->second;
   }
@@ -106,7 +107,7 @@ absl::StatusOr<CollectionInfo> Collections::Create(const std::string& name, cons
   QRAG_RETURN_IF_ERROR(ValidateChunkingOptions(chunking, encoder_->max_seq_length() - 2));
   QRAG_ASSIGN_OR_RETURN(const IndexSpec resolved, ResolveIndexSpec(index));
   if (!embedder.empty() && embedder != encoder_->model_id() && embedder != EmbedderDirName(encoder_->model_id())) {
-    return absl::FailedPreconditionError(absl::StrCat("embedder '", embedder, "' is not loaded; this server embeds with ",
+    return absl::FailedPreconditionError(absl::StrCat("embedder ", Echo(embedder), " is not loaded; this server embeds with ",
                                                       encoder_->model_id(), " (leave embedder empty to use it)"));
   }
   CollectionInfo info;
@@ -158,7 +159,7 @@ absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, 
   std::set<std::string> seen;
   for (size_t i = 0; i < docs.size(); ++i) {
     const DocumentInput& d = docs[i];
-    const std::string where = absl::StrCat("document ", i, d.id.empty() ? "" : absl::StrCat(" ('", d.id.substr(0, 64), "')"));
+    const std::string where = absl::StrCat("document ", i, d.id.empty() ? "" : absl::StrCat(" (", Echo(d.id), ")"));
     if (d.id.empty() || d.id.size() > 512) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": id must be 1 to 512 bytes"));
     }
@@ -184,7 +185,7 @@ absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, 
     QRAG_ASSIGN_OR_RETURN(std::vector<Chunk> chunks, ChunkText(docs[i].text, encoder_->tokenizer(), chunking));
     if (chunks.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("document ", i, " ('", docs[i].id.substr(0, 64), "'): text is empty (no tokens)"));
+          absl::StrCat("document ", i, " (", Echo(docs[i].id), "): text is empty (no tokens)"));
     }
     stored[i].id = docs[i].id;
     stored[i].text = docs[i].text;
@@ -208,7 +209,7 @@ absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, 
     absl::MutexLock lock(&mu_);  // dropped meanwhile?
     auto it = entries_.find(collection);
     if (it == entries_.end() || it->second != e) {
-      return absl::NotFoundError(absl::StrCat("collection '", collection, "' was dropped during the ingest"));
+      return absl::NotFoundError(absl::StrCat("collection ", Echo(collection), " was dropped during the ingest"));
     }
   }
   std::vector<std::vector<int64_t>> added;

@@ -30,7 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/backend/backend.h"
 #include "server/model/bert_encoder.h"
-#include "server/metrics/rag_observer.h"
+#include "server/rag/rag_observer.h"
 #include "server/rag/chunker.h"
 #include "server/rag/document_store.h"
 #include "server/rag/index_spec.h"
@@ -46,7 +46,7 @@ struct CollectionsOptions {
   int64_t max_store_bytes = 0;  // > 0: cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED
   // Hears each Retrieve's embed and search times (qrag_rag_embed_seconds / qrag_rag_search_seconds); not
   // owned, must outlive the Collections; null: no metrics.
-  metrics::RagObserver* observer = nullptr;
+  RagObserver* observer = nullptr;
 };
 
 struct DocumentInput {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/common/echo.h"
 #include "server/common/status.h"
 
 namespace qrag::rag {
@@ -203,7 +204,7 @@ absl::StatusOr<CollectionInfo> DocumentStore::GetCollection(const std::string& n
   for (CollectionInfo& i : ListCollections()) {
     if (i.name == name) return std::move(i);
   }
-  return absl::NotFoundError(absl::StrCat("collection '", name, "' does not exist"));
+  return absl::NotFoundError(absl::StrCat("collection ", Echo(name), " does not exist"));
 }
 
 absl::Status DocumentStore::DropCollection(const std::string& name) {
@@ -212,7 +213,7 @@ absl::Status DocumentStore::DropCollection(const std::string& name) {
   st.Text(1, name);
   const int rc = st.Step();
   if (rc != SQLITE_DONE) return Error(rc, "drop collection");
-  if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("collection '", name, "' does not exist"));
+  if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("collection ", Echo(name), " does not exist"));
   return absl::OkStatus();
 }
 
@@ -223,7 +224,7 @@ absl::Status DocumentStore::UpsertDocuments(const std::string& collection, absl:
   {
     Statement exists(db_, "SELECT 1 FROM collections WHERE name = ?");
     exists.Text(1, collection);
-    if (exists.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("collection '", collection, "' does not exist"));
+    if (exists.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("collection ", Echo(collection), " does not exist"));
   }
   QRAG_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   std::vector<std::vector<int64_t>> new_ids;
@@ -290,7 +291,7 @@ absl::Status DocumentStore::DeleteDocuments(const std::string& collection, absl:
   {
     Statement exists(db_, "SELECT 1 FROM collections WHERE name = ?");
     exists.Text(1, collection);
-    if (exists.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("collection '", collection, "' does not exist"));
+    if (exists.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("collection ", Echo(collection), " does not exist"));
   }
   QRAG_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   int64_t count = 0;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/common/echo.h"
 #include "server/common/status.h"
 
 namespace qrag::rag {
@@ -45,7 +46,7 @@ absl::StatusOr<IndexKind> ParseIndexKind(const std::string& name) {
   for (IndexKind k : {IndexKind::kExact, IndexKind::kHnsw, IndexKind::kIvf, IndexKind::kAuto}) {
     if (name == IndexKindName(k)) return k;
   }
-  return absl::InvalidArgumentError(absl::StrCat("index kind '", name, "' is not one of exact, hnsw, ivf, auto"));
+  return absl::InvalidArgumentError(absl::StrCat("index kind ", Echo(name), " is not one of exact, hnsw, ivf, auto"));
 }
 
 absl::StatusOr<IndexSpec> ResolveIndexSpec(const IndexSpec& in) {

@@ -21,7 +21,7 @@
 #include "server/common/status.h"
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
-#include "server/quant/quantized_checkpoint.h"
+#include "server/model/quantized_checkpoint.h"
 #include "server/quant/study.h"
 #include "server/tools/quant_report.h"
 
@@ -163,7 +163,7 @@ int Study(int argc, char** argv) {
 
 int Quantize(int argc, char** argv) {
   std::string model_path, out, tokenizer;
-  quant::QuantizedCheckpointOptions o;
+  model::QuantizedCheckpointOptions o;
   for (int i = 2; i < argc; ++i) {
     std::string flag = argv[i];
     const std::string v = cli::FlagValue(kProgram, argc, argv, &i, &flag);
@@ -193,7 +193,7 @@ int Quantize(int argc, char** argv) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) return Fail(absl::InternalError(absl::StrCat(out, ": cannot create: ", ec.message())));
-  if (absl::Status s = quant::WriteQuantizedCheckpoint(*model, out, o); !s.ok()) return Fail(s);
+  if (absl::Status s = model::WriteQuantizedCheckpoint(*model, out, o); !s.ok()) return Fail(s);
   // The HF directory finds its tokenizer as tokenizer.model or tokenizer.json.
   if (tokenizer.empty()) {
     const fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();

@@ -263,7 +263,7 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& 
   return metrics::MetricsStack::Start(o);
 }
 
-absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args, metrics::RagObserver* observer) {
+absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args, rag::RagObserver* observer) {
   rag::RagRuntimeOptions o;
   o.embedder_dir = args.embedder;
   QRAG_ASSIGN_OR_RETURN(o.embedder_precision, backend::ParsePrecision(args.embedder_quant));

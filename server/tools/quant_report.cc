@@ -36,7 +36,7 @@
 #include "server/quant/mx.h"
 #include "server/quant/nvfp4.h"
 #include "server/quant/pruning.h"
-#include "server/quant/quantized_checkpoint.h"
+#include "server/model/quantized_checkpoint.h"
 #include "server/quant/study.h"
 #include "server/quant/w4.h"
 
@@ -79,7 +79,7 @@ absl::StatusOr<std::vector<Matrix>> ModelLinearWeights(const model::LoadedModel&
   std::vector<Matrix> out;
   std::vector<std::string> names;
   for (const auto& [name, t] : m.tensors) {
-    if (quant::IsQuantizedLinearName(name)) names.push_back(name);
+    if (model::IsQuantizedLinearName(name)) names.push_back(name);
   }
   if (m.config.tie_embeddings) names.push_back("model.embed_tokens.weight");  // the classifier
   std::sort(names.begin(), names.end());
@@ -514,7 +514,7 @@ absl::StatusOr<model::LoadedModel> EmulatedModel(const model::LoadedModel& base,
     m.config.tie_embeddings = false;
   }
   for (auto& [name, tensor] : m.tensors) {
-    if (!quant::IsQuantizedLinearName(name) || tensor.shape.size() != 2) continue;
+    if (!model::IsQuantizedLinearName(name) || tensor.shape.size() != 2) continue;
     Matrix mat{name, tensor.shape[0], tensor.shape[1], tensor.ToFloatVector()};
     QRAG_ASSIGN_OR_RETURN(std::vector<float> q, t(mat));
     auto owned = std::make_shared<std::vector<float>>(std::move(q));

@@ -11,7 +11,12 @@
 // direct implementation of the canonical order documented in cpu_gemm.h.
 #include "server/backend/cpu/cpu_gemm.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -156,17 +161,19 @@ std::vector<float> Run(Scheme scheme, const Problem& p, bool with_bias, const Ge
   const float* bias = with_bias ? p.bias.data() : nullptr;
   switch (scheme) {
     case Scheme::kF32:
-      GemmF32(p.xf.data(), m, p.wf.data(), n, k, bias, y.data(), options);
+      EXPECT_TRUE(GemmF32(p.xf.data(), m, p.wf.data(), n, k, bias, y.data(), options).ok());
       break;
     case Scheme::kBf16:
-      GemmBf16(p.xb.data(), m, p.wb.data(), n, k, bias, y.data(), options);
+      EXPECT_TRUE(GemmBf16(p.xb.data(), m, p.wb.data(), n, k, bias, y.data(), options).ok());
       break;
     case Scheme::kFp8:
-      GemmFp8(p.xq.data(), p.x_scale.data(), m, p.wq.data(), p.w_scale.data(), n, k, bias, y.data(), options);
+      EXPECT_TRUE(
+          GemmFp8(p.xq.data(), p.x_scale.data(), m, p.wq.data(), p.w_scale.data(), n, k, bias, y.data(), options).ok());
       break;
     case Scheme::kInt8:
-      GemmInt8(p.xi.data(), p.x_scale.data(), m, p.wi.data(), p.w_scale.data(), n, k, bias, y.data(),
-               options);
+      EXPECT_TRUE(
+          GemmInt8(p.xi.data(), p.x_scale.data(), m, p.wi.data(), p.w_scale.data(), n, k, bias, y.data(), options)
+              .ok());
       break;
   }
   return y;
@@ -340,16 +347,18 @@ void CheckAllE4M3Codes(int64_t m_other) {
     SCOPED_TRACE(VariantName(options));
     // Codes as weights (n = count), and as activations (m = count).
     std::vector<float> y(m_other * count, std::nanf(""));
-    GemmFp8(ones.data(), scale_ones.data(), m_other, by_code.data(), scale_codes.data(), count, k, nullptr,
-            y.data(), options);
+    EXPECT_TRUE(GemmFp8(ones.data(), scale_ones.data(), m_other, by_code.data(), scale_codes.data(), count, k, nullptr,
+                        y.data(), options)
+                    .ok());
     for (int64_t i = 0; i < m_other; ++i) {
       for (int64_t c = 0; c < count; ++c) {
         ASSERT_EQ(y[i * count + c], 40.0f * quant::E4M3ToFloat(codes[c])) << "weight code " << int{codes[c]};
       }
     }
     std::vector<float> yt(count * m_other, std::nanf(""));
-    GemmFp8(by_code.data(), scale_codes.data(), count, ones.data(), scale_ones.data(), m_other, k, nullptr,
-            yt.data(), options);
+    EXPECT_TRUE(GemmFp8(by_code.data(), scale_codes.data(), count, ones.data(), scale_ones.data(), m_other, k, nullptr,
+                        yt.data(), options)
+                    .ok());
     for (int64_t c = 0; c < count; ++c) {
       for (int64_t j = 0; j < m_other; ++j) {
         ASSERT_EQ(yt[c * m_other + j], 40.0f * quant::E4M3ToFloat(codes[c]))
@@ -372,7 +381,7 @@ TEST(CpuGemmFp8, NaNActivation_PropagatesToItsRow_M1_And_M20) {
     for (const GemmKernelOptions& options : FastVariants()) {
       SCOPED_TRACE(absl::StrFormat("m=%d %s", m, VariantName(options)));
       std::vector<float> y(m * n, 0.0f);
-      GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options);
+      EXPECT_TRUE(GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options).ok());
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < n; ++j) {
           if (i == m - 1) {
@@ -400,7 +409,7 @@ TEST(CpuGemmFp8, NaNCodes_SameBitsInEveryPath_M1_M5_M20_M40) {
     for (const GemmKernelOptions& options : FastVariants()) {
       SCOPED_TRACE(absl::StrFormat("m=%d %s", m, VariantName(options)));
       std::vector<float> y(m * n, 0.0f);
-      GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options);
+      EXPECT_TRUE(GemmFp8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, nullptr, y.data(), options).ok());
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < n; ++j) {
           const float got = y[i * n + j];
@@ -435,16 +444,16 @@ TEST(CpuGemm, EmptySum_K0_M1_M40) {
         std::fill(y.begin(), y.end(), std::nanf(""));
         switch (scheme) {
           case 0:
-            GemmF32(&xf, m, &wf, n, 0, bias.data(), y.data(), options);
+            EXPECT_TRUE(GemmF32(&xf, m, &wf, n, 0, bias.data(), y.data(), options).ok());
             break;
           case 1:
-            GemmBf16(&xb, m, &wb, n, 0, bias.data(), y.data(), options);
+            EXPECT_TRUE(GemmBf16(&xb, m, &wb, n, 0, bias.data(), y.data(), options).ok());
             break;
           case 2:
-            GemmFp8(&xq, xs.data(), m, &wq, ws.data(), n, 0, bias.data(), y.data(), options);
+            EXPECT_TRUE(GemmFp8(&xq, xs.data(), m, &wq, ws.data(), n, 0, bias.data(), y.data(), options).ok());
             break;
           case 3:
-            GemmInt8(&xi, xs.data(), m, &wi, ws.data(), n, 0, bias.data(), y.data(), options);
+            EXPECT_TRUE(GemmInt8(&xi, xs.data(), m, &wi, ws.data(), n, 0, bias.data(), y.data(), options).ok());
             break;
         }
         for (int64_t o = 0; o < m * n; ++o) ASSERT_EQ(y[o], bias[o % n]) << "scheme " << scheme << " " << o;
@@ -459,12 +468,13 @@ void CheckInt8Extremes(int64_t m, int64_t n, int64_t k) {
   std::vector<int8_t> x(m * k, -128), w(n * k, -128);
   x[0] = 127;  // not every sum a power of two
   std::vector<float> xs(m, 0.37f), ws(n, 1.3f), bias(n, 0.25f), ref(m * n);
-  GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), ref.data(), {.reference = true});
+  EXPECT_TRUE(
+      GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), ref.data(), {.reference = true}).ok());
   EXPECT_NE(ref[0], 0.0f);
   for (const GemmKernelOptions& options : FastVariants()) {
     SCOPED_TRACE(VariantName(options));
     std::vector<float> y(m * n, std::nanf(""));
-    GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), y.data(), options);
+    EXPECT_TRUE(GemmInt8(x.data(), xs.data(), m, w.data(), ws.data(), n, k, bias.data(), y.data(), options).ok());
     for (int64_t o = 0; o < m * n; ++o) {
       ASSERT_EQ(std::bit_cast<uint32_t>(y[o]), std::bit_cast<uint32_t>(ref[o])) << o;
     }
@@ -516,17 +526,19 @@ std::vector<float> RunActivations(Scheme scheme, const Problem& p, const Activat
   const float* bias = with_bias ? p.bias.data() : nullptr;
   switch (scheme) {
     case Scheme::kF32:
-      GemmF32(a.xf.data(), m, p.wf.data(), n, k, bias, y.data(), options);
+      EXPECT_TRUE(GemmF32(a.xf.data(), m, p.wf.data(), n, k, bias, y.data(), options).ok());
       break;
     case Scheme::kBf16:
-      GemmBf16(a.xb.data(), m, p.wb.data(), n, k, bias, y.data(), options);
+      EXPECT_TRUE(GemmBf16(a.xb.data(), m, p.wb.data(), n, k, bias, y.data(), options).ok());
       break;
     case Scheme::kFp8:
-      GemmFp8(a.xq.data(), a.x_scale.data(), m, p.wq.data(), p.w_scale.data(), n, k, bias, y.data(), options);
+      EXPECT_TRUE(
+          GemmFp8(a.xq.data(), a.x_scale.data(), m, p.wq.data(), p.w_scale.data(), n, k, bias, y.data(), options).ok());
       break;
     case Scheme::kInt8:
-      GemmInt8(a.xi.data(), a.x_scale.data(), m, p.wi.data(), p.w_scale.data(), n, k, bias, y.data(),
-               options);
+      EXPECT_TRUE(
+          GemmInt8(a.xi.data(), a.x_scale.data(), m, p.wi.data(), p.w_scale.data(), n, k, bias, y.data(), options)
+              .ok());
       break;
   }
   return y;
@@ -697,6 +709,31 @@ const char* SchemeName(Scheme scheme) {
   }
   return true;
 }();
+
+// A worker thread whose packing buffers cannot be allocated makes the GEMM RESOURCE_EXHAUSTED instead of
+// aborting the process. Run in a child process whose address space is capped just above what it already
+// maps; k is large enough that no earlier test of this binary grew the calling thread's scratch that far.
+TEST(CpuGemmDeathTest, ScratchAllocationFailure_IsResourceExhausted_NotAbort) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "an address-space cap cannot be combined with a sanitizer's shadow memory";
+#endif
+  if (!CpuHasAvx2()) GTEST_SKIP() << "the portable kernels use no scratch";
+  const int64_t m = 160, n = 16, k = 1 << 16;
+  const std::vector<float> x(m * k, 1.0f), w(n * k, 1.0f);
+  std::vector<float> y(m * n);
+  auto child = [&] {
+    long pages = 0;
+    FILE* statm = std::fopen("/proc/self/statm", "r");
+    if (statm == nullptr || std::fscanf(statm, "%ld", &pages) != 1) std::_Exit(3);
+    std::fclose(statm);
+    const rlim_t cap = static_cast<rlim_t>(pages) * sysconf(_SC_PAGESIZE) + (rlim_t{4} << 20);
+    const rlimit limit{cap, cap};
+    if (setrlimit(RLIMIT_AS, &limit) != 0) std::_Exit(4);
+    const absl::Status s = GemmF32(x.data(), m, w.data(), n, k, nullptr, y.data(), GemmKernelOptions{});
+    std::_Exit(s.code() == absl::StatusCode::kResourceExhausted ? 0 : 1);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
 
 }  // namespace
 }  // namespace qrag::backend::cpu

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/algorithm/container.h"
+
 #include "tests/backend/cuda_parity_util.h"
 
 namespace qrag::backend {
@@ -28,7 +30,9 @@ double RandomGemmTol(Precision p) {
     case Precision::kBF16: return 1e-5;
     case Precision::kFP8: return 2e-3;
     case Precision::kInt8: return 0.0;
+    case Precision::kW4: break;  // not served by the CUDA backend (kCudaPrecisions)
   }
+  ADD_FAILURE() << "no GEMM tolerance for " << PrecisionName(p);
   return 0.0;
 }
 
@@ -73,7 +77,7 @@ TEST_P(CudaGemmParity, IntegerInputsBitExact) {
 
 std::vector<GemmCase> GemmCases() {
   std::vector<GemmCase> cases;
-  for (Precision p : kAllPrecisions) {
+  for (Precision p : kCudaPrecisions) {
     for (auto [m, n, k] : {std::tuple{1, 64, 64}, {7, 172, 64}, {5, 64, 172}, {33, 100, 48}, {1, 512, 512},
                            {64, 256, 1024}, {3, 4096, 4096}}) {
       cases.push_back({p, m, n, k, false});
@@ -91,7 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaGemmParity, ::testing::ValuesIn(GemmCases()
 
 // Random inputs: the quantized codes are identical, only the fp32 summation order differs.
 TEST_F(CudaParity, GemmRandomInputsWithinTolerance) {
-  for (Precision p : kAllPrecisions) {
+  for (Precision p : kCudaPrecisions) {
     const int m = 13, n = 300, k = 520;
     const std::vector<float> w = Random(size_t{1} * n * k, 1), x = Random(size_t{1} * m * k, 2, 3.0f);
     std::vector<float> out[2];
@@ -106,6 +110,21 @@ TEST_F(CudaParity, GemmRandomInputsWithinTolerance) {
     ExpectWrittenNonZero(out[1], PrecisionName(p));
     EXPECT_LE(MaxRelDiff(out[1], out[0]), RandomGemmTol(p)) << PrecisionName(p);
   }
+}
+
+// Every precision either is served (kCudaPrecisions) or is refused with UNIMPLEMENTED naming the way out.
+TEST_F(CudaParity, UnservedPrecisionsAreUnimplemented) {
+  const std::vector<float> w = Integers(64 * 64, 3);
+  for (Precision p : kAllPrecisions) {
+    auto wt = b_.gpu->UploadWeight(w.data(), 64, 64, p, nullptr);
+    if (absl::c_linear_search(kCudaPrecisions, p)) {
+      EXPECT_TRUE(wt.ok()) << PrecisionName(p) << ": " << wt.status();
+    } else {
+      EXPECT_EQ(wt.status().code(), absl::StatusCode::kUnimplemented) << PrecisionName(p);
+      EXPECT_THAT(std::string(wt.status().message()), ::testing::HasSubstr("--device cpu")) << PrecisionName(p);
+    }
+  }
+  EXPECT_TRUE(b_.gpu->Synchronize().ok());
 }
 
 // ---- elementwise ops ----

@@ -4,6 +4,7 @@
 #include <map>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "tests/test_util.h"
 
 namespace qrag::engine {
@@ -107,6 +108,34 @@ TEST(Sampler, ExtremeLogitsStayFinite) {
   int32_t t = s.Sample(absl::MakeSpan(l), {});
   EXPECT_GE(t, 0);
   EXPECT_LT(t, 4);
+}
+
+// Issue 16 item 4: temperatures (and penalties) so small that logits / temperature overflows used to give a
+// NaN softmax and the last token of the vocabulary; they must act as greedy, in every sampling mode.
+TEST(Sampler, TinyTemperature_IsGreedy_NotTheLastToken) {
+  for (float temperature : {1e-45f, 1e-38f, 1e-30f}) {
+    for (float top_p : {1.0f, 0.9f}) {
+      for (int top_k : {0, 2}) {
+        SCOPED_TRACE(absl::StrCat("temperature ", temperature, " top_p ", top_p, " top_k ", top_k));
+        Sampler s(Params(temperature, top_p, top_k));
+        for (int i = 0; i < 6; ++i) {
+          auto l = Logits({0.5f, 9.0f, -3.0f, 8.5f, -20.0f});
+          EXPECT_EQ(s.Sample(absl::MakeSpan(l), {}), 1);
+        }
+        auto negative = Logits({-7.0f, -2.0f, -9.0f});  // every scaled logit overflows to -inf
+        EXPECT_EQ(s.Sample(absl::MakeSpan(negative), {}), 1);
+      }
+    }
+  }
+}
+
+TEST(Sampler, TinyRepetitionPenalty_NoNaN_PicksThePenalizedMaximum) {
+  SamplingParams p = Params(0.7f);
+  p.repetition_penalty = 1e-45f;  // divides the seen positive logit by 1e-45: +inf
+  Sampler s(p);
+  auto l = Logits({0.5f, 9.0f, 2.0f, 8.5f});
+  const std::vector<int32_t> history = {2};
+  EXPECT_EQ(s.Sample(absl::MakeSpan(l), history), 2);
 }
 
 TEST(SamplingParamsValidation, RejectsEachBadField) {

@@ -281,6 +281,66 @@ class LiveMetrics(unittest.TestCase):
         self.assertEqual(p.returncode, 0, f"promtool check metrics: {p.stdout.decode()}{p.stderr.decode()}")
 
 
+class SlowClients(unittest.TestCase):
+    """Issue "Reliability" item 3: slow or stalled HTTP clients must not hold the metrics endpoint. The old
+    exposer served one connection at a time with a 5 s timeout that restarted at every byte, so one client
+    sending a byte every 4 s blocked every scrape for as long as it liked."""
+
+    def setUp(self):
+        st.require_shared(self)
+
+    def test_trickling_and_silent_clients_do_not_delay_a_scrape(self):
+        server = MetricsServer("--model", st.MODEL, "--metrics-listen", "127.0.0.1:0", "--threads", "1")
+        server.wait_serving()
+        host, port = server.metrics_address.rsplit(":", 1)
+        stop = threading.Event()
+        socks = []
+
+        def trickle(sock):
+            request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n"  # never the final blank line
+            for i in range(len(request)):
+                if stop.wait(0.5):
+                    return
+                try:
+                    sock.send(request[i:i + 1])
+                except OSError:
+                    return  # the server dropped us: the intended outcome for a client this slow
+
+        threads = []
+        try:
+            for i in range(20):
+                sock = socket.create_connection((host, int(port)), timeout=10)
+                socks.append(sock)
+                threads.append(threading.Thread(target=trickle, args=(sock,), daemon=True))
+                threads[-1].start()
+            for i in range(10):  # connections that never send a byte
+                socks.append(socket.create_connection((host, int(port)), timeout=10))
+            time.sleep(1.0)  # every slow connection is open and mid-request
+            for attempt in range(3):
+                started = time.monotonic()
+                text = server.scrape()
+                elapsed = time.monotonic() - started
+                self.assertIn("qrag_requests_total", text)
+                # The bound the issue sets; the old exposer never answered while a client trickled.
+                self.assertLess(elapsed, 1.0, f"scrape {attempt} took {elapsed:.2f} s behind 30 slow clients")
+                health = server.health.Check(st.health_pb.HealthCheckRequest(), timeout=1.0)
+                self.assertEqual(health.status, st.health_pb.HealthCheckResponse.SERVING)
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
+            for sock in socks:
+                sock.close()
+        # A stalled client is dropped on time (5 s for the whole exchange), not kept forever.
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.send(b"GET /met")
+        sock.settimeout(10)  # a recv still waiting after 10 s raises: the stalled connection was kept
+        self.assertEqual(sock.recv(100), b"", "the server must close a connection that stalls mid-request")
+        sock.close()
+        self.assertIn("qrag_requests_total", server.scrape())
+
+
 class MeteredServers(unittest.TestCase):
     """The energy path end to end without the hardware: the server's NVML meter dlopen()s the fake
     libnvidia-ml (tests/metrics/fake_nvml.cc) drawing a constant 250 W, or its RAPL meter reads a powercap tree

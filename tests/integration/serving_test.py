@@ -9,6 +9,7 @@ Shared data: $QRAG_SHARED_DIR, else ../shared beside the repository. Missing dat
 them when QRAG_REQUIRE_SHARED=1. Nothing here asserts on speed: waits poll for a state with generous limits.
 """
 import argparse
+import math
 import os
 import shutil
 import signal
@@ -283,6 +284,15 @@ class StoriesServer(unittest.TestCase):
         t = r.timings
         self.assertTrue(0 <= t.queue_seconds <= t.time_to_first_token_seconds <= t.total_seconds, t)
 
+    def test_tiny_temperature_acts_as_greedy(self):
+        # logits / 1e-45 overflows; it used to sample the last vocabulary token with a NaN softmax.
+        greedy = self.stub.Generate(request(max_tokens=12, temperature=0), timeout=60).text
+        for t in (1e-45, 1e-38):
+            with self.subTest(temperature=t):
+                r = self.stub.Generate(request(max_tokens=12, temperature=t, seed=3, logprobs=1), timeout=60)
+                self.assertEqual(r.text, greedy)
+                self.assertTrue(all(math.isfinite(lp.logprob) for lp in r.logprobs), r.logprobs)
+
     def test_greedy_continuation_of_unprompted_gold_200(self):
         # The server needs a prompt; "Once upon a time" is exactly what greedy generation from BOS writes first
         # (the same 4 tokens), so the next 196 greedy tokens are the rest of llama2.c's 200-token gold.
@@ -380,6 +390,7 @@ class StoriesServer(unittest.TestCase):
         (dict(max_tokens=-5), "INVALID_ARGUMENT", "max_tokens must be > 0"),
         (dict(temperature=-0.5), "INVALID_ARGUMENT", "temperature must be a finite number >= 0"),
         (dict(temperature=float("nan")), "INVALID_ARGUMENT", "temperature"),
+        (dict(repetition_penalty=float("inf")), "INVALID_ARGUMENT", "repetition_penalty must be a finite number"),
         (dict(top_p=0.0), "INVALID_ARGUMENT", "top_p must be in (0, 1]"),
         (dict(top_p=1.5), "INVALID_ARGUMENT", "top_p must be in (0, 1]"),
         (dict(top_k=-1), "INVALID_ARGUMENT", "top_k must be >= 0"),
@@ -393,6 +404,8 @@ class StoriesServer(unittest.TestCase):
         (dict(stop=["x" * 257]), "INVALID_ARGUMENT", "at most 256"),
         (dict(max_tokens=600), "INVALID_ARGUMENT", "exceeds the context of 512"),
         (dict(model="llama-70b"), "NOT_FOUND", "'llama-70b' is not served here; available: stories260K"),
+        # An oversized name is echoed capped: the client must see NOT_FOUND, not a metadata-size error.
+        (dict(model="m" * 9000), "NOT_FOUND", "...' (9000 bytes) is not served here"),
         (dict(prompt="Lily saw a big ball. " * 200), "OUT_OF_RANGE", "shorten the prompt"),
         (dict(prompt="x" * 1_100_000), "INVALID_ARGUMENT", "at most 1048576 bytes"),
     ]

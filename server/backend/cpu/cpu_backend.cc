@@ -149,36 +149,48 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
   ko.pool = pool_.get();
   const int64_t n = w.n, k = w.k;
   const float* bias = w.bias.empty() ? nullptr : w.bias.as<float>();
+  absl::Status status;
   switch (w.precision) {
     case Precision::kF32:
-      cpu::GemmF32(x, m, w.data.as<float>(), n, k, bias, y, ko);
+      status = cpu::GemmF32(x, m, w.data.as<float>(), n, k, bias, y, ko);
       break;
     case Precision::kBF16:
       act_codes_.resize(static_cast<size_t>(m) * k * sizeof(uint16_t));
       quant::RoundToBf16(x, static_cast<int64_t>(m) * k, reinterpret_cast<uint16_t*>(act_codes_.data()));
-      cpu::GemmBf16(reinterpret_cast<const uint16_t*>(act_codes_.data()), m, w.data.as<uint16_t>(), n, k, bias,
-                    y, ko);
+      status = cpu::GemmBf16(reinterpret_cast<const uint16_t*>(act_codes_.data()), m, w.data.as<uint16_t>(), n, k,
+                             bias, y, ko);
       break;
     case Precision::kFP8:
       act_codes_.resize(static_cast<size_t>(m) * k);
       act_scales_.resize(m);
       quant::QuantizeRowsE4M3(x, m, k, act_codes_.data(), act_scales_.data());
-      cpu::GemmFp8(act_codes_.data(), act_scales_.data(), m, w.data.as<uint8_t>(), w.scales.as<float>(), n, k,
-                   bias, y, ko);
+      status = cpu::GemmFp8(act_codes_.data(), act_scales_.data(), m, w.data.as<uint8_t>(), w.scales.as<float>(),
+                            n, k, bias, y, ko);
       break;
     case Precision::kInt8:
       act_codes_.resize(static_cast<size_t>(m) * k);
       act_scales_.resize(m);
       quant::QuantizeRowsInt8(x, m, k, reinterpret_cast<int8_t*>(act_codes_.data()), act_scales_.data());
-      cpu::GemmInt8(reinterpret_cast<const int8_t*>(act_codes_.data()), act_scales_.data(), m,
-                    w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
+      status = cpu::GemmInt8(reinterpret_cast<const int8_t*>(act_codes_.data()), act_scales_.data(), m,
+                             w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
       break;
     case Precision::kW4:
       cpu::GemmW4(x, m, quant::W4View{n, k, w.vector_size, w.data.as<uint8_t>(), w.scales.as<float>()}, bias, y,
                   ko);
       break;
   }
+  if (!status.ok()) RecordError(status);
   return GemmStats{w.precision, 2 * static_cast<int64_t>(m) * n * k};
+}
+
+absl::Status CpuBackend::Synchronize() {
+  absl::MutexLock lock(&error_mu_);
+  return error_;
+}
+
+void CpuBackend::RecordError(const absl::Status& status) {
+  absl::MutexLock lock(&error_mu_);
+  if (error_.ok()) error_ = status;
 }
 
 void CpuBackend::Rope(float* q, float* k, absl::Span<const int32_t> positions, const AttentionShape& shape,

@@ -9,6 +9,9 @@
 #define QRAG_SERVER_BACKEND_CPU_CPU_BACKEND_H_
 
 #include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include <vector>
 
 #include "server/backend/backend.h"
@@ -52,14 +55,22 @@ class CpuBackend final : public Backend {
   void Gelu(const float* x, int64_t n, float* out) override;
   int64_t EncoderAttention(const float* q, const float* k, const float* v, absl::Span<const int32_t> seq_offsets,
                            const AttentionShape& shape, float* out) override;
-  absl::Status Synchronize() override { return absl::OkStatus(); }
+  // The first failure of a void op since construction (a GEMM whose packing buffers could not be
+  // allocated: RESOURCE_EXHAUSTED), OK otherwise. Sticky, as the CUDA backend's errors are.
+  absl::Status Synchronize() override;
 
  protected:
   void Free(void* data, size_t bytes) override;
 
  private:
+  // Records `status` as the sticky error when it is the first failure. Thread-safe (the encoder attention
+  // calls it from the pool's workers).
+  void RecordError(const absl::Status& status);
+
   CpuBackendOptions options_;
   std::unique_ptr<ThreadPool> pool_;
+  absl::Mutex error_mu_;
+  absl::Status error_ ABSL_GUARDED_BY(error_mu_);
   // Per-token quantized activations, reused across GEMMs.
   std::vector<uint8_t> act_codes_;
   std::vector<float> act_scales_;

@@ -119,7 +119,11 @@ int64_t CpuBackend::EncoderAttention(const float* q, const float* k, const float
         }
       }
       cpu::GemmKernelOptions ko;  // on this worker's thread
-      cpu::GemmF32(qh.data(), len, kh.data(), len, hd, nullptr, scores.data(), ko);
+      if (absl::Status st = cpu::GemmF32(qh.data(), len, kh.data(), len, hd, nullptr, scores.data(), ko);
+          !st.ok()) {
+        RecordError(st);
+        return;
+      }
       for (int i = 0; i < len; ++i) {
         float* row = scores.data() + static_cast<int64_t>(i) * len;
         const float max_score = *std::max_element(row, row + len);
@@ -127,7 +131,11 @@ int64_t CpuBackend::EncoderAttention(const float* q, const float* k, const float
         const float inv = 1.0f / sum;
         for (int j = 0; j < len; ++j) row[j] *= inv;
       }
-      cpu::GemmF32(scores.data(), len, vt.data(), hd, len, nullptr, oh.data(), ko);
+      if (absl::Status st = cpu::GemmF32(scores.data(), len, vt.data(), hd, len, nullptr, oh.data(), ko);
+          !st.ok()) {
+        RecordError(st);
+        return;
+      }
       for (int i = 0; i < len; ++i) {
         std::copy(oh.data() + static_cast<int64_t>(i) * hd, oh.data() + static_cast<int64_t>(i + 1) * hd,
                   out + (first + i) * stride + off);

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "server/quant/bf16.h"
 #include "server/quant/fp8.h"
 
@@ -17,15 +19,16 @@ namespace qrag::backend::cpu {
 namespace internal {
 
 // Defined in cpu_gemm_avx2.cc. Each computes the block y[m_begin:m_end, n_begin:n_end] (row stride n) of
-// its scheme over the whole k, with the epilogue of cpu_gemm.h. Int8 requires k <= kMaxAvx2Int8K.
-void Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
+// its scheme over the whole k, with the epilogue of cpu_gemm.h. Int8 requires k <= kMaxAvx2Int8K. False when
+// the calling thread's packing scratch could not be allocated (nothing reliable was written).
+[[nodiscard]] bool Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512);
-void Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
+[[nodiscard]] bool Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
                   int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512);
-void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
+[[nodiscard]] bool Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                  int64_t n_begin, int64_t n_end, bool avx512);
-void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
+[[nodiscard]] bool Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
                   const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                   int64_t n_begin, int64_t n_end);
 
@@ -54,20 +57,26 @@ int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
 // spread over the pool. The split is over n (output features: every thread streams its own share of the
 // weights, which is what decode is bound by); only when n is too narrow to give every thread work are the
 // rows split instead.
+// fn returns false when it could not get its packing memory; then the GEMM is RESOURCE_EXHAUSTED.
 template <typename Fn>
-void ForEachBlock(int64_t m, int64_t n, int64_t k, ThreadPool* pool, const Fn& fn) {
+absl::Status ForEachBlock(int64_t m, int64_t n, int64_t k, ThreadPool* pool, const Fn& fn) {
+  std::atomic<bool> ok{true};
+  auto run = [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (!fn(mb, me, nb, ne)) ok.store(false, std::memory_order_relaxed);
+  };
   const int threads = pool == nullptr ? 1 : pool->num_threads();
   if (threads <= 1 || m * n * k < 2 * kMinMacsPerTask) {
-    fn(int64_t{0}, m, int64_t{0}, n);
-    return;
+    run(int64_t{0}, m, int64_t{0}, n);
+  } else if (const int64_t grain_n = RoundUp(std::max(kColumnGrain, CeilDiv(kMinMacsPerTask, m * k)), kColumnGrain);
+             CeilDiv(n, grain_n) >= threads || m < 2 * kRowGrain) {
+    pool->ParallelFor(n, grain_n, [&](int64_t b, int64_t e) { run(int64_t{0}, m, b, e); });
+  } else {
+    const int64_t grain_m = RoundUp(std::max(kRowGrain, CeilDiv(kMinMacsPerTask, n * k)), kRowGrain);
+    pool->ParallelFor(m, grain_m, [&](int64_t b, int64_t e) { run(b, e, int64_t{0}, n); });
   }
-  const int64_t grain_n = RoundUp(std::max(kColumnGrain, CeilDiv(kMinMacsPerTask, m * k)), kColumnGrain);
-  if (CeilDiv(n, grain_n) >= threads || m < 2 * kRowGrain) {
-    pool->ParallelFor(n, grain_n, [&](int64_t b, int64_t e) { fn(int64_t{0}, m, b, e); });
-    return;
-  }
-  const int64_t grain_m = RoundUp(std::max(kRowGrain, CeilDiv(kMinMacsPerTask, n * k)), kRowGrain);
-  pool->ParallelFor(m, grain_m, [&](int64_t b, int64_t e) { fn(b, e, int64_t{0}, n); });
+  if (ok.load()) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat("CPU GEMM [", m, " x ", k, "] x [", n, " x ", k,
+                                                   "]: out of memory for a worker thread's packing buffers"));
 }
 
 // ---- Epilogues (cpu_gemm.h): shared by the reference and the portable path so both round alike. ----
@@ -204,48 +213,44 @@ bool CpuHasAvx2() {
   return has;
 }
 
-void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y,
+absl::Status GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y,
              const GemmKernelOptions& options) {
   auto epilogue = [bias](float acc, int64_t /*i*/, int64_t j) { return UnscaledEpilogue(acc, bias, j); };
   if (options.reference) {
     ReferenceFloat(
         x, m, w, n, k, y, [](float v) { return v; }, epilogue);
-    return;
+    return absl::OkStatus();
   }
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
   const bool avx512 = avx2 && options.allow_avx512 && CpuHasAvx512();
-  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
-    if (avx2) {
-      internal::Avx2GemmF32(x, w, bias, y, n, k, mb, me, nb, ne, avx512);
-      return;
-    }
+  return ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) return internal::Avx2GemmF32(x, w, bias, y, n, k, mb, me, nb, ne, avx512);
     auto copy = [](const float* src, int64_t count, float* dst) { std::copy(src, src + count, dst); };
     PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, copy, copy, epilogue);
+    return true;
   });
 }
 
-void GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
+absl::Status GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
               float* y, const GemmKernelOptions& options) {
   auto epilogue = [bias](float acc, int64_t /*i*/, int64_t j) { return UnscaledEpilogue(acc, bias, j); };
   if (options.reference) {
     ReferenceFloat(x, m, w, n, k, y, quant::Bf16ToFloat, epilogue);
-    return;
+    return absl::OkStatus();
   }
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
   const bool avx512 = avx2 && options.allow_avx512 && CpuHasAvx512();
-  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
-    if (avx2) {
-      internal::Avx2GemmBf16(x, w, bias, y, n, k, mb, me, nb, ne, avx512);
-      return;
-    }
+  return ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) return internal::Avx2GemmBf16(x, w, bias, y, n, k, mb, me, nb, ne, avx512);
     auto decode = [](const uint16_t* src, int64_t count, float* dst) {
       for (int64_t p = 0; p < count; ++p) dst[p] = quant::Bf16ToFloat(src[p]);
     };
     PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode, decode, epilogue);
+    return true;
   });
 }
 
-void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w, const float* w_scale,
+absl::Status GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w, const float* w_scale,
              int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options) {
   auto epilogue = [=](float acc, int64_t i, int64_t j) {
     return ScaledEpilogue(acc, x_scale, w_scale, bias, i, j);
@@ -254,14 +259,14 @@ void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w
   if (options.reference) {
     ReferenceFloat(
         x, m, w, n, k, y, [](uint8_t v) { return quant::E4M3ToFloat(v); }, epilogue);
-    return;
+    return absl::OkStatus();
   }
   const std::array<float, 256>& weight_table = E4M3WeightTable();
   const bool avx2 = options.allow_avx2 && CpuHasAvx2();
   const bool avx512 = avx2 && options.allow_avx512 && CpuHasAvx512();
-  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+  return ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
     if (avx2) {
-      internal::Avx2GemmFp8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne, avx512);
+      if (!internal::Avx2GemmFp8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne, avx512)) return false;
     } else {
       auto decode_x = [&table](const uint8_t* src, int64_t count, float* dst) {
         for (int64_t p = 0; p < count; ++p) dst[p] = table[src[p]];
@@ -272,10 +277,11 @@ void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w
       PortableFloatBlock(x, w, y, n, k, mb, me, nb, ne, decode_x, decode_w, epilogue);
     }
     PropagateFp8ActivationNaNs(x, k, y, n, mb, me, nb, ne);
+    return true;
   });
 }
 
-void GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
+absl::Status GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
               int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options) {
   if (options.reference) {
     for (int64_t i = 0; i < m; ++i) {
@@ -285,14 +291,11 @@ void GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w,
         y[i * n + j] = ScaledEpilogue(static_cast<float>(acc), x_scale, w_scale, bias, i, j);
       }
     }
-    return;
+    return absl::OkStatus();
   }
   const bool avx2 = options.allow_avx2 && CpuHasAvx2() && k <= kMaxAvx2Int8K;
-  ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
-    if (avx2) {
-      internal::Avx2GemmInt8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne);
-      return;
-    }
+  return ForEachBlock(m, n, k, options.pool, [&](int64_t mb, int64_t me, int64_t nb, int64_t ne) {
+    if (avx2) return internal::Avx2GemmInt8(x, x_scale, w, w_scale, bias, y, n, k, mb, me, nb, ne);
     // Weight row outer: it stays in cache for every activation row.
     for (int64_t j = nb; j < ne; ++j) {
       for (int64_t i = mb; i < me; ++i) {
@@ -300,6 +303,7 @@ void GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w,
         y[i * n + j] = ScaledEpilogue(acc, x_scale, w_scale, bias, i, j);
       }
     }
+    return true;
   });
 }
 

@@ -33,6 +33,7 @@
 
 #include <cstdint>
 
+#include "absl/status/status.h"
 #include "server/common/thread_pool.h"
 #include "server/quant/w4.h"
 
@@ -48,14 +49,16 @@ struct GemmKernelOptions {
   bool allow_avx512 = true;
 };
 
-void GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias, float* y,
-             const GemmKernelOptions& options);
-void GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_t k, const float* bias,
-              float* y, const GemmKernelOptions& options);
-void GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w, const float* w_scale,
-             int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
-void GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
-              int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
+// Each returns RESOURCE_EXHAUSTED (the output then holds no reliable values) when a worker thread's packing
+// buffers cannot be allocated; the reference path and the portable kernels need none and cannot fail.
+absl::Status GemmF32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, const float* bias,
+                     float* y, const GemmKernelOptions& options);
+absl::Status GemmBf16(const uint16_t* x, int64_t m, const uint16_t* w, int64_t n, int64_t k,
+                      const float* bias, float* y, const GemmKernelOptions& options);
+absl::Status GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const uint8_t* w, const float* w_scale,
+                     int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
+absl::Status GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
+                      int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
 
 // w4 (quant/w4.h): y = x W^T (+ bias) with W the dequantized INT4 weight (code * vector scale, one fp32
 // rounding). Reference: products of the fp32 values accumulated in double, rounded once, then + bias[j].

@@ -94,13 +94,15 @@ int64_t RoundUp(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 class Scratch {
  public:
+  // Room for `count` T's, or null when the memory cannot be had (the kernels then report failure, and the
+  // GEMM returns RESOURCE_EXHAUSTED instead of taking the process down).
   template <typename T>
   T* Get(int64_t count) {
     const size_t bytes = static_cast<size_t>(RoundUp(std::max<int64_t>(count, 1) * sizeof(T), 64));
     if (bytes > capacity_) {
       data_.reset(static_cast<char*>(std::aligned_alloc(64, bytes)));
-      if (data_ == nullptr) std::abort();  // out of memory
-      capacity_ = bytes;
+      capacity_ = data_ == nullptr ? 0 : bytes;
+      if (data_ == nullptr) return nullptr;
     }
     return reinterpret_cast<T*>(data_.get());
   }
@@ -438,10 +440,11 @@ void DotTileStore(const float* xd, int64_t kp, const typename F::T* w, int64_t k
 // are C streams one row long, 2 KiB for fp8 at k = 2048, and left DRAM idle at every row start.) The rows
 // that do not fill C streams take a narrower tile.
 template <class F, class Epilogue>
-void DotGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
+bool DotGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k, int64_t m_begin,
              int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
   const int64_t kp = RoundUp(k, 8);
   float* xd = ThreadScratch(kSlotX).Get<float>((m_end - m_begin) * kp);
+  if (xd == nullptr) return false;
   DecodeDotRows<F>(x, k, m_begin, m_end, kp, xd);
   // One group of activation rows reads the weights once: its streams run over the whole range.
   const int64_t block =
@@ -466,6 +469,7 @@ void DotGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n
       });
     }
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -515,10 +519,11 @@ void DotRowInt8(const int16_t* xd, int64_t kp, const int8_t* w, int64_t k, int32
   for (int i = 0; i < kM; ++i) out[i] = HorizontalSum(_mm256_add_epi32(acc[i][0], acc[i][1]));
 }
 
-void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t k, int64_t m_begin,
+bool DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t k, int64_t m_begin,
                  int64_t m_end, int64_t n_begin, int64_t n_end, const ScaledEpilogue& epilogue) {
   const int64_t kp = RoundUp(k, 32);
   int16_t* xd = ThreadScratch(kSlotX).Get<int16_t>((m_end - m_begin) * kp);
+  if (xd == nullptr) return false;
   WidenInt8Rows(x, k, m_begin, m_end, kp, xd);
   const int64_t block = DotWeightBlock(k, sizeof(int8_t));
   for (int64_t j0 = n_begin; j0 < n_end; j0 += block) {
@@ -537,6 +542,7 @@ void DotGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t 
       });
     }
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -712,7 +718,7 @@ void StoreResidueTile(const float* state, int64_t h, float* y, int64_t n, int64_
 }
 
 template <class F, int Mr, class Epilogue>
-void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
+bool BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, const Epilogue& epilogue) {
   static_assert(Mr == kMr || Mr == kMrWide);
   const int64_t kp = RoundUp(k, 8);
@@ -721,6 +727,7 @@ void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64
   float* wpack = ThreadScratch(kSlotW).Get<float>(kNr * std::min(kp, kKcFloat));
   const int64_t panel_state = chunk_max * kNr * 8;
   float* state = ThreadScratch(kSlotC).Get<float>(kPanelsPerGroup * panel_state);
+  if (xpack == nullptr || wpack == nullptr || state == nullptr) return false;
   for (int64_t i_chunk = m_begin; i_chunk < m_end; i_chunk += kMcFloat) {
     const int64_t rows = std::min(kMcFloat, m_end - i_chunk);
     PackActivationsResidue<F, Mr>(x, k, kp, i_chunk, rows, xpack);
@@ -761,6 +768,7 @@ void BlockedGemm(const typename F::T* x, const typename F::T* w, float* y, int64
       }
     }
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -886,7 +894,7 @@ void StoreTileInt8(const __m256i (&acc)[kRows][2], int32_t* c, int64_t c_stride,
   }
 }
 
-void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t k, int64_t m_begin,
+bool BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int64_t k, int64_t m_begin,
                      int64_t m_end, int64_t n_begin, int64_t n_end, const ScaledEpilogue& epilogue) {
   const int64_t kc_max = std::min(k, kKcInt8);
   const int64_t pairs_max = (kc_max + 1) / 2;
@@ -895,6 +903,7 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
   // Partial sums across k-blocks: only needed when there is more than one.
   const int64_t c_stride = RoundUp(n_end - n_begin, kNr);
   int32_t* c = k > kc_max ? ThreadScratch(kSlotC).Get<int32_t>((m_end - m_begin) * c_stride) : nullptr;
+  if (xpack == nullptr || wpack == nullptr || (k > kc_max && c == nullptr)) return false;
   for (int64_t kb = 0; kb < k; kb += kc_max) {
     const int64_t kc = std::min(kc_max, k - kb);
     const int64_t pairs = (kc + 1) / 2;
@@ -914,6 +923,7 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
       }
     }
   }
+  return true;
 }
 
 #undef QRAG_TILE_ROWS
@@ -921,46 +931,44 @@ void BlockedGemmInt8(const int8_t* x, const int8_t* w, float* y, int64_t n, int6
 // ---------------------------------------------------------------------------------------------------
 
 template <class F, class Epilogue>
-void FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
+bool FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t n, int64_t k,
                int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512,
                const Epilogue& epilogue) {
   if (m_end - m_begin <= F::kDotMaxRows || k == 0) {  // k = 0: the dot kernels write the empty sums
-    DotGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
+    return DotGemm<F>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   } else if (avx512) {
-    BlockedGemm<F, kMrWide>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
-  } else {
-    BlockedGemm<F, kMr>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
+    return BlockedGemm<F, kMrWide>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   }
+  return BlockedGemm<F, kMr>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
 }
 
 }  // namespace
 
-void Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
+bool Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512) {
-  FloatGemm<F32Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512, UnscaledEpilogue{bias});
+  return FloatGemm<F32Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512, UnscaledEpilogue{bias});
 }
 
-void Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
+bool Avx2GemmBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int64_t n, int64_t k,
                   int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512) {
-  FloatGemm<Bf16Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512, UnscaledEpilogue{bias});
+  return FloatGemm<Bf16Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512, UnscaledEpilogue{bias});
 }
 
-void Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
+bool Avx2GemmFp8(const uint8_t* x, const float* x_scale, const uint8_t* w, const float* w_scale,
                  const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                  int64_t n_begin, int64_t n_end, bool avx512) {
-  FloatGemm<Fp8Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512,
-                       ScaledEpilogue{x_scale, w_scale, bias});
+  return FloatGemm<Fp8Format>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, avx512,
+                              ScaledEpilogue{x_scale, w_scale, bias});
 }
 
-void Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
+bool Avx2GemmInt8(const int8_t* x, const float* x_scale, const int8_t* w, const float* w_scale,
                   const float* bias, float* y, int64_t n, int64_t k, int64_t m_begin, int64_t m_end,
                   int64_t n_begin, int64_t n_end) {
   const ScaledEpilogue epilogue{x_scale, w_scale, bias};
   if (m_end - m_begin <= kDotMaxRowsInt8 || k == 0) {
-    DotGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
-  } else {
-    BlockedGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
+    return DotGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
   }
+  return BlockedGemmInt8(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
 }
 
 }  // namespace qrag::backend::cpu::internal

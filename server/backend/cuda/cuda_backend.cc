@@ -98,54 +98,32 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
   QRAG_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, options.device));
   std::unique_ptr<CudaBackend> b(new CudaBackend(
       options, absl::StrCat("cuda:", options.device, " (", prop.name, ", sm_", prop.major, prop.minor, ")")));
-  QRAG_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&b->stream_, cudaStreamNonBlocking));
+  QRAG_ASSIGN_OR_RETURN(b->stream_, kernels::CreateCudaStream(cudaStreamNonBlocking));
   QRAG_ASSIGN_OR_RETURN(b->cublas_, kernels::CublasLt::Create());
   kernels::GemmPlanCacheOptions po;
   po.autotune = options.autotune;
   po.max_workspace_bytes = kWorkspaceBytes;
   b->plans_ = std::make_unique<kernels::GemmPlanCache>(b->cublas_->get(), po);
-  QRAG_RETURN_IF_ERROR(b->Grow(b->workspace_, kWorkspaceBytes));
+  QRAG_RETURN_IF_ERROR(b->workspace_.Reserve(kWorkspaceBytes, b->stream()));
   return b;
 }
 
 CudaBackend::~CudaBackend() {
-  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
-  for (Scratch* s : {&workspace_, &act_codes_, &act_scales_, &acc_, &meta_}) {
-    if (s->data != nullptr) cudaFree(s->data);
-  }
-  plans_.reset();
-  cublas_.reset();
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  // Queued work may still use the scratch buffers; the members then release themselves in reverse order
+  // (scratch, plans, the cuBLASLt handle, the stream last).
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_.get());
 }
 
 void CudaBackend::Record(absl::Status s) {
   if (error_.ok() && !s.ok()) error_ = std::move(s);
 }
 
-absl::Status CudaBackend::Grow(Scratch& s, size_t bytes) {
-  if (bytes <= s.bytes) return absl::OkStatus();
-  const size_t want = std::max(bytes, s.bytes + s.bytes / 2);
-  if (s.data != nullptr) {
-    QRAG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the old buffer may still be in use
-    QRAG_CUDA_RETURN_IF_ERROR(cudaFree(s.data));
-    s.data = nullptr;
-    s.bytes = 0;
-  }
-  QRAG_CUDA_RETURN_IF_ERROR(cudaMalloc(&s.data, want));
-  s.bytes = want;
-  return absl::OkStatus();
-}
-
 absl::StatusOr<DeviceBuffer> CudaBackend::Allocate(size_t bytes) {
-  void* p = nullptr;
-  const cudaError_t err = cudaMalloc(&p, std::max<size_t>(bytes, 1));
-  if (err == cudaErrorMemoryAllocation) {
-    cudaGetLastError();
-    return absl::ResourceExhaustedError(absl::StrCat(name_, ": cannot allocate ", bytes, " bytes of GPU memory"));
-  }
-  QRAG_CUDA_RETURN_IF_ERROR(err);
-  QRAG_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(p, 0, std::max<size_t>(bytes, 1), stream_));
-  return DeviceBuffer(this, p, bytes);
+  absl::StatusOr<kernels::DeviceMemory> memory = kernels::AllocateDeviceMemory(bytes);
+  if (!memory.ok()) return absl::Status(memory.status().code(), absl::StrCat(name_, ": ", memory.status().message()));
+  QRAG_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(memory->get(), 0, std::max<size_t>(bytes, 1), stream()));
+  // The DeviceBuffer owns it from here (Free below).
+  return DeviceBuffer(this, memory->release(), bytes);
 }
 
 void CudaBackend::Free(void* data, size_t /*bytes*/) {
@@ -156,16 +134,16 @@ void CudaBackend::Free(void* data, size_t /*bytes*/) {
 absl::Status CudaBackend::CopyToDevice(const void* host_src, size_t bytes, void* device_dst) {
   QRAG_RETURN_IF_ERROR(error_);
   if (bytes == 0) return absl::OkStatus();
-  QRAG_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
-  QRAG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));  // the caller may free host_src on return
+  QRAG_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, stream()));
+  QRAG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream()));  // the caller may free host_src on return
   return absl::OkStatus();
 }
 
 absl::Status CudaBackend::CopyToHost(const void* device_src, size_t bytes, void* host_dst) {
   QRAG_RETURN_IF_ERROR(error_);
   if (bytes == 0) return absl::OkStatus();
-  QRAG_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream_));
-  QRAG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  QRAG_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream()));
+  QRAG_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream()));
   return absl::OkStatus();
 }
 
@@ -231,13 +209,13 @@ absl::StatusOr<Weight> CudaBackend::UploadWeight(const float* host, int64_t n, i
 
 absl::StatusOr<const int32_t*> CudaBackend::UploadInts(const std::vector<int32_t>& host) {
   const size_t bytes = std::max<size_t>(host.size(), 1) * sizeof(int32_t);
-  QRAG_RETURN_IF_ERROR(Grow(meta_, bytes));
+  QRAG_RETURN_IF_ERROR(meta_.Reserve(bytes, stream()));
   // From pageable memory this returns once the data is staged, so `host` may change afterwards.
   if (!host.empty()) {
     QRAG_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(meta_.data, host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+        cudaMemcpyAsync(meta_.data(), host.data(), host.size() * sizeof(int32_t), cudaMemcpyHostToDevice, stream()));
   }
-  return static_cast<const int32_t*>(meta_.data);
+  return static_cast<const int32_t*>(meta_.data());
 }
 
 void CudaBackend::Embed(const float* table, int dim, absl::Span<const int32_t> tokens, float* out) {
@@ -245,13 +223,13 @@ void CudaBackend::Embed(const float* table, int dim, absl::Span<const int32_t> t
   host_meta_.assign(tokens.begin(), tokens.end());
   absl::StatusOr<const int32_t*> ids = UploadInts(host_meta_);
   if (!ids.ok()) return Record(ids.status());
-  Record(kernels::CudaStatus(kernels::LaunchEmbed(table, dim, *ids, tokens.size(), out, stream_), "LaunchEmbed",
+  Record(kernels::CudaStatus(kernels::LaunchEmbed(table, dim, *ids, tokens.size(), out, stream()), "LaunchEmbed",
                              __FILE__, __LINE__));
 }
 
 void CudaBackend::RmsNorm(const float* x, const float* weight, int rows, int dim, float eps, float* out) {
   if (!error_.ok()) return;
-  Record(kernels::CudaStatus(kernels::LaunchRmsNorm(x, weight, rows, dim, eps, out, stream_), "LaunchRmsNorm",
+  Record(kernels::CudaStatus(kernels::LaunchRmsNorm(x, weight, rows, dim, eps, out, stream()), "LaunchRmsNorm",
                              __FILE__, __LINE__));
 }
 
@@ -262,26 +240,26 @@ absl::Status CudaBackend::GemmImpl(const float* x, int m, const Weight& w, float
 
   kernels::GemmArgs args;
   args.w = w.data.data();
-  args.workspace = workspace_.data;
-  args.workspace_bytes = workspace_.bytes;
+  args.workspace = workspace_.data();
+  args.workspace_bytes = workspace_.bytes();
   if (w.precision == Precision::kF32) {
     args.x = x;
   } else {
     const size_t code_bytes = static_cast<size_t>(m) * kp * (w.precision == Precision::kBF16 ? 2 : 1);
-    QRAG_RETURN_IF_ERROR(Grow(act_codes_, code_bytes));
-    QRAG_RETURN_IF_ERROR(Grow(act_scales_, static_cast<size_t>(m) * sizeof(float)));
+    QRAG_RETURN_IF_ERROR(act_codes_.Reserve(code_bytes, stream()));
+    QRAG_RETURN_IF_ERROR(act_scales_.Reserve(static_cast<size_t>(m) * sizeof(float), stream()));
     QRAG_CUDA_RETURN_IF_ERROR(kernels::LaunchQuantizeRows(x, m, static_cast<int>(k), static_cast<int>(kp),
-                                                          QuantFormatOf(w.precision), act_codes_.data,
-                                                          static_cast<float*>(act_scales_.data), stream_));
-    args.x = act_codes_.data;
+                                                          QuantFormatOf(w.precision), act_codes_.data(),
+                                                          static_cast<float*>(act_scales_.data()), stream()));
+    args.x = act_codes_.data();
   }
   // The GEMM writes y itself when no epilogue is needed; else raw sums into acc_ for the epilogue kernel.
   const bool direct = !quantized && bias == nullptr && np == n;
   if (direct) {
     args.d = y;
   } else {
-    QRAG_RETURN_IF_ERROR(Grow(acc_, static_cast<size_t>(m) * np * 4));
-    args.d = acc_.data;
+    QRAG_RETURN_IF_ERROR(acc_.Reserve(static_cast<size_t>(m) * np * 4, stream()));
+    args.d = acc_.data();
   }
   kernels::GemmDesc desc;
   desc.input = GemmInputOf(w.precision);
@@ -289,22 +267,22 @@ absl::Status CudaBackend::GemmImpl(const float* x, int m, const Weight& w, float
   desc.m = m;
   desc.n = np;
   desc.k = kp;
-  QRAG_ASSIGN_OR_RETURN(const kernels::GemmPlan* plan, plans_->Get(desc, args, stream_));
-  QRAG_RETURN_IF_ERROR(kernels::RunGemm(cublas_->get(), *plan, args, stream_));
+  QRAG_ASSIGN_OR_RETURN(const kernels::GemmPlan* plan, plans_->Get(desc, args, stream()));
+  QRAG_RETURN_IF_ERROR(kernels::RunGemm(cublas_->get(), *plan, args, stream()));
   if (direct) return absl::OkStatus();
   kernels::GemmEpilogueArgs e;
-  e.acc = acc_.data;
+  e.acc = acc_.data();
   e.acc_is_int32 = w.precision == Precision::kInt8;
   e.m = m;
   e.n = n;
   e.ld = np;
   if (quantized) {
-    e.x_scale = static_cast<const float*>(act_scales_.data);
+    e.x_scale = static_cast<const float*>(act_scales_.data());
     e.w_scale = w.scales.as<float>();
   }
   e.bias = bias;
   e.y = y;
-  QRAG_CUDA_RETURN_IF_ERROR(kernels::LaunchGemmEpilogue(e, stream_));
+  QRAG_CUDA_RETURN_IF_ERROR(kernels::LaunchGemmEpilogue(e, stream()));
   return absl::OkStatus();
 }
 
@@ -322,7 +300,7 @@ void CudaBackend::Rope(float* q, float* k, absl::Span<const int32_t> positions, 
   if (!pos.ok()) return Record(pos.status());
   Record(kernels::CudaStatus(kernels::LaunchRope(q, k, *pos, positions.size(), shape.n_heads, shape.n_kv_heads,
                                                  shape.head_dim, inv_freq, pairing == RopePairing::kInterleaved,
-                                                 stream_),
+                                                 stream()),
                              "LaunchRope", __FILE__, __LINE__));
 }
 
@@ -381,7 +359,7 @@ void CudaBackend::KvWrite(const float* k, const float* v, const AttentionBatch& 
   absl::StatusOr<kernels::PagedBatchView> view = UploadBatch(batch, cache);
   if (!view.ok()) return Record(view.status());
   const kernels::PagedKvView kv{cache.k, cache.v, cache.num_slots};
-  Record(kernels::CudaStatus(kernels::LaunchKvWrite(k, v, *view, shape.n_kv_heads * shape.head_dim, kv, stream_),
+  Record(kernels::CudaStatus(kernels::LaunchKvWrite(k, v, *view, shape.n_kv_heads * shape.head_dim, kv, stream()),
                              "LaunchKvWrite", __FILE__, __LINE__));
 }
 
@@ -400,27 +378,27 @@ int64_t CudaBackend::Attention(const float* q, const KvLayer& cache, const Atten
   }
   const kernels::PagedKvView kv{cache.k, cache.v, cache.num_slots};
   Record(kernels::CudaStatus(
-      kernels::LaunchAttention(q, kv, *view, shape.n_heads, shape.n_kv_heads, shape.head_dim, out, stream_),
+      kernels::LaunchAttention(q, kv, *view, shape.n_heads, shape.n_kv_heads, shape.head_dim, out, stream()),
       "LaunchAttention", __FILE__, __LINE__));
   return ops;
 }
 
 void CudaBackend::SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   if (!error_.ok()) return;
-  Record(kernels::CudaStatus(kernels::LaunchSiluMul(gate, up, n, out, stream_), "LaunchSiluMul", __FILE__,
+  Record(kernels::CudaStatus(kernels::LaunchSiluMul(gate, up, n, out, stream()), "LaunchSiluMul", __FILE__,
                              __LINE__));
 }
 
 void CudaBackend::Add(float* x, const float* y, int64_t n) {
   if (!error_.ok()) return;
-  Record(kernels::CudaStatus(kernels::LaunchAdd(x, y, n, stream_), "LaunchAdd", __FILE__, __LINE__));
+  Record(kernels::CudaStatus(kernels::LaunchAdd(x, y, n, stream()), "LaunchAdd", __FILE__, __LINE__));
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaBackend::Argmax(const float* logits, int rows, int vocab) {
   QRAG_RETURN_IF_ERROR(error_);
-  QRAG_RETURN_IF_ERROR(Grow(meta_, std::max(rows, 1) * sizeof(int32_t)));
-  int32_t* ids = static_cast<int32_t*>(meta_.data);
-  QRAG_CUDA_RETURN_IF_ERROR(kernels::LaunchArgmax(logits, rows, vocab, ids, stream_));
+  QRAG_RETURN_IF_ERROR(meta_.Reserve(std::max(rows, 1) * sizeof(int32_t), stream()));
+  int32_t* ids = static_cast<int32_t*>(meta_.data());
+  QRAG_CUDA_RETURN_IF_ERROR(kernels::LaunchArgmax(logits, rows, vocab, ids, stream()));
   std::vector<int32_t> out(rows);
   QRAG_RETURN_IF_ERROR(CopyToHost(ids, rows * sizeof(int32_t), out.data()));
   return out;
@@ -428,7 +406,7 @@ absl::StatusOr<std::vector<int32_t>> CudaBackend::Argmax(const float* logits, in
 
 absl::Status CudaBackend::Synchronize() {
   QRAG_RETURN_IF_ERROR(error_);
-  const absl::Status s = kernels::CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__,
+  const absl::Status s = kernels::CudaStatus(cudaStreamSynchronize(stream()), "cudaStreamSynchronize", __FILE__,
                                              __LINE__);
   Record(s);
   return s;

@@ -23,12 +23,17 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cuda_handles.h"
 #include "kernels/gemm_plan.h"
 #include "kernels/paged_batch.h"
 #include "server/backend/backend.h"
 #include "server/backend/cuda/cuda_device.h"
 
 namespace qrag::backend {
+
+// The precisions CudaBackend::UploadWeight serves; the others (w4) are UNIMPLEMENTED naming --device cpu.
+inline constexpr Precision kCudaPrecisions[] = {Precision::kF32, Precision::kBF16, Precision::kFP8,
+                                                Precision::kInt8};
 
 class CudaBackend final : public Backend {
  public:
@@ -68,22 +73,15 @@ class CudaBackend final : public Backend {
   // Greedy token ids of `rows` logits rows [rows, vocab] already on the device (kernels/argmax.cuh).
   absl::StatusOr<std::vector<int32_t>> Argmax(const float* logits, int rows, int vocab);
 
-  cudaStream_t stream() const { return stream_; }
+  cudaStream_t stream() const { return stream_.get(); }
   const kernels::GemmPlanCache& gemm_plans() const { return *plans_; }
 
  protected:
   void Free(void* data, size_t bytes) override;
 
  private:
-  // Device memory that grows on demand and is reused across ops (ops run in stream order).
-  struct Scratch {
-    void* data = nullptr;
-    size_t bytes = 0;
-  };
-
   CudaBackend(const CudaBackendOptions& options, std::string name);
   void Record(absl::Status s);
-  absl::Status Grow(Scratch& s, size_t bytes);
   // Uploads host ints into meta_ (stream-ordered) and returns the device copy.
   absl::StatusOr<const int32_t*> UploadInts(const std::vector<int32_t>& host);
   // Checks `batch` against `cache` on the host and uploads it as a kernels::PagedBatchView.
@@ -92,10 +90,11 @@ class CudaBackend final : public Backend {
 
   CudaBackendOptions options_;
   std::string name_;
-  cudaStream_t stream_ = nullptr;
+  kernels::CudaStream stream_;
   std::unique_ptr<kernels::CublasLt> cublas_;
   std::unique_ptr<kernels::GemmPlanCache> plans_;
-  Scratch workspace_, act_codes_, act_scales_, acc_, meta_;
+  // Device memory that grows on demand and is reused across ops (ops run in stream order).
+  kernels::DeviceScratch workspace_, act_codes_, act_scales_, acc_, meta_;
   std::vector<int32_t> host_meta_;
   absl::Status error_;
 };

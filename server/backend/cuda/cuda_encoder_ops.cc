@@ -48,13 +48,13 @@ absl::StatusOr<int> CheckEncoderBatch(absl::Span<const int32_t> seq_offsets, con
 void CudaBackend::LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
                             float* out) {
   if (!error_.ok()) return;
-  Record(kernels::CudaStatus(kernels::LaunchLayerNorm(x, weight, bias, rows, dim, eps, out, stream_),
+  Record(kernels::CudaStatus(kernels::LaunchLayerNorm(x, weight, bias, rows, dim, eps, out, stream()),
                              "LaunchLayerNorm", __FILE__, __LINE__));
 }
 
 void CudaBackend::Gelu(const float* x, int64_t n, float* out) {
   if (!error_.ok()) return;
-  Record(kernels::CudaStatus(kernels::LaunchGelu(x, n, out, stream_), "LaunchGelu", __FILE__, __LINE__));
+  Record(kernels::CudaStatus(kernels::LaunchGelu(x, n, out, stream()), "LaunchGelu", __FILE__, __LINE__));
 }
 
 int64_t CudaBackend::EncoderAttention(const float* q, const float* k, const float* v,
@@ -82,7 +82,7 @@ int64_t CudaBackend::EncoderAttention(const float* q, const float* k, const floa
     return ops;
   }
   Record(kernels::CudaStatus(kernels::LaunchEncoderAttention(q, k, v, *offsets, num_seqs, seq_offsets.front(), rows,
-                                                             *longest, shape.n_heads, shape.head_dim, out, stream_),
+                                                             *longest, shape.n_heads, shape.head_dim, out, stream()),
                              "LaunchEncoderAttention", __FILE__, __LINE__));
   return ops;
 }

@@ -1,4 +1,4 @@
-#include "server/quant/quantized_checkpoint.h"
+#include "server/model/quantized_checkpoint.h"
 
 #include <cstring>
 #include <memory>
@@ -11,7 +11,7 @@
 #include "server/model/checkpoint_writer.h"
 #include "server/model/hf_loader.h"
 
-namespace qrag::quant {
+namespace qrag::model {
 namespace {
 
 constexpr char kCodesSuffix[] = ".w4_codes";
@@ -72,7 +72,7 @@ absl::Status WriteQuantizedCheckpoint(const model::LoadedModel& model, const std
       continue;
     }
     const std::vector<float> w = t.ToFloatVector();
-    QRAG_ASSIGN_OR_RETURN(W4Matrix q, QuantizeW4(w.data(), t.shape[0], t.shape[1], options.w4));
+    QRAG_ASSIGN_OR_RETURN(quant::W4Matrix q, quant::QuantizeW4(w.data(), t.shape[0], t.shape[1], options.w4));
     QRAG_RETURN_IF_ERROR(writer.Add(name + kCodesSuffix, "U8", {q.n, q.row_bytes()},
                                     Bytes(q.codes.data(), q.codes.size())));
     QRAG_RETURN_IF_ERROR(writer.Add(name + kScalesSuffix, "F32", {q.n, q.vectors_per_row()},
@@ -113,7 +113,7 @@ absl::Status AttachQuantizedTensors(const model::SafetensorsCheckpoint& weights,
       if (weights.Find(name).info != nullptr) {
         return bad(absl::StrCat("tensor '", name, "' is listed as quantized but is also stored unquantized"));
       }
-      W4Matrix q;
+      quant::W4Matrix q;
       q.n = shape[0];
       q.k = shape[1];
       q.vector_size = vector_size;
@@ -123,10 +123,10 @@ absl::Status AttachQuantizedTensors(const model::SafetensorsCheckpoint& weights,
       q.codes.assign(codes.info->bytes.begin(), codes.info->bytes.end());
       q.scales.resize(static_cast<size_t>(q.n * q.vectors_per_row()));
       std::memcpy(q.scales.data(), scales.info->bytes.data(), q.scales.size() * sizeof(float));
-      QRAG_RETURN_IF_ERROR(ValidateW4(q, absl::StrCat(source, ": tensor '", name, "'")));
+      QRAG_RETURN_IF_ERROR(quant::ValidateW4(q, absl::StrCat(source, ": tensor '", name, "'")));
       // The fp32 view of the stored weights, for every other precision.
       auto values = std::make_shared<std::vector<float>>(static_cast<size_t>(q.n * q.k));
-      DequantizeW4Rows(q.view(), 0, q.n, values->data());
+      quant::DequantizeW4Rows(q.view(), 0, q.n, values->data());
       model::HostTensor t;
       t.dtype = model::HostDType::kF32;
       t.shape = {q.n, q.k};
@@ -140,4 +140,4 @@ absl::Status AttachQuantizedTensors(const model::SafetensorsCheckpoint& weights,
   return absl::OkStatus();
 }
 
-}  // namespace qrag::quant
+}  // namespace qrag::model

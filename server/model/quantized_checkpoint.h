@@ -15,8 +15,8 @@
 // Loading (model/hf_loader.cc calls AttachQuantizedTensors): each listed weight is validated, kept as a
 // W4Matrix in LoadedModel::w4_weights (served as is by `--quant w4`), and also dequantized into an fp32
 // tensor under NAME, so that every other precision runs on exactly the stored (dequantized) weights.
-#ifndef QRAG_SERVER_QUANT_QUANTIZED_CHECKPOINT_H_
-#define QRAG_SERVER_QUANT_QUANTIZED_CHECKPOINT_H_
+#ifndef QRAG_SERVER_MODEL_QUANTIZED_CHECKPOINT_H_
+#define QRAG_SERVER_MODEL_QUANTIZED_CHECKPOINT_H_
 
 #include <string>
 
@@ -25,12 +25,12 @@
 #include "server/model/safetensors.h"
 #include "server/quant/w4.h"
 
-namespace qrag::quant {
+namespace qrag::model {
 
 inline constexpr char kQuantizationMetadataKey[] = "qrag.quantization";
 
 struct QuantizedCheckpointOptions {
-  W4Options w4;
+  quant::W4Options w4;
 };
 
 // True for the tensor names the writer quantizes.
@@ -49,6 +49,6 @@ absl::Status WriteQuantizedCheckpoint(const model::LoadedModel& model, const std
 // scales (ValidateW4); a listed tensor that is also stored in fp32.
 absl::Status AttachQuantizedTensors(const model::SafetensorsCheckpoint& weights, model::LoadedModel* model);
 
-}  // namespace qrag::quant
+}  // namespace qrag::model
 
-#endif  // QRAG_SERVER_QUANT_QUANTIZED_CHECKPOINT_H_
+#endif  // QRAG_SERVER_MODEL_QUANTIZED_CHECKPOINT_H_

@@ -1,6 +1,6 @@
 // The w4 quantized checkpoint: write -> load round trip, serving it (`--quant w4` uses the stored codes and
 // gives the same logits as quantizing at load time), and every way a file can be wrong.
-#include "server/quant/quantized_checkpoint.h"
+#include "server/model/quantized_checkpoint.h"
 
 #include <filesystem>
 #include <functional>
@@ -17,7 +17,7 @@
 #include "server/model/transformer.h"
 #include "tests/test_util.h"
 
-namespace qrag::quant {
+namespace qrag::model {
 namespace {
 
 using ::qrag::testing::TempDir;
@@ -46,18 +46,18 @@ TEST_P(QuantizedCheckpoint, RoundTripAndServedW4EqualsLoadTimeW4) {
   ASSERT_TRUE(q.ok()) << q.status();
   ASSERT_TRUE(f.ok()) << f.status();
 
-  // Every linear weight is stored quantized, with exactly the codes QuantizeW4 gives the fp32 weight.
+  // Every linear weight is stored quantized, with exactly the codes quant::QuantizeW4 gives the fp32 weight.
   const int expected = 7 * config->n_layers + (config->tie_embeddings ? 0 : 1);
   EXPECT_EQ(q->w4_weights.size(), static_cast<size_t>(expected));
   for (const auto& [name, w4] : q->w4_weights) {
     const model::HostTensor& t = f->tensors.at(name);
     const std::vector<float> w = t.ToFloatVector();
-    auto expect = QuantizeW4(w.data(), t.shape[0], t.shape[1], W4Options{});
+    auto expect = quant::QuantizeW4(w.data(), t.shape[0], t.shape[1], quant::W4Options{});
     EXPECT_EQ(w4.codes, expect->codes) << name;
     EXPECT_EQ(w4.scales, expect->scales) << name;
     // The fp32 view under the original name is the dequantized weight.
     std::vector<float> deq(w.size());
-    DequantizeW4Rows(w4.view(), 0, w4.n, deq.data());
+    quant::DequantizeW4Rows(w4.view(), 0, w4.n, deq.data());
     EXPECT_EQ(q->tensors.at(name).ToFloatVector(), deq) << name;
   }
   // Served from the file's codes == quantized at load time from the fp32 checkpoint, bit for bit.
@@ -191,4 +191,4 @@ TEST(QuantizedCheckpointNames, LinearWeightsOnly) {
 }
 
 }  // namespace
-}  // namespace qrag::quant
+}  // namespace qrag::model

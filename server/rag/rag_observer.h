@@ -1,15 +1,15 @@
 // The hook the RAG stage (server/rag/) reports its timings through: ServingMetrics implements it and turns
-// the calls into qrag_rag_embed_seconds and qrag_rag_search_seconds. No Prometheus types here, so rag/ can
-// depend on it from qrag_core.
+// the calls into qrag_rag_embed_seconds and qrag_rag_search_seconds. It lives in rag/ (the layer that reports
+// through it), as the engine keeps EngineObserver; metrics/ implements it from above.
 //
 // Usage (in the retriever, per request): time the query embedding and the index search, then
 //   observer->OnEmbed(absl::ToDoubleSeconds(embed_time));
 //   observer->OnSearch(absl::ToDoubleSeconds(search_time));
 // Thread-safe, never blocks (atomic updates): call it from any thread; a null observer means no metrics.
-#ifndef QRAG_SERVER_METRICS_RAG_OBSERVER_H_
-#define QRAG_SERVER_METRICS_RAG_OBSERVER_H_
+#ifndef QRAG_SERVER_RAG_RAG_OBSERVER_H_
+#define QRAG_SERVER_RAG_RAG_OBSERVER_H_
 
-namespace qrag::metrics {
+namespace qrag::rag {
 
 class RagObserver {
  public:
@@ -20,6 +20,6 @@ class RagObserver {
   virtual void OnSearch(double seconds) = 0;
 };
 
-}  // namespace qrag::metrics
+}  // namespace qrag::rag
 
-#endif  // QRAG_SERVER_METRICS_RAG_OBSERVER_H_
+#endif  // QRAG_SERVER_RAG_RAG_OBSERVER_H_
