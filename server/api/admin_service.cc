@@ -3,6 +3,7 @@
 #include <string>
 
 #include "server/api/status_mapping.h"
+#include "server/api/wire.h"
 #include "server/common/status.h"
 
 namespace qrag::api {
@@ -27,18 +28,15 @@ absl::StatusOr<qrag::v1::ServerStats> CollectServerStats(const ServingState& sta
 }
 
 grpc::ServerUnaryReactor* AdminService::GetServerStats(grpc::CallbackServerContext* context,
-                                                       const qrag::v1::GetServerStatsRequest* request,
-                                                       qrag::v1::ServerStats* response) {
+                                                       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (authenticator_ != nullptr) {
-    if (absl::Status s = authenticator_->Check(context->client_metadata()); !s.ok()) {
-      reactor->Finish(ToGrpcStatus(s));
-      return reactor;
-    }
-  }
-  absl::StatusOr<qrag::v1::ServerStats> stats = CollectServerStats(*state_, request->model());
-  if (stats.ok()) *response = *std::move(stats);
-  reactor->Finish(ToGrpcStatus(stats.status()));
+  reactor->Finish(ToGrpcStatus([&]() -> absl::Status {
+    if (authenticator_ != nullptr) QRAG_RETURN_IF_ERROR(authenticator_->Check(context->client_metadata()));
+    QRAG_ASSIGN_OR_RETURN(const qrag::v1::GetServerStatsRequest parsed,
+                          ParseRequest<qrag::v1::GetServerStatsRequest>(*request));
+    QRAG_ASSIGN_OR_RETURN(const qrag::v1::ServerStats stats, CollectServerStats(*state_, parsed.model()));
+    return SerializeMessage(stats, response);
+  }()));
   return reactor;
 }
 

@@ -17,15 +17,15 @@ namespace qrag::api {
 // loaded. NOT_FOUND for an unknown name.
 absl::StatusOr<qrag::v1::ServerStats> CollectServerStats(const ServingState& state, std::string_view model);
 
-class AdminService final : public qrag::v1::Admin::CallbackService {
+// GetServerStats takes the raw request bytes (wire.h: unparsable bytes are INVALID_ARGUMENT).
+class AdminService final : public qrag::v1::Admin::WithRawCallbackMethod_GetServerStats<qrag::v1::Admin::Service> {
  public:
   // `authenticator` null: every caller is served; else UNAUTHENTICATED without an accepted bearer token.
   AdminService(ServingState* state, std::shared_ptr<const TokenAuthenticator> authenticator)
       : state_(state), authenticator_(std::move(authenticator)) {}
 
-  grpc::ServerUnaryReactor* GetServerStats(grpc::CallbackServerContext* context,
-                                           const qrag::v1::GetServerStatsRequest* request,
-                                           qrag::v1::ServerStats* response) override;
+  grpc::ServerUnaryReactor* GetServerStats(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
 
  private:
   ServingState* const state_;

@@ -1,6 +1,7 @@
 #include "server/api/generate_calls.h"
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -8,39 +9,23 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "qrag/v1/inference.grpc.pb.h"
 #include "server/api/rag_generation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/validation.h"
+#include "server/api/wire.h"
+#include "server/engine/request_limits.h"
 #include "server/common/status.h"
 
 namespace qrag::api {
 namespace {
 
-absl::StatusOr<std::string> Flatten(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  if (!buffer.Dump(&slices).ok()) return absl::InvalidArgumentError("could not read the request bytes");
-  std::string out;
-  out.reserve(buffer.Length());
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
-}
-
 absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   const std::chrono::system_clock::time_point d = context.deadline();
   if (d == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
   return absl::FromChrono(d);
-}
-
-template <typename Message>
-absl::Status Serialize(const Message& message, grpc::ByteBuffer* out) {
-  bool own_buffer = false;
-  grpc::Status s = grpc::SerializationTraits<Message>::Serialize(message, out, &own_buffer);
-  if (!s.ok()) return absl::InternalError(absl::StrCat("could not serialize the response: ", s.error_message()));
-  return absl::OkStatus();
 }
 
 void AddLogprobs(absl::Span<const engine::TokenLogprob> tokens,
@@ -130,31 +115,68 @@ struct Prelude {
   RagOutcome rag;     // passages and retrieval timings; empty without the rag option
 };
 
-// The one request-start path of the generation calls: admission (serving phase, parse, validation, model,
-// deadline; a rejection is reported to `state`), RAG retrieval when asked for, `record(prelude)`, submission
-// with `observer`, and the link for cancellation. Returns the status to finish the call with when the request
-// did not reach the engine, OK once it did.
-absl::Status StartGeneration(ServingState* state, const grpc::CallbackServerContext& context,
-                             const grpc::ByteBuffer& request, absl::FunctionRef<void(Prelude)> record,
-                             std::shared_ptr<engine::RequestObserver> observer, EngineLink* link) {
+// How a generation call hears back from its start: `record` runs before the engine can call the observer;
+// `fail` when the request did not reach the engine (the call then finishes with that status, once).
+struct StartHooks {
+  std::function<void(Prelude)> record;
+  std::function<void(const absl::Status&)> fail;
+  std::shared_ptr<engine::RequestObserver> observer;
+  EngineLink* link = nullptr;
+};
+
+// CANCELLED, or DEADLINE_EXCEEDED when the cancellation is the call's deadline (engine::CancellationStatus).
+absl::Status EndedBeforeSubmit(const grpc::CallbackServerContext& context, const char* where) {
+  return engine::CancellationStatus(DeadlineOf(context), absl::Now(), where);
+}
+
+void SubmitAdmitted(Admission admission, Prelude prelude, const StartHooks& hooks) {
+  hooks.record(std::move(prelude));
+  engine::Engine* engine = admission.model->engine;
+  absl::StatusOr<uint64_t> id = engine->Submit(std::move(admission.request), hooks.observer);
+  if (!id.ok()) {  // the engine reports its own refusals to the metrics
+    hooks.fail(id.status());
+    return;
+  }
+  // gRPC does not run the reactor's OnDone before it is finished, so the call is alive here even when the
+  // engine already finished the request.
+  hooks.link->Submitted(engine, *id);
+}
+
+// The one request-start path of the generation calls: admission (serving phase, deadline, parse, validation,
+// model; a refusal is reported to `state` for qrag_requests_total), then submission with the call's observer
+// and the link for cancellation. With the rag option, retrieval (query embedding, index search, prompt
+// fitting: milliseconds to seconds of CPU) runs on the work queue, never on the gRPC thread that started the
+// call: gRPC's callback threads are few, and health checks and cheap calls must not wait behind an encoder.
+// Every way the request fails to reach the engine ends in exactly one hooks.fail.
+void StartGeneration(ServingState* state, WorkQueue* work, const grpc::CallbackServerContext& context,
+                     const grpc::ByteBuffer& request, StartHooks hooks) {
   absl::StatusOr<Admission> admission = AdmitGenerate(*state, context, request);
   if (!admission.ok()) {
     state->ReportRejected(admission.status());
-    return admission.status();
+    hooks.fail(admission.status());
+    return;
   }
   Prelude prelude;
   prelude.model = admission->model->name;
-  if (admission->rag.has_value()) {
-    QRAG_RETURN_IF_ERROR(
-        PrepareRagRequest(*state, *admission->model, *admission->rag, &admission->request, &prelude.rag));
+  if (!admission->rag.has_value()) {
+    SubmitAdmitted(*std::move(admission), std::move(prelude), hooks);
+    return;
   }
-  record(std::move(prelude));
-  engine::Engine* engine = admission->model->engine;
-  QRAG_ASSIGN_OR_RETURN(uint64_t id, engine->Submit(std::move(admission->request), std::move(observer)));
-  // gRPC does not run the reactor's OnDone before the handler that started it returned, so the call is alive
-  // here even when the engine already finished the request.
-  link->Submitted(engine, id);
-  return absl::OkStatus();
+  auto admitted = std::make_shared<Admission>(*std::move(admission));
+  auto pending = std::make_shared<Prelude>(std::move(prelude));
+  const grpc::CallbackServerContext* ctx = &context;  // valid until the call is finished (OnDone)
+  auto rejected = [state, hooks](const absl::Status& s) {
+    state->ReportRejected(s);
+    hooks.fail(s);
+  };
+  const absl::Status queued = work->Submit([state, ctx, admitted, pending, hooks, rejected] {
+    if (ctx->IsCancelled()) return rejected(EndedBeforeSubmit(*ctx, "while waiting for retrieval"));
+    const absl::Status s =
+        PrepareRagRequest(*state, *admitted->model, *admitted->rag, &admitted->request, &pending->rag);
+    if (!s.ok()) return rejected(s);
+    SubmitAdmitted(std::move(*admitted), std::move(*pending), hooks);
+  });
+  if (!queued.ok()) rejected(queued);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -162,22 +184,24 @@ absl::Status StartGeneration(ServingState* state, const grpc::CallbackServerCont
 
 class GenerateCall final : public grpc::ServerUnaryReactor {
  public:
-  GenerateCall(ServingState* state, grpc::CallbackServerContext* context, grpc::ByteBuffer* response)
-      : state_(state), context_(context), response_(response) {
+  GenerateCall(ServingState* state, WorkQueue* work, grpc::CallbackServerContext* context,
+               grpc::ByteBuffer* response)
+      : state_(state), work_(work), context_(context), response_(response) {
     state_->CallStarted();
   }
 
   void Start(const grpc::ByteBuffer& request) {
-    const absl::Status started = StartGeneration(
-        state_, *context_, request,
-        [this](Prelude prelude) {
-          absl::MutexLock lock(&mu_);
-          message_.set_model(std::move(prelude.model));
-          *message_.mutable_passages() = std::move(prelude.rag.passages);
-          rag_timings_ = prelude.rag.timings;
-        },
-        std::make_shared<Forwarder<GenerateCall>>(this), &link_);
-    if (!started.ok()) Finish(ToGrpcStatus(started));
+    StartHooks hooks;
+    hooks.record = [this](Prelude prelude) {
+      absl::MutexLock lock(&mu_);
+      message_.set_model(std::move(prelude.model));
+      *message_.mutable_passages() = std::move(prelude.rag.passages);
+      rag_timings_ = prelude.rag.timings;
+    };
+    hooks.fail = [this](const absl::Status& s) { Finish(ToGrpcStatus(s)); };
+    hooks.observer = std::make_shared<Forwarder<GenerateCall>>(this);
+    hooks.link = &link_;
+    StartGeneration(state_, work_, *context_, request, std::move(hooks));
   }
 
   void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
@@ -196,7 +220,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
         FillUsage(usage, message_.mutable_usage());
         FillTimings(timings, message_.mutable_timings());
         FillRagTimings(rag_timings_, timings, message_.mutable_timings());
-        result = Serialize(message_, response_);
+        result = SerializeMessage(message_, response_);
       }
     }
     Finish(ToGrpcStatus(result));  // the last use of `this`
@@ -211,6 +235,7 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
 
  private:
   ServingState* const state_;
+  WorkQueue* const work_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer* const response_;
   EngineLink link_;
@@ -224,22 +249,24 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
 
 class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  GenerateStreamCall(ServingState* state, grpc::CallbackServerContext* context)
-      : state_(state), context_(context) {
+  GenerateStreamCall(ServingState* state, WorkQueue* work, grpc::CallbackServerContext* context)
+      : state_(state), work_(work), context_(context) {
     state_->CallStarted();
   }
 
   void Start(const grpc::ByteBuffer& request) {
-    const absl::Status started = StartGeneration(
-        state_, *context_, request,
-        [this](Prelude prelude) {
-          absl::MutexLock lock(&mu_);
-          model_ = std::move(prelude.model);
-          *pending_.mutable_passages() = std::move(prelude.rag.passages);  // rides on the first message
-          rag_timings_ = prelude.rag.timings;
-        },
-        std::make_shared<Forwarder<GenerateStreamCall>>(this), &link_);
-    if (!started.ok()) Finish(ToGrpcStatus(started));
+    StartHooks hooks;
+    hooks.record = [this](Prelude prelude) {
+      absl::MutexLock lock(&mu_);
+      model_ = std::move(prelude.model);
+      *pending_.mutable_passages() = std::move(prelude.rag.passages);  // rides on the first message
+      rag_timings_ = prelude.rag.timings;
+    };
+    // Nothing was written and nothing is in flight yet: the stream can finish at once.
+    hooks.fail = [this](const absl::Status& s) { Finish(ToGrpcStatus(s)); };
+    hooks.observer = std::make_shared<Forwarder<GenerateStreamCall>>(this);
+    hooks.link = &link_;
+    StartGeneration(state_, work_, *context_, request, std::move(hooks));
   }
 
   void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
@@ -306,7 +333,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
     if (writing_ || finish_called_) return Action::kNone;
     if (has_pending_ && !write_failed_) {
       in_flight_.Clear();  // the previous write is done with it
-      absl::Status s = Serialize(pending_, &in_flight_);
+      absl::Status s = SerializeMessage(pending_, &in_flight_);
       pending_.Clear();
       has_pending_ = false;
       if (s.ok()) {
@@ -344,6 +371,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   }
 
   ServingState* const state_;
+  WorkQueue* const work_;
   grpc::CallbackServerContext* const context_;
   EngineLink link_;
   absl::Mutex mu_;
@@ -363,7 +391,14 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
 absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
                                         const grpc::ByteBuffer& request) {
   QRAG_RETURN_IF_ERROR(state.CheckAccepting());
-  QRAG_ASSIGN_OR_RETURN(std::string wire, Flatten(request));
+  // A call cancelled (or past its deadline) before it started: its bytes may be gone already, so this must be
+  // said before parsing (it would read as INVALID_ARGUMENT).
+  // A call whose client gave up before its message arrived runs with no message at all (an invalid buffer,
+  // unlike an empty message): the same.
+  if (context.IsCancelled() || DeadlineOf(context) <= absl::Now() || !request.Valid()) {
+    return EndedBeforeSubmit(context, "before the request was read");
+  }
+  QRAG_ASSIGN_OR_RETURN(std::string wire, FlattenBytes(request));
   QRAG_ASSIGN_OR_RETURN(qrag::v1::GenerateRequest parsed, ParseGenerateRequest(wire));
   wire.clear();
   wire.shrink_to_fit();
@@ -377,17 +412,18 @@ absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::C
   return admission;
 }
 
-grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, grpc::CallbackServerContext* context,
-                                            const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
-  auto* call = new GenerateCall(state, context, response);
+grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, WorkQueue* work,
+                                            grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) {
+  auto* call = new GenerateCall(state, work, context, response);
   call->Start(*request);
   return call;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state, WorkQueue* work,
                                                                      grpc::CallbackServerContext* context,
                                                                      const grpc::ByteBuffer* request) {
-  auto* call = new GenerateStreamCall(state, context);
+  auto* call = new GenerateStreamCall(state, work, context);
   call->Start(*request);
   return call;
 }

@@ -1,7 +1,8 @@
 // The two generation RPCs as gRPC callback reactors, one object per call.
 //
-// A call is admitted (serving phase, parse, validation, model lookup, deadline) on the gRPC thread that
-// starts it, then submitted to the model's engine::Engine with an observer that forwards the engine's
+// A call is admitted (serving phase, deadline, parse, validation, model lookup) on the gRPC thread that
+// starts it (Generate's rag option then retrieves on the work queue, off gRPC's threads), then submitted to
+// the model's engine::Engine with an observer that forwards the engine's
 // callbacks to the reactor. The engine calls observers on its own thread and they must not block, so the
 // observer only records text and, for streams, queues it:
 //   - GenerateCall (unary) accumulates the completion and finishes once the engine reports OnFinish;
@@ -27,6 +28,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
 #include "server/api/serving_state.h"
+#include "server/common/work_queue.h"
 #include "server/engine/engine.h"
 
 namespace qrag::api {
@@ -38,17 +40,19 @@ struct Admission {
   std::optional<qrag::v1::RagOptions> rag;  // set: retrieve first (rag_generation.h)
 };
 
-// Serving phase (UNAVAILABLE), wire parse + validation (INVALID_ARGUMENT / NOT_FOUND), model lookup, and the
-// call's deadline copied into the engine request.
+// Serving phase (UNAVAILABLE), a deadline already past (DEADLINE_EXCEEDED), wire parse + validation
+// (INVALID_ARGUMENT / NOT_FOUND), model lookup, and the call's deadline copied into the engine request.
 absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
                                         const grpc::ByteBuffer& request);
 
 // Starts a unary Generate call; the returned reactor serializes a qrag.v1.GenerateResponse into `response`.
-grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, grpc::CallbackServerContext* context,
-                                            const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
+// Retrieval for the rag option runs on `work` (RESOURCE_EXHAUSTED when its queue is full).
+grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, WorkQueue* work,
+                                            grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response);
 
 // Starts a GenerateStream call writing serialized qrag.v1.GenerateStreamResponse messages.
-grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state, WorkQueue* work,
                                                                      grpc::CallbackServerContext* context,
                                                                      const grpc::ByteBuffer* request);
 

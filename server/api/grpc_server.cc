@@ -30,10 +30,15 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   if (options.max_receive_message_bytes <= 0) {
     return absl::InvalidArgumentError("max_receive_message_bytes must be > 0");
   }
+  if (options.work_threads < 1 || options.work_max_queued < 1) {
+    return absl::InvalidArgumentError("work_threads and work_max_queued must be >= 1");
+  }
   std::unique_ptr<GrpcServer> server(new GrpcServer());
-  server->inference_ = std::make_unique<InferenceService>(state, options.authenticator);
+  server->work_ = std::make_unique<WorkQueue>(WorkQueueOptions{
+      .threads = options.work_threads, .max_queued = options.work_max_queued, .name = "retrieval work"});
+  server->inference_ = std::make_unique<InferenceService>(state, server->work_.get(), options.authenticator);
   server->admin_ = std::make_unique<AdminService>(state, options.authenticator);
-  server->retrieval_ = std::make_unique<RetrievalService>(state, options.authenticator);
+  server->retrieval_ = std::make_unique<RetrievalService>(state, server->work_.get(), options.authenticator);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -17,6 +17,7 @@
 #include "grpcpp/server.h"
 #include "server/api/security.h"
 #include "server/api/serving_state.h"
+#include "server/common/work_queue.h"
 
 namespace qrag::api {
 
@@ -26,6 +27,10 @@ struct GrpcServerOptions {
   std::shared_ptr<grpc::ServerCredentials> credentials;  // null: plaintext
   // Non-null: qrag.v1 calls need an accepted bearer token (UNAUTHENTICATED otherwise).
   std::shared_ptr<const TokenAuthenticator> authenticator;
+  // The work queue of retrieval work (Retrieval calls, Generate's rag option): threads, and calls that may
+  // wait for one before new ones are RESOURCE_EXHAUSTED.
+  int work_threads = 4;
+  int work_max_queued = 256;
 };
 
 class AdminService;
@@ -56,6 +61,8 @@ class GrpcServer {
  private:
   GrpcServer() = default;
 
+  // Declared first, destroyed last: calls finishing during Shutdown may still need it.
+  std::unique_ptr<WorkQueue> work_;
   std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<RetrievalService> retrieval_;

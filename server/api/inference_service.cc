@@ -2,6 +2,8 @@
 
 #include "server/api/generate_calls.h"
 #include "server/api/status_mapping.h"
+#include "server/api/wire.h"
+#include "server/common/status.h"
 
 namespace qrag::api {
 namespace {
@@ -23,47 +25,49 @@ absl::Status InferenceService::Authenticate(const grpc::CallbackServerContext& c
 grpc::ServerUnaryReactor* InferenceService::Generate(grpc::CallbackServerContext* context,
                                                      const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   if (absl::Status s = Authenticate(*context); !s.ok()) {
+    state_->ReportRejected(s);  // clients see UNAUTHENTICATED: qrag_requests_total counts it too
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(ToGrpcStatus(s));
     return reactor;
   }
-  return StartGenerateCall(state_, context, request, response);
+  return StartGenerateCall(state_, work_, context, request, response);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::GenerateStream(grpc::CallbackServerContext* context,
                                                                             const grpc::ByteBuffer* request) {
-  if (absl::Status s = Authenticate(*context); !s.ok()) return new RefusedStream(ToGrpcStatus(s));
-  return StartGenerateStreamCall(state_, context, request);
+  if (absl::Status s = Authenticate(*context); !s.ok()) {
+    state_->ReportRejected(s);
+    return new RefusedStream(ToGrpcStatus(s));
+  }
+  return StartGenerateStreamCall(state_, work_, context, request);
 }
 
 grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* context,
-                                                       const qrag::v1::ListModelsRequest* /*request*/,
-                                                       qrag::v1::ListModelsResponse* response) {
+                                                       const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = Authenticate(*context); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
-  }
-  if (state_->phase() == ServingPhase::kLoading) {
-    reactor->Finish(ToGrpcStatus(absl::UnavailableError("model loading; retry when health is SERVING")));
-    return reactor;
-  }
-  for (const ServedModel* m : state_->Models()) *response->add_models() = m->info;
-  reactor->Finish(grpc::Status::OK);
+  reactor->Finish(ToGrpcStatus([&]() -> absl::Status {
+    QRAG_RETURN_IF_ERROR(Authenticate(*context));
+    QRAG_RETURN_IF_ERROR(ParseRequest<qrag::v1::ListModelsRequest>(*request).status());
+    if (state_->phase() == ServingPhase::kLoading) {
+      return absl::UnavailableError("model loading; retry when health is SERVING");
+    }
+    qrag::v1::ListModelsResponse out;
+    for (const ServedModel* m : state_->Models()) *out.add_models() = m->info;
+    return SerializeMessage(out, response);
+  }()));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                         const qrag::v1::GetModelInfoRequest* request,
-                                                         qrag::v1::ModelInfo* response) {
+                                                         const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (absl::Status s = Authenticate(*context); !s.ok()) {
-    reactor->Finish(ToGrpcStatus(s));
-    return reactor;
-  }
-  absl::StatusOr<const ServedModel*> model = state_->Find(request->model());
-  if (model.ok()) *response = (*model)->info;
-  reactor->Finish(ToGrpcStatus(model.status()));
+  reactor->Finish(ToGrpcStatus([&]() -> absl::Status {
+    QRAG_RETURN_IF_ERROR(Authenticate(*context));
+    QRAG_ASSIGN_OR_RETURN(const qrag::v1::GetModelInfoRequest parsed,
+                          ParseRequest<qrag::v1::GetModelInfoRequest>(*request));
+    QRAG_ASSIGN_OR_RETURN(const ServedModel* model, state_->Find(parsed.model()));
+    return SerializeMessage(model->info, response);
+  }()));
   return reactor;
 }
 

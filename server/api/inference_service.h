@@ -1,7 +1,7 @@
-// qrag.v1.Inference over the gRPC callback API: Generate and GenerateStream take the raw request bytes (so
-// a request with invalid UTF-8 gets INVALID_ARGUMENT naming the field instead of gRPC's generic
-// deserialization error; see validation.h) and run as reactors (generate_calls.h); ListModels and
-// GetModelInfo answer from the ServingState.
+// qrag.v1.Inference over the gRPC callback API. Every method takes the raw request bytes and parses them
+// itself (wire.h), so bytes that are not the request are INVALID_ARGUMENT (a Generate prompt with invalid
+// UTF-8 is named by field: validation.h). Generate and GenerateStream run as reactors (generate_calls.h), their
+// retrieval on `work`; ListModels and GetModelInfo answer from the ServingState.
 //
 // With an authenticator, every method first checks the caller's bearer token (UNAUTHENTICATED otherwise).
 //
@@ -14,34 +14,34 @@
 
 #include "server/api/security.h"
 #include "server/api/serving_state.h"
+#include "server/common/work_queue.h"
 
 namespace qrag::api {
 
 class InferenceService final
     : public qrag::v1::Inference::WithRawCallbackMethod_Generate<
           qrag::v1::Inference::WithRawCallbackMethod_GenerateStream<
-              qrag::v1::Inference::WithCallbackMethod_ListModels<
-                  qrag::v1::Inference::WithCallbackMethod_GetModelInfo<qrag::v1::Inference::Service>>>> {
+              qrag::v1::Inference::WithRawCallbackMethod_ListModels<
+                  qrag::v1::Inference::WithRawCallbackMethod_GetModelInfo<qrag::v1::Inference::Service>>>> {
  public:
-  // `authenticator` null: every caller is served.
-  InferenceService(ServingState* state, std::shared_ptr<const TokenAuthenticator> authenticator)
-      : state_(state), authenticator_(std::move(authenticator)) {}
+  // `authenticator` null: every caller is served. `work` runs Generate's retrieval; not owned.
+  InferenceService(ServingState* state, WorkQueue* work, std::shared_ptr<const TokenAuthenticator> authenticator)
+      : state_(state), work_(work), authenticator_(std::move(authenticator)) {}
 
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateStream(grpc::CallbackServerContext* context,
                                                              const grpc::ByteBuffer* request) override;
-  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const qrag::v1::ListModelsRequest* request,
-                                       qrag::v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
-                                         const qrag::v1::GetModelInfoRequest* request,
-                                         qrag::v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
 
  private:
   absl::Status Authenticate(const grpc::CallbackServerContext& context) const;
 
   ServingState* const state_;
+  WorkQueue* const work_;
   const std::shared_ptr<const TokenAuthenticator> authenticator_;
 };
 

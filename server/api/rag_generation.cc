@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/retrieval_service.h"
 #include "server/common/status.h"
+#include "server/engine/request_limits.h"
 #include "server/rag/prompt_builder.h"
 
 namespace qrag::api {
@@ -19,11 +20,23 @@ absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& mod
         "rag: this server runs without an embedder; start qrag-server with --embedder DIR --data-dir DIR");
   }
   if (options.collection().empty()) return absl::InvalidArgumentError("rag.collection is required");
-  if (options.top_k() < 0 || options.top_k() > kMaxRagTopK) {
-    return absl::InvalidArgumentError(absl::StrCat("rag.top_k must be in [0, ", kMaxRagTopK, "] (0: ",
-                                                   kDefaultRagTopK, "), got ", options.top_k()));
+  QRAG_ASSIGN_OR_RETURN(const int top_k, collections->CheckQuery(options.top_k(), options.min_score(), "rag."));
+  // The passages are fitted to the generator's context below: room for the prompt is what max_tokens leaves.
+  // Checked before retrieving, so a request that cannot fit costs no encoder work.
+  const model::Tokenizer* tokenizer = model.engine->tokenizer();
+  auto count_tokens = [tokenizer](const std::string& prompt) -> absl::StatusOr<int> {
+    QRAG_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer->Encode(prompt, model::EncodeOptions{}));
+    return static_cast<int>(ids.size());
+  };
+  const int context = model.engine->context_length();
+  QRAG_RETURN_IF_ERROR(engine::CheckMaxTokens(request->max_tokens));
+  if (request->max_tokens >= context) {
+    // No room even for the question. The limit to name is the one for the question alone (passages are
+    // fitted to what max_tokens leaves), not the one for the prompt with every passage.
+    QRAG_ASSIGN_OR_RETURN(const std::string bare, rag::BuildRagPrompt(request->prompt, {}, options.prompt_template()));
+    QRAG_ASSIGN_OR_RETURN(const int question_tokens, count_tokens(bare));
+    QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(question_tokens, request->max_tokens, context));
   }
-  const int top_k = options.top_k() == 0 ? kDefaultRagTopK : options.top_k();
   rag::RetrieveTimings timings;
   QRAG_ASSIGN_OR_RETURN(std::vector<rag::RetrievedChunk> hits,
                         collections->Retrieve(options.collection(), request->prompt, top_k, options.min_score(),
@@ -31,23 +44,10 @@ absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& mod
                                               &timings));
   std::vector<std::string> passages;
   for (const rag::RetrievedChunk& h : hits) passages.push_back(h.chunk.text);
-  // Fit the passages to the generator's context: room for the prompt is what max_tokens leaves. A request
-  // whose max_tokens alone leaves no room is passed through whole and gets the engine's own error.
-  const int budget = model.engine->context_length() - request->max_tokens;
-  rag::FittedRagPrompt fitted;
-  if (budget > 0 && request->max_tokens > 0) {
-    const model::Tokenizer* tokenizer = model.engine->tokenizer();
-    QRAG_ASSIGN_OR_RETURN(
-        fitted, rag::FitRagPrompt(request->prompt, passages, options.prompt_template(), budget,
-                                  [tokenizer](const std::string& prompt) -> absl::StatusOr<int> {
-                                    QRAG_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
-                                                          tokenizer->Encode(prompt, model::EncodeOptions{}));
-                                    return static_cast<int>(ids.size());
-                                  }));
-  } else {
-    QRAG_ASSIGN_OR_RETURN(fitted.prompt, rag::BuildRagPrompt(request->prompt, passages, options.prompt_template()));
-    fitted.passages_used = static_cast<int>(passages.size());
-  }
+  QRAG_ASSIGN_OR_RETURN(
+      rag::FittedRagPrompt fitted,
+      rag::FitRagPrompt(request->prompt, passages, options.prompt_template(), context - request->max_tokens,
+                        count_tokens));
   for (int i = 0; i < fitted.passages_used; ++i) {
     qrag::v1::RetrievedPassage* p = outcome->passages.Add();
     FillPassage(hits[i], p);

@@ -14,9 +14,6 @@
 
 namespace qrag::api {
 
-inline constexpr int kDefaultRagTopK = 3;
-inline constexpr int kMaxRagTopK = 100;
-
 struct RagOutcome {
   google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage> passages;
   std::optional<rag::RetrieveTimings> timings;  // set when retrieval ran
@@ -24,8 +21,8 @@ struct RagOutcome {
 
 // The prompt is fitted to `model`'s context (rag::FitRagPrompt, with room for max_tokens): lower-ranked
 // passages are dropped, or the best one cut, and outcome->passages lists only what the prompt holds.
-// FAILED_PRECONDITION without an embedder; INVALID_ARGUMENT for a missing collection name, top_k outside
-// [0, 100] or a template without {question}; OUT_OF_RANGE when the question and template alone do not fit;
+// FAILED_PRECONDITION without an embedder; INVALID_ARGUMENT for a missing collection name, top_k or
+// min_score outside rag::Collections::CheckQuery's rules, or a template without {question}; OUT_OF_RANGE when the question and template alone do not fit;
 // the collection's own errors (NOT_FOUND, ...).
 absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& model,
                                const qrag::v1::RagOptions& options, engine::EngineRequest* request,

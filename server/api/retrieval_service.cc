@@ -1,9 +1,21 @@
 #include "server/api/retrieval_service.h"
 
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "server/api/status_mapping.h"
 #include "server/common/echo.h"
 #include "server/common/status.h"
+#include "server/api/wire.h"
+#include "server/model/utf8.h"
 
 namespace qrag::api {
 namespace {
@@ -67,6 +79,134 @@ void FillInfo(const rag::CollectionInfo& i, qrag::v1::CollectionInfo* out) {
   out->set_index_status(i.index_status);
 }
 
+// Why bytes that should be an IngestRequest did not parse: a string field that is not UTF-8, named by
+// document and field ("documents[3].text: invalid UTF-8 at byte 17"), or a generic message.
+absl::Status DiagnoseIngestRequest(const std::string& wire) {
+  google::protobuf::UnknownFieldSet fields;
+  if (wire.size() <= static_cast<size_t>(INT32_MAX) && fields.ParseFromString(wire)) {
+    int doc = 0;
+    for (int i = 0; i < fields.field_count(); ++i) {
+      const google::protobuf::UnknownField& f = fields.field(i);
+      if (f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+      if (f.number() == 1) QRAG_RETURN_IF_ERROR(model::CheckUtf8(f.length_delimited(), "collection"));
+      if (f.number() != 2) continue;
+      google::protobuf::UnknownFieldSet d;
+      const std::string name = absl::StrCat("documents[", doc++, "]");
+      if (!d.ParseFromString(f.length_delimited())) continue;
+      for (int j = 0; j < d.field_count(); ++j) {
+        const google::protobuf::UnknownField& g = d.field(j);
+        if (g.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+        if (g.number() == 1) QRAG_RETURN_IF_ERROR(model::CheckUtf8(g.length_delimited(), absl::StrCat(name, ".id")));
+        if (g.number() == 2) {
+          QRAG_RETURN_IF_ERROR(model::CheckUtf8(g.length_delimited(), absl::StrCat(name, ".text")));
+        }
+      }
+    }
+  }
+  return absl::InvalidArgumentError(
+      "the message is not a valid serialized qrag.v1.IngestRequest (a field has the wrong wire type, or a string "
+      "field is not UTF-8)");
+}
+
+// CANCELLED, or DEADLINE_EXCEEDED when the call's deadline has passed.
+absl::Status CallEnded(const grpc::CallbackServerContext& context) {
+  const std::chrono::system_clock::time_point d = context.deadline();
+  if (d != std::chrono::system_clock::time_point::max() && absl::FromChrono(d) <= absl::Now()) {
+    return absl::DeadlineExceededError("deadline exceeded before the call's work started");
+  }
+  return absl::CancelledError("call cancelled before its work started");
+}
+
+// One Ingest call: read a message, store it (on the work queue), acknowledge the running progress, read the
+// next. Exactly one operation is in flight at any time, so the reactor needs no lock: each step is started
+// by the completion of the one before. Deletes itself in OnDone.
+class IngestCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  IngestCall(rag::Collections* rag, WorkQueue* work, grpc::CallbackServerContext* context)
+      : rag_(rag), work_(work), context_(context) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed the stream, or the call ended
+      if (context_->IsCancelled()) return Finish(ToGrpcStatus(CallEnded(*context_)));
+      if (!any_) {
+        return Fail(absl::InvalidArgumentError(collection_.empty() ? "collection: required in the first IngestRequest"
+                                                                   : "documents: the Ingest call carried no documents"));
+      }
+      return Finish(grpc::Status::OK);
+    }
+    ++messages_;
+    absl::StatusOr<std::string> wire = FlattenBytes(in_);
+    in_.Clear();
+    auto request = std::make_shared<qrag::v1::IngestRequest>();
+    if (!wire.ok()) return Fail(wire.status());
+    if (!ParseMessage(*wire, request.get()).ok()) return Fail(DiagnoseIngestRequest(*wire));
+    if (!request->collection().empty()) {
+      if (!collection_.empty() && request->collection() != collection_) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat("collection: one Ingest call writes one collection (",
+                                                            Echo(collection_), "), got ",
+                                                            Echo(request->collection()))));
+      }
+      collection_ = request->collection();
+    }
+    if (collection_.empty()) return Fail(absl::InvalidArgumentError("collection: required in the first IngestRequest"));
+    if (request->documents_size() == 0) return StartRead(&in_);
+    any_ = true;
+    const absl::Status queued = work_->Submit([this, request] { Store(*request); });
+    if (!queued.ok()) Fail(queued);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    StartRead(&in_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // On the work queue: one batch stored in one transaction, then acknowledged.
+  void Store(qrag::v1::IngestRequest& request) {
+    if (context_->IsCancelled()) return Finish(ToGrpcStatus(CallEnded(*context_)));
+    std::vector<rag::DocumentInput> docs;
+    docs.reserve(request.documents_size());
+    for (qrag::v1::Document& d : *request.mutable_documents()) {
+      docs.push_back({std::move(*d.mutable_id()), std::move(*d.mutable_text()), ToMetadata(d.metadata())});
+    }
+    absl::StatusOr<rag::IngestResult> r = rag_->Ingest(collection_, docs);
+    if (!r.ok()) return Fail(r.status());
+    progress_.set_documents(progress_.documents() + r->documents);
+    progress_.set_chunks(progress_.chunks() + r->chunks);
+    progress_.set_replaced(progress_.replaced() + r->replaced);
+    if (absl::Status s = SerializeMessage(progress_, &out_); !s.ok()) return Fail(s);
+    StartWrite(&out_);
+  }
+
+  // Ends the call with `status`, saying which message failed and what of the call is stored.
+  void Fail(const absl::Status& status) {
+    Finish(ToGrpcStatus(absl::Status(
+        status.code(), absl::StrCat("IngestRequest ", messages_, " of this call: ", status.message(), " (",
+                                    progress_.documents(), " documents of earlier messages of this call are stored)"))));
+  }
+
+  rag::Collections* const rag_;
+  WorkQueue* const work_;
+  grpc::CallbackServerContext* const context_;
+  grpc::ByteBuffer in_;
+  grpc::ByteBuffer out_;
+  std::string collection_;
+  qrag::v1::IngestProgress progress_;
+  bool any_ = false;
+  int64_t messages_ = 0;  // read so far, 1-based in messages
+};
+
+// An Ingest call refused at its start: finishes at once, deletes itself.
+class RefusedIngest final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit RefusedIngest(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 void FillPassage(const rag::RetrievedChunk& hit, qrag::v1::RetrievedPassage* out) {
@@ -77,7 +217,7 @@ void FillPassage(const rag::RetrievedChunk& hit, qrag::v1::RetrievedPassage* out
   for (const auto& [k, v] : hit.chunk.metadata) (*out->mutable_metadata())[k] = v;
 }
 
-absl::StatusOr<rag::Collections*> RetrievalService::Begin(const grpc::ServerContext& context) const {
+absl::StatusOr<rag::Collections*> RetrievalService::Begin(const grpc::CallbackServerContext& context) const {
   if (authenticator_ != nullptr) QRAG_RETURN_IF_ERROR(authenticator_->Check(context.client_metadata()));
   if (state_->phase() == ServingPhase::kDraining) return absl::UnavailableError("server is shutting down");
   rag::Collections* rag = state_->rag();
@@ -89,131 +229,132 @@ absl::StatusOr<rag::Collections*> RetrievalService::Begin(const grpc::ServerCont
   return rag;
 }
 
-grpc::Status RetrievalService::Embed(grpc::ServerContext* context, const qrag::v1::EmbedRequest* request,
-                                     qrag::v1::EmbedResponse* response) {
+template <typename Request, typename Response, typename Body>
+RetrievalService::Unary* RetrievalService::RunUnary(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* wire_request,
+                                                    grpc::ByteBuffer* wire_response, Body body) {
+  Unary* reactor = context->DefaultReactor();
   absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  if (request->texts_size() > kMaxEmbedTexts) {
-    return ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("texts: ", request->texts_size(), " texts, at most ", kMaxEmbedTexts, " per call")));
+  if (!rag.ok()) {
+    reactor->Finish(ToGrpcStatus(rag.status()));
+    return reactor;
   }
-  const std::vector<std::string> texts(request->texts().begin(), request->texts().end());
-  absl::StatusOr<std::vector<float>> emb = (*rag)->Embed(texts);
-  if (!emb.ok()) return ToGrpcStatus(emb.status());
-  const int dim = (*rag)->encoder().dim();
-  response->set_embedder((*rag)->encoder().model_id());
-  response->set_dim(dim);
-  for (size_t i = 0; i < texts.size(); ++i) {
-    response->add_embeddings()->mutable_values()->Add(emb->begin() + i * dim, emb->begin() + (i + 1) * dim);
+  absl::StatusOr<Request> request = ParseRequest<Request>(*wire_request);
+  if (!request.ok()) {
+    reactor->Finish(ToGrpcStatus(request.status()));
+    return reactor;
   }
-  return grpc::Status::OK;
+  // The reactor, the context and the response buffer live until Finish; the task finishes the call.
+  auto shared = std::make_shared<Request>(*std::move(request));
+  const absl::Status queued =
+      work_->Submit([reactor, context, wire_response, collections = *rag, shared, body] {
+        if (context->IsCancelled()) return reactor->Finish(ToGrpcStatus(CallEnded(*context)));
+        Response response;
+        absl::Status s = body(collections, *shared, &response);
+        if (s.ok()) s = SerializeMessage(response, wire_response);
+        reactor->Finish(ToGrpcStatus(s));
+      });
+  if (!queued.ok()) reactor->Finish(ToGrpcStatus(queued));
+  return reactor;
 }
 
-grpc::Status RetrievalService::CreateCollection(grpc::ServerContext* context,
-                                                const qrag::v1::CreateCollectionRequest* request,
-                                                qrag::v1::CollectionInfo* response) {
-  absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  rag::ChunkingOptions chunking;  // defaults when both are unset
-  if (request->chunk_tokens() != 0 || request->chunk_overlap_tokens() != 0) {
-    chunking.chunk_tokens = request->chunk_tokens() != 0 ? request->chunk_tokens() : chunking.chunk_tokens;
-    chunking.overlap_tokens = request->chunk_overlap_tokens();
-  }
-  absl::StatusOr<rag::IndexSpec> index = FromProto(request->index());
-  if (!index.ok()) return ToGrpcStatus(index.status());
-  absl::StatusOr<rag::CollectionInfo> info = (*rag)->Create(request->name(), request->embedder(), chunking, *index);
-  if (!info.ok()) return ToGrpcStatus(info.status());
-  FillInfo(*info, response);
-  return grpc::Status::OK;
+RetrievalService::Unary* RetrievalService::Embed(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                                 grpc::ByteBuffer* response) {
+  return RunUnary<qrag::v1::EmbedRequest, qrag::v1::EmbedResponse>(
+      context, request, response,
+      [](rag::Collections* rag, const qrag::v1::EmbedRequest& req, qrag::v1::EmbedResponse* out) -> absl::Status {
+        if (req.texts_size() > kMaxEmbedTexts) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("texts: ", req.texts_size(), " texts, at most ", kMaxEmbedTexts, " per call"));
+        }
+        const std::vector<std::string> texts(req.texts().begin(), req.texts().end());
+        QRAG_ASSIGN_OR_RETURN(std::vector<float> emb, rag->Embed(texts));
+        const int dim = rag->encoder().dim();
+        out->set_embedder(rag->encoder().model_id());
+        out->set_dim(dim);
+        for (size_t i = 0; i < texts.size(); ++i) {
+          out->add_embeddings()->mutable_values()->Add(emb.begin() + i * dim, emb.begin() + (i + 1) * dim);
+        }
+        return absl::OkStatus();
+      });
 }
 
-grpc::Status RetrievalService::ListCollections(grpc::ServerContext* context,
-                                               const qrag::v1::ListCollectionsRequest* /*request*/,
-                                               qrag::v1::ListCollectionsResponse* response) {
-  absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  for (const rag::CollectionInfo& i : (*rag)->List()) FillInfo(i, response->add_collections());
-  return grpc::Status::OK;
+RetrievalService::Unary* RetrievalService::CreateCollection(grpc::CallbackServerContext* context,
+                                                            const grpc::ByteBuffer* request,
+                                                            grpc::ByteBuffer* response) {
+  return RunUnary<qrag::v1::CreateCollectionRequest, qrag::v1::CollectionInfo>(
+      context, request, response,
+      [](rag::Collections* rag, const qrag::v1::CreateCollectionRequest& req,
+         qrag::v1::CollectionInfo* out) -> absl::Status {
+        rag::ChunkingOptions chunking;  // defaults when both are unset
+        if (req.chunk_tokens() != 0 || req.chunk_overlap_tokens() != 0) {
+          chunking.chunk_tokens = req.chunk_tokens() != 0 ? req.chunk_tokens() : chunking.chunk_tokens;
+          chunking.overlap_tokens = req.chunk_overlap_tokens();
+        }
+        QRAG_ASSIGN_OR_RETURN(const rag::IndexSpec index, FromProto(req.index()));
+        QRAG_ASSIGN_OR_RETURN(const rag::CollectionInfo info, rag->Create(req.name(), req.embedder(), chunking, index));
+        FillInfo(info, out);
+        return absl::OkStatus();
+      });
 }
 
-grpc::Status RetrievalService::DropCollection(grpc::ServerContext* context,
-                                              const qrag::v1::DropCollectionRequest* request,
-                                              qrag::v1::DropCollectionResponse* /*response*/) {
-  absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  return ToGrpcStatus((*rag)->Drop(request->name()));
+RetrievalService::Unary* RetrievalService::ListCollections(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return RunUnary<qrag::v1::ListCollectionsRequest, qrag::v1::ListCollectionsResponse>(
+      context, request, response,
+      [](rag::Collections* rag, const qrag::v1::ListCollectionsRequest&,
+         qrag::v1::ListCollectionsResponse* out) -> absl::Status {
+        for (const rag::CollectionInfo& i : rag->List()) FillInfo(i, out->add_collections());
+        return absl::OkStatus();
+      });
 }
 
-grpc::Status RetrievalService::Ingest(
-    grpc::ServerContext* context, grpc::ServerReaderWriter<qrag::v1::IngestProgress, qrag::v1::IngestRequest>* stream) {
-  absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  std::string collection;
-  qrag::v1::IngestProgress progress;
-  qrag::v1::IngestRequest request;
-  bool any = false;
-  while (stream->Read(&request)) {
-    if (context->IsCancelled()) return grpc::Status::CANCELLED;
-    if (!request.collection().empty()) {
-      if (!collection.empty() && request.collection() != collection) {
-        return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-            "collection: one Ingest call writes one collection (", Echo(collection), "), got ", Echo(request.collection()))));
-      }
-      collection = request.collection();
-    }
-    if (collection.empty()) {
-      return ToGrpcStatus(absl::InvalidArgumentError("collection: required in the first IngestRequest"));
-    }
-    if (request.documents_size() == 0) continue;
-    any = true;
-    std::vector<rag::DocumentInput> docs;
-    docs.reserve(request.documents_size());
-    for (qrag::v1::Document& d : *request.mutable_documents()) {
-      docs.push_back({std::move(*d.mutable_id()), std::move(*d.mutable_text()), ToMetadata(d.metadata())});
-    }
-    absl::StatusOr<rag::IngestResult> r = (*rag)->Ingest(collection, docs);
-    if (!r.ok()) {
-      return ToGrpcStatus(absl::Status(r.status().code(),
-                                       absl::StrCat(r.status().message(), " (", progress.documents(),
-                                                    " documents of earlier batches of this call are stored)")));
-    }
-    progress.set_documents(progress.documents() + r->documents);
-    progress.set_chunks(progress.chunks() + r->chunks);
-    progress.set_replaced(progress.replaced() + r->replaced);
-    if (!stream->Write(progress)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
-  }
-  if (!any) {
-    if (collection.empty()) return ToGrpcStatus(absl::InvalidArgumentError("collection: required in the first IngestRequest"));
-    return ToGrpcStatus(absl::InvalidArgumentError("documents: the Ingest call carried no documents"));
-  }
-  return grpc::Status::OK;
+RetrievalService::Unary* RetrievalService::DropCollection(grpc::CallbackServerContext* context,
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return RunUnary<qrag::v1::DropCollectionRequest, qrag::v1::DropCollectionResponse>(
+      context, request, response,
+      [](rag::Collections* rag, const qrag::v1::DropCollectionRequest& req, qrag::v1::DropCollectionResponse*) {
+        return rag->Drop(req.name());
+      });
 }
 
-grpc::Status RetrievalService::DeleteDocuments(grpc::ServerContext* context,
-                                               const qrag::v1::DeleteDocumentsRequest* request,
-                                               qrag::v1::DeleteDocumentsResponse* response) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* RetrievalService::Ingest(
+    grpc::CallbackServerContext* context) {
   absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  absl::StatusOr<int64_t> deleted =
-      (*rag)->Delete(request->collection(), std::vector<std::string>(request->ids().begin(), request->ids().end()));
-  if (!deleted.ok()) return ToGrpcStatus(deleted.status());
-  response->set_deleted(*deleted);
-  return grpc::Status::OK;
+  if (!rag.ok()) return new RefusedIngest(ToGrpcStatus(rag.status()));
+  return new IngestCall(*rag, work_, context);
 }
 
-grpc::Status RetrievalService::Retrieve(grpc::ServerContext* context, const qrag::v1::RetrieveRequest* request,
-                                        qrag::v1::RetrieveResponse* response) {
-  absl::StatusOr<rag::Collections*> rag = Begin(*context);
-  if (!rag.ok()) return ToGrpcStatus(rag.status());
-  rag::RetrieveTimings t;
-  absl::StatusOr<std::vector<rag::RetrievedChunk>> hits =
-      (*rag)->Retrieve(request->collection(), request->query(), request->top_k() == 0 ? kDefaultRetrieveTopK : request->top_k(),
-                       request->min_score(), ToMetadata(request->filter()), &t);
-  if (!hits.ok()) return ToGrpcStatus(hits.status());
-  for (const rag::RetrievedChunk& h : *hits) FillPassage(h, response->add_passages());
-  response->set_embed_seconds(t.embed_seconds);
-  response->set_search_seconds(t.search_seconds);
-  return grpc::Status::OK;
+RetrievalService::Unary* RetrievalService::DeleteDocuments(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return RunUnary<qrag::v1::DeleteDocumentsRequest, qrag::v1::DeleteDocumentsResponse>(
+      context, request, response,
+      [](rag::Collections* rag, const qrag::v1::DeleteDocumentsRequest& req,
+         qrag::v1::DeleteDocumentsResponse* out) -> absl::Status {
+        QRAG_ASSIGN_OR_RETURN(const int64_t deleted,
+                              rag->Delete(req.collection(), std::vector<std::string>(req.ids().begin(), req.ids().end())));
+        out->set_deleted(deleted);
+        return absl::OkStatus();
+      });
+}
+
+RetrievalService::Unary* RetrievalService::Retrieve(grpc::CallbackServerContext* context,
+                                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  return RunUnary<qrag::v1::RetrieveRequest, qrag::v1::RetrieveResponse>(
+      context, request, response,
+      [](rag::Collections* rag, const qrag::v1::RetrieveRequest& req, qrag::v1::RetrieveResponse* out) -> absl::Status {
+        rag::RetrieveTimings t;
+        QRAG_ASSIGN_OR_RETURN(std::vector<rag::RetrievedChunk> hits,
+                              rag->Retrieve(req.collection(), req.query(), req.top_k(), req.min_score(),
+                                            ToMetadata(req.filter()), &t));
+        for (const rag::RetrievedChunk& h : hits) FillPassage(h, out->add_passages());
+        out->set_embed_seconds(t.embed_seconds);
+        out->set_search_seconds(t.search_seconds);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace qrag::api

@@ -1,8 +1,15 @@
 // qrag.v1.Retrieval: collections, ingest, retrieval and embeddings over rag::Collections.
 //
-// A synchronous gRPC service: each call runs on a gRPC server thread (encoding and searching included), never
-// on the engine thread, so retrieval work cannot stall generation's scheduler. Without an embedder
+// Over the gRPC callback API with raw request bytes (wire.h: unparsable bytes are INVALID_ARGUMENT, never
+// INTERNAL). The work of every call (encoding, searching, SQLite) runs on the server's work queue, never on
+// gRPC's callback threads, which stay free for health checks and cheap calls, and never on the engine
+// thread; a full queue is RESOURCE_EXHAUSTED. An idle Ingest stream holds no thread. Without an embedder
 // (ServingState::rag() null) every method is FAILED_PRECONDITION saying how to enable it.
+//
+// Ingest is a bidirectional stream: each IngestRequest is parsed, stored durably as one batch, and
+// acknowledged with the running IngestProgress before the next is read. Any failing message (bytes that are
+// not an IngestRequest, a string field that is not UTF-8, a document the store refuses) ends the stream with
+// its error, saying how many documents of earlier batches of the call are stored; nothing after it is read.
 #ifndef QRAG_SERVER_API_RETRIEVAL_SERVICE_H_
 #define QRAG_SERVER_API_RETRIEVAL_SERVICE_H_
 
@@ -11,39 +18,54 @@
 #include "qrag/v1/retrieval.grpc.pb.h"
 #include "server/api/security.h"
 #include "server/api/serving_state.h"
+#include "server/common/work_queue.h"
 #include "server/rag/collections.h"
 
 namespace qrag::api {
 
 // Limits of the Retrieval API (the rest come from CollectionsOptions).
 inline constexpr int kMaxEmbedTexts = 256;
-inline constexpr int kDefaultRetrieveTopK = 5;
 
-class RetrievalService final : public qrag::v1::Retrieval::Service {
+class RetrievalService final
+    : public qrag::v1::Retrieval::WithRawCallbackMethod_Embed<
+          qrag::v1::Retrieval::WithRawCallbackMethod_CreateCollection<
+              qrag::v1::Retrieval::WithRawCallbackMethod_ListCollections<
+                  qrag::v1::Retrieval::WithRawCallbackMethod_DropCollection<
+                      qrag::v1::Retrieval::WithRawCallbackMethod_Ingest<
+                          qrag::v1::Retrieval::WithRawCallbackMethod_DeleteDocuments<
+                              qrag::v1::Retrieval::WithRawCallbackMethod_Retrieve<
+                                  qrag::v1::Retrieval::Service>>>>>>> {
  public:
-  RetrievalService(ServingState* state, std::shared_ptr<const TokenAuthenticator> authenticator)
-      : state_(state), authenticator_(std::move(authenticator)) {}
+  // `work` runs the calls' work; `state` and `work` must outlive the service.
+  RetrievalService(ServingState* state, WorkQueue* work, std::shared_ptr<const TokenAuthenticator> authenticator)
+      : state_(state), work_(work), authenticator_(std::move(authenticator)) {}
 
-  grpc::Status Embed(grpc::ServerContext* context, const qrag::v1::EmbedRequest* request,
-                     qrag::v1::EmbedResponse* response) override;
-  grpc::Status CreateCollection(grpc::ServerContext* context, const qrag::v1::CreateCollectionRequest* request,
-                                qrag::v1::CollectionInfo* response) override;
-  grpc::Status ListCollections(grpc::ServerContext* context, const qrag::v1::ListCollectionsRequest* request,
-                               qrag::v1::ListCollectionsResponse* response) override;
-  grpc::Status DropCollection(grpc::ServerContext* context, const qrag::v1::DropCollectionRequest* request,
-                              qrag::v1::DropCollectionResponse* response) override;
-  grpc::Status Ingest(grpc::ServerContext* context,
-                      grpc::ServerReaderWriter<qrag::v1::IngestProgress, qrag::v1::IngestRequest>* stream) override;
-  grpc::Status DeleteDocuments(grpc::ServerContext* context, const qrag::v1::DeleteDocumentsRequest* request,
-                               qrag::v1::DeleteDocumentsResponse* response) override;
-  grpc::Status Retrieve(grpc::ServerContext* context, const qrag::v1::RetrieveRequest* request,
-                        qrag::v1::RetrieveResponse* response) override;
+  using Unary = grpc::ServerUnaryReactor;
+  Unary* Embed(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+               grpc::ByteBuffer* response) override;
+  Unary* CreateCollection(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                          grpc::ByteBuffer* response) override;
+  Unary* ListCollections(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                         grpc::ByteBuffer* response) override;
+  Unary* DropCollection(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                        grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Ingest(grpc::CallbackServerContext* context) override;
+  Unary* DeleteDocuments(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                         grpc::ByteBuffer* response) override;
+  Unary* Retrieve(grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                  grpc::ByteBuffer* response) override;
 
  private:
-  // Authentication, then the collections (FAILED_PRECONDITION without an embedder).
-  absl::StatusOr<rag::Collections*> Begin(const grpc::ServerContext& context) const;
+  // Authentication and the serving phase, then the collections (FAILED_PRECONDITION without an embedder).
+  absl::StatusOr<rag::Collections*> Begin(const grpc::CallbackServerContext& context) const;
+  // A unary method: Begin and the parse on the gRPC thread, then body(collections, request, &response) on the
+  // work queue, the response serialized into `wire_response`.
+  template <typename Request, typename Response, typename Body>
+  Unary* RunUnary(grpc::CallbackServerContext* context, const grpc::ByteBuffer* wire_request,
+                  grpc::ByteBuffer* wire_response, Body body);
 
   ServingState* const state_;
+  WorkQueue* const work_;
   const std::shared_ptr<const TokenAuthenticator> authenticator_;
 };
 

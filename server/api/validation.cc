@@ -8,6 +8,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "server/common/echo.h"
 #include "server/common/status.h"
+#include "server/engine/request_limits.h"
 #include "server/engine/sampler.h"
 #include "server/model/utf8.h"
 
@@ -81,10 +82,9 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const qrag::v1::Generat
   e.prompt = prompt;
 
   e.max_tokens = request.has_max_tokens() ? request.max_tokens() : options.default_max_tokens;
-  if (e.max_tokens <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be > 0 (got ", e.max_tokens,
-                                                   "); leave it unset for the default of ",
-                                                   options.default_max_tokens));
+  if (absl::Status s = engine::CheckMaxTokens(e.max_tokens); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(), "; leave it unset for the default of ",
+                                               options.default_max_tokens));
   }
 
   // The sampling rules live with the sampler (engine::ValidateSamplingParams), for every front end and the

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
 #include "server/engine/block_manager.h"
+#include "server/engine/request_limits.h"
 #include "server/engine/scheduler.h"
 
 namespace qrag::engine {
@@ -109,7 +110,7 @@ class Engine::Impl {
 
 absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<RequestObserver> observer) {
   QRAG_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
-  if (r.max_tokens <= 0) return absl::InvalidArgumentError(absl::StrCat("max_tokens must be > 0, got ", r.max_tokens));
+  QRAG_RETURN_IF_ERROR(CheckMaxTokens(r.max_tokens));
   if (r.logprobs < 0 || r.logprobs > options_.max_logprobs) {
     return absl::InvalidArgumentError(
         absl::StrCat("logprobs must be in [0, ", options_.max_logprobs, "], got ", r.logprobs));
@@ -120,15 +121,7 @@ absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<R
   QRAG_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer_->Encode(r.prompt, model::EncodeOptions{}));
   const int ctx = options_.context_length;
   const int n = static_cast<int>(ids.size());
-  if (n >= ctx) {
-    return absl::OutOfRangeError(absl::StrCat("prompt is ", n, " tokens; the context holds ", ctx,
-                                              " (prompt plus at least one generated token): shorten the prompt"));
-  }
-  if (r.max_tokens > ctx - n) {  // (not n + max_tokens > ctx: max_tokens may be near INT32_MAX)
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", r.max_tokens, " plus the prompt's ", n,
-                                                   " tokens exceeds the context of ", ctx,
-                                                   " tokens; use max_tokens <= ", ctx - n));
-  }
+  QRAG_RETURN_IF_ERROR(CheckFitsContext(n, r.max_tokens, ctx));
   auto req = std::make_unique<Request>();
   req->prompt_tokens = n;
   req->seq.tokens = ids;
@@ -227,9 +220,15 @@ void Engine::Impl::Loop() {
       const uint64_t id = r->id;
       requests_[id] = std::move(r);
     }
+    const absl::Time cancelled_at = absl::Now();
     for (uint64_t id : cancels) {
       if (auto it = requests_.find(id); it != requests_.end()) {
-        Finish(it->second.get(), absl::CancelledError("request cancelled by the client"), FinishReason::kLength);
+        // A cancellation at (or just before) the deadline is the deadline, and is counted as such: clients
+        // see DEADLINE_EXCEEDED (request_limits.h).
+        Finish(it->second.get(),
+               CancellationStatus(it->second->deadline, cancelled_at,
+                                  it->second->scheduled ? "while generating" : "while waiting in the queue"),
+               FinishReason::kLength);
       }
     }
     if (abort) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status.h"
+#include "server/engine/request_limits.h"
 
 namespace qrag::engine {
 namespace {
@@ -52,9 +53,7 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(model::Transformer*
 
 absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& request, const TextCallback& on_text) {
   QRAG_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
-  if (request.max_tokens <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be > 0, got ", request.max_tokens));
-  }
+  QRAG_RETURN_IF_ERROR(CheckMaxTokens(request.max_tokens));
   GenerateResult result;
   QRAG_ASSIGN_OR_RETURN(result.prompt_ids, tokenizer_->Encode(request.prompt, model::EncodeOptions{}));
   const int ctx = options_.context_length;
@@ -62,15 +61,8 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
   if (prompt_len == 0) {
     return absl::InvalidArgumentError("prompt is empty and the tokenizer has no BOS token to start from");
   }
-  if (prompt_len >= ctx) {
-    return absl::OutOfRangeError(absl::StrCat("prompt is ", prompt_len, " tokens; the context holds ", ctx,
-                                              " (prompt plus at least one generated token): shorten the prompt"));
-  }
-  if (prompt_len + request.max_tokens > ctx) {
-    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", request.max_tokens, " plus the prompt's ", prompt_len,
-                                                   " tokens exceeds the context of ", ctx, " tokens; use max_tokens <= ",
-                                                   ctx - prompt_len));
-  }
+  // (prompt_len + max_tokens would overflow for max_tokens near INT32_MAX: CheckFitsContext never adds them.)
+  QRAG_RETURN_IF_ERROR(CheckFitsContext(prompt_len, request.max_tokens, ctx));
 
   const int vocab = transformer_->config().vocab_size;
   std::vector<float> logits(vocab);

@@ -253,13 +253,24 @@ absl::StatusOr<int64_t> Collections::Delete(const std::string& collection, const
   return deleted;
 }
 
+absl::StatusOr<int> Collections::CheckQuery(int top_k, float min_score, std::string_view field_prefix) const {
+  const std::string prefix(field_prefix);
+  if (top_k < 0 || top_k > options_.max_top_k) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "top_k must be in [0, ", options_.max_top_k, "] (0: ",
+                                                   kDefaultTopK, "), got ", top_k));
+  }
+  if (!(min_score >= -1.0f && min_score <= 1.0f)) {  // also NaN
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "min_score is a cosine similarity: it must be in [-1, 1] (",
+                                                   "-1 keeps every passage), got ", min_score));
+  }
+  return top_k == 0 ? kDefaultTopK : top_k;
+}
+
 absl::StatusOr<std::vector<RetrievedChunk>> Collections::Retrieve(const std::string& collection, const std::string& query,
                                                                   int top_k, float min_score, const Metadata& filter,
                                                                   RetrieveTimings* timings) {
   if (query.empty()) return absl::InvalidArgumentError("query is empty");
-  if (top_k < 1 || top_k > options_.max_top_k) {
-    return absl::InvalidArgumentError(absl::StrCat("top_k must be in [1, ", options_.max_top_k, "], got ", top_k));
-  }
+  QRAG_ASSIGN_OR_RETURN(top_k, CheckQuery(top_k, min_score, ""));
   QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, Find(collection, /*check_embedder=*/true));
   auto t0 = Clock::now();
   QRAG_ASSIGN_OR_RETURN(std::vector<float> q, encoder_->Embed({query}));

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -38,11 +39,14 @@
 
 namespace qrag::rag {
 
+// Passages a query returns when its top_k is 0 (Retrieve and Generate's rag option alike).
+inline constexpr int kDefaultTopK = 5;
+
 struct CollectionsOptions {
   std::string data_dir;                                           // holds rag.sqlite
   backend::Precision index_precision = backend::Precision::kF32;  // of exact indexes: kF32 or kInt8
   int64_t max_document_bytes = 8 << 20;                           // larger documents: INVALID_ARGUMENT
-  int max_top_k = 1000;
+  int max_top_k = 1000;  // Retrieve's and Generate's rag top_k (0 -> kDefaultTopK)
   int64_t max_store_bytes = 0;  // > 0: cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED
   // Hears each Retrieve's embed and search times (qrag_rag_embed_seconds / qrag_rag_search_seconds); not
   // owned, must outlive the Collections; null: no metrics.
@@ -96,9 +100,13 @@ class Collections {
   absl::StatusOr<IngestResult> Ingest(const std::string& collection, const std::vector<DocumentInput>& docs);
   absl::StatusOr<int64_t> Delete(const std::string& collection, const std::vector<std::string>& ids);
 
-  // The top_k chunks for `query` with score >= min_score, best first; `filter` keeps documents whose
-  // metadata holds every key = value of it. INVALID_ARGUMENT for an empty query or top_k outside
-  // [1, max_top_k].
+  // The query rules of Retrieve and of Generate's rag option, in this one place: top_k 0 means
+  // kDefaultTopK, else it must be in [1, max_top_k]; min_score must be a finite cosine in [-1, 1]. Returns
+  // the top_k to use; INVALID_ARGUMENT naming `field_prefix` + the field ("rag.top_k") otherwise.
+  absl::StatusOr<int> CheckQuery(int top_k, float min_score, std::string_view field_prefix) const;
+
+  // The top_k chunks for `query` with score >= min_score, best first (CheckQuery's rules); `filter` keeps
+  // documents whose metadata holds every key = value of it. INVALID_ARGUMENT for an empty query.
   absl::StatusOr<std::vector<RetrievedChunk>> Retrieve(const std::string& collection, const std::string& query,
                                                        int top_k, float min_score, const Metadata& filter,
                                                        RetrieveTimings* timings);

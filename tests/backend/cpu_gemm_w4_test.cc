@@ -66,7 +66,7 @@ TEST_P(GemmW4Exact, FastAndReferenceEqualPlainLoop) {
     o.allow_avx2 = mode != 2;
     o.pool = mode == 1 ? &pool : nullptr;
     std::vector<float> y(s.m * s.n, -1.0f);
-    GemmW4(x.data(), s.m, w.view(), bias.data(), y.data(), o);
+    EXPECT_TRUE(GemmW4(x.data(), s.m, w.view(), bias.data(), y.data(), o).ok());
     EXPECT_EQ(y, expect) << "mode " << mode;
     for (float v : y) nonzero += std::fabs(v);
   }
@@ -106,11 +106,11 @@ TEST(GemmW4, FastEqualsGemmF32OnDequantizedWeight_AnyBatch) {
       GemmKernelOptions o;
       o.pool = p;
       std::vector<float> y(m * n), y_ref(m * n), y_one(n);
-      GemmW4(x.data(), m, w.view(), bias.data(), y.data(), o);
+      EXPECT_TRUE(GemmW4(x.data(), m, w.view(), bias.data(), y.data(), o).ok());
       EXPECT_TRUE(GemmF32(x.data(), m, deq.data(), n, k, bias.data(), y_ref.data(), o).ok());
       EXPECT_EQ(y, y_ref);
       for (int64_t i = 0; i < m; ++i) {  // row i alone gives the same bits as inside the batch
-        GemmW4(x.data() + i * k, 1, w.view(), bias.data(), y_one.data(), o);
+        EXPECT_TRUE(GemmW4(x.data() + i * k, 1, w.view(), bias.data(), y_one.data(), o).ok());
         EXPECT_TRUE(std::equal(y_one.begin(), y_one.end(), y.begin() + i * n)) << i;
       }
     }

@@ -188,6 +188,18 @@ class RetrievalApi(unittest.TestCase):
         self.assert_code(lambda: self.server.inference.Generate(long_q, timeout=300), st.grpc.StatusCode.OUT_OF_RANGE,
                          "lower max_tokens")
         self.assertEqual(len(ask(1, 8).passages), 1)
+        # max_tokens past the whole context: the limit named is the one the question alone allows (passages
+        # are fitted to what max_tokens leaves), and it works as advertised. It used to name the limit for
+        # the prompt with every passage (45), although far larger values work.
+        with self.assertRaises(st.grpc.RpcError) as e:
+            ask(3, 600)
+        self.assertEqual(e.exception.code(), st.grpc.StatusCode.INVALID_ARGUMENT)
+        m = re.search(r"use max_tokens <= (\d+)", e.exception.details())
+        self.assertIsNotNone(m, e.exception.details())
+        limit = int(m.group(1))
+        self.assertGreater(limit, 400)
+        r = ask(3, limit)
+        self.assertEqual(r.usage.prompt_tokens + limit, ctx)
 
     def test_retrieve_feeds_the_rag_metrics(self):
         def counts():
@@ -254,6 +266,50 @@ class RetrievalApi(unittest.TestCase):
         self.assertGreater(dot(v[0], v[1]), dot(v[0], v[2]))
         self.r.DropCollection(rpb.DropCollectionRequest(name="kb"), timeout=60)
 
+    def test_ingest_stream_with_a_bad_message_ends_with_its_error(self):
+        """Issue "Reliability" item 1: a message that does not parse (garbage bytes, or a document whose text is
+        not UTF-8) in the middle of an Ingest stream used to read as the end of the stream: status OK, and the
+        documents after it silently dropped. It must end the stream with INVALID_ARGUMENT naming the message."""
+        r = self.r
+        C = st.grpc.StatusCode
+        r.CreateCollection(rpb.CreateCollectionRequest(name="badmsg"), timeout=60)
+        raw = self.server.channel.stream_stream("/qrag.v1.Retrieval/Ingest")
+        first = rpb.IngestRequest(collection="badmsg", documents=[rpb.Document(id="a", text="alpha")]).SerializeToString()
+        last = rpb.IngestRequest(documents=[rpb.Document(id="c", text="gamma")]).SerializeToString()
+        not_utf8 = b"\x12\x08\x0a\x01u\x12\x03x\xffy"  # documents[0] = {id: "u", text: "x\xffy"}
+        for bad, fragment in ((b"\xff\xff\xff\xff", "not a valid serialized qrag.v1.IngestRequest"),
+                              (not_utf8, "documents[0].text: invalid UTF-8")):
+            with self.subTest(fragment=fragment):
+                acks = []
+                with self.assertRaises(st.grpc.RpcError) as ctx:
+                    for progress in raw(iter([first, bad, last]), timeout=120):
+                        acks.append(rpb.IngestProgress.FromString(progress).documents)
+                self.assertEqual(ctx.exception.code(), C.INVALID_ARGUMENT, ctx.exception.details())
+                self.assertIn("IngestRequest 2 of this call", ctx.exception.details())
+                self.assertIn(fragment, ctx.exception.details())
+                self.assertIn("1 documents of earlier messages of this call are stored", ctx.exception.details())
+                self.assertEqual(acks, [1])
+        # "a" is stored (acknowledged); "c", after the bad message, is not.
+        deleted = r.DeleteDocuments(rpb.DeleteDocumentsRequest(collection="badmsg", ids=["a", "c", "u"]), timeout=60)
+        self.assertEqual(deleted.deleted, 1)
+        r.DropCollection(rpb.DropCollectionRequest(name="badmsg"), timeout=60)
+
+    def test_unparsable_requests_are_invalid_argument_on_every_method(self):
+        """Issue "Reliability" item 5: bytes that are not the request got UNIMPLEMENTED (ListModels,
+        GetModelInfo, GetServerStats) or INTERNAL (the unary Retrieval methods)."""
+        garbage = b"\x0a\xff\xff\xff\x7f"  # field 1, length-delimited, a length past the end
+        for method in ("/qrag.v1.Inference/ListModels", "/qrag.v1.Inference/GetModelInfo",
+                       "/qrag.v1.Admin/GetServerStats", "/qrag.v1.Inference/Generate",
+                       "/qrag.v1.Retrieval/Embed", "/qrag.v1.Retrieval/CreateCollection",
+                       "/qrag.v1.Retrieval/ListCollections", "/qrag.v1.Retrieval/DropCollection",
+                       "/qrag.v1.Retrieval/DeleteDocuments", "/qrag.v1.Retrieval/Retrieve"):
+            with self.subTest(method=method):
+                call = self.server.channel.unary_unary(method)
+                self.assert_code(lambda: call(garbage, timeout=60), st.grpc.StatusCode.INVALID_ARGUMENT)
+        stream = self.server.channel.unary_stream("/qrag.v1.Inference/GenerateStream")
+        self.assert_code(lambda: list(stream(garbage, timeout=60)), st.grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(self.server.health_status(), st.health_pb.HealthCheckResponse.SERVING)
+
     def test_failure_cases_clear_errors_and_server_keeps_serving(self):
         C = st.grpc.StatusCode
         r = self.r
@@ -267,9 +323,17 @@ class RetrievalApi(unittest.TestCase):
         gen.rag.collection = "nope"
         self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.NOT_FOUND)
         gen.rag.collection = "sotu"
-        gen.rag.top_k = 1000
-        self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.INVALID_ARGUMENT, "top_k")
+        gen.rag.top_k = 1001  # one rule for Generate's rag and Retrieve: 0 -> 5, at most 1000
+        self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.INVALID_ARGUMENT,
+                         "rag.top_k must be in [0, 1000] (0: 5)")
         gen.rag.top_k = 1
+        for bad in (float("nan"), float("-inf"), 2.0, -1.5):  # min_score is a cosine: [-1, 1]
+            gen.rag.min_score = bad
+            self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.INVALID_ARGUMENT,
+                             "rag.min_score is a cosine similarity")
+            self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="sotu", query="q", min_score=bad),
+                                                timeout=60), C.INVALID_ARGUMENT, "min_score")
+        gen.rag.min_score = 0
         gen.rag.prompt_template = "no placeholder"
         self.assert_code(lambda: self.server.inference.Generate(gen, timeout=60), C.INVALID_ARGUMENT, "{question}")
         self.assert_code(lambda: r.CreateCollection(rpb.CreateCollectionRequest(name="bad/name"), timeout=60),
@@ -291,7 +355,9 @@ class RetrievalApi(unittest.TestCase):
         self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="errs", query=""), timeout=60),
                          C.INVALID_ARGUMENT, "query")
         self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="errs", query="q", top_k=-3), timeout=60),
-                         C.INVALID_ARGUMENT, "top_k")
+                         C.INVALID_ARGUMENT, "top_k must be in [0, 1000] (0: 5)")
+        self.assert_code(lambda: r.Retrieve(rpb.RetrieveRequest(collection="errs", query="q", top_k=1001),
+                                            timeout=60), C.INVALID_ARGUMENT, "top_k must be in [0, 1000] (0: 5)")
         self.assert_code(lambda: r.Embed(rpb.EmbedRequest(), timeout=60), C.INVALID_ARGUMENT)
         # A failed batch stored nothing; the collection is usable and the server still answers.
         info = [c for c in r.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections if c.name == "errs"]

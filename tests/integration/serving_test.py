@@ -570,7 +570,10 @@ class SlowServer(unittest.TestCase):
 
     def test_cancel_mid_stream_returns_kv_blocks(self):
         call, _ = self.long_stream()
-        s = self.server.stats()
+        # The engine publishes its stats after each iteration, so the snapshot may trail the first message by
+        # one iteration: wait (bounded) for it to show the request running and holding blocks.
+        s = wait_for(lambda: (lambda s: s.running == 1 and s.kv_blocks_free < s.kv_blocks_total and s)(
+            self.server.stats()), 30, "the stream running with KV blocks held")
         self.assertEqual(s.running, 1)
         self.assertLess(s.kv_blocks_free, s.kv_blocks_total)
         call.cancel()

@@ -2,6 +2,8 @@
 // metadata filters, the index rebuilt from the store on reopen, and every documented failure.
 #include "server/rag/collections.h"
 
+#include <cmath>
+
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/rag/chunker.h"
 #include "tests/model/minilm_fixture.h"
@@ -212,8 +214,18 @@ TEST_F(CollectionsTest, BadRequests_ClearErrors_NothingStored) {
   EXPECT_THAT(c->Ingest("kb", {{"a", "x", {}}, {"a", "y", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
   EXPECT_THAT(c->Ingest("kb", {{"a", "bad \xff", {}}}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("UTF-8")));
   EXPECT_THAT(c->Retrieve("kb", "", 3, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(c->Retrieve("kb", "q", 0, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
+  // One query rule for Retrieve and Generate's rag option (CheckQuery): top_k 0 is the default, the rest of
+  // [0, max_top_k]; min_score a cosine in [-1, 1], never NaN.
+  EXPECT_TRUE(c->Retrieve("kb", "q", 0, 0, {}, nullptr).ok());
+  EXPECT_THAT(c->Retrieve("kb", "q", -1, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(c->Retrieve("kb", "q", 100000, 0, {}, nullptr), StatusIsCode(absl::StatusCode::kInvalidArgument));
+  for (float bad : {std::nanf(""), -INFINITY, 2.0f, -1.5f}) {
+    EXPECT_THAT(c->Retrieve("kb", "q", 3, bad, {}, nullptr),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("min_score is a cosine similarity")));
+  }
+  EXPECT_EQ(c->CheckQuery(0, 0, "rag.").value_or(-1), kDefaultTopK);
+  EXPECT_THAT(c->CheckQuery(1001, 0, "rag."),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rag.top_k must be in [0, 1000] (0: 5)")));
   EXPECT_EQ(c->List()[0].documents, 0);
   auto hits = c->Retrieve("kb", "anything", 3, -1, {}, nullptr);
   ASSERT_TRUE(hits.ok());

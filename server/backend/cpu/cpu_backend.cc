@@ -175,8 +175,8 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
                              w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
       break;
     case Precision::kW4:
-      cpu::GemmW4(x, m, quant::W4View{n, k, w.vector_size, w.data.as<uint8_t>(), w.scales.as<float>()}, bias, y,
-                  ko);
+      status = cpu::GemmW4(x, m, quant::W4View{n, k, w.vector_size, w.data.as<uint8_t>(), w.scales.as<float>()},
+                           bias, y, ko);
       break;
   }
   if (!status.ok()) RecordError(status);

@@ -64,8 +64,8 @@ absl::Status GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const in
 // rounding). Reference: products of the fp32 values accumulated in double, rounded once, then + bias[j].
 // Fast: GemmF32 over tiles of 16 dequantized weight rows, so every element equals GemmF32 with the whole
 // dequantized weight, bit for bit (batch-invariant as the fp32 kernel is); threads over tiles.
-void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
-            const GemmKernelOptions& options);
+absl::Status GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
+                    const GemmKernelOptions& options);
 
 // True when the fast kernels use AVX2 on this machine.
 bool CpuHasAvx2();

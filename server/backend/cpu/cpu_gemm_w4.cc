@@ -1,6 +1,9 @@
 // The w4 GEMM of cpu_gemm.h: INT4 weights with per-vector fp32 scales, dequantized inside the GEMM.
 #include <algorithm>
+#include <atomic>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "server/backend/cpu/cpu_gemm.h"
 
@@ -20,8 +23,8 @@ constexpr int64_t kW4SlabFloats = int64_t{1} << 20;
 
 }  // namespace
 
-void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
-            const GemmKernelOptions& options) {
+absl::Status GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
+                    const GemmKernelOptions& options) {
   const int64_t n = w.n, k = w.k;
   if (options.reference) {
     for (int64_t i = 0; i < m; ++i) {
@@ -32,7 +35,7 @@ void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias
         y[i * n + j] = bias != nullptr ? a + bias[j] : a;
       }
     }
-    return;
+    return absl::OkStatus();
   }
   // Fast: dequantize a tile of weight rows to fp32 and run the fp32 kernel on it. Every output element is
   // then exactly what GemmF32 gives with the fully dequantized weight, so the fp32 kernels' batch
@@ -59,23 +62,28 @@ void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias
       } else {
         dequantize(0, tiles);
       }
-      if (rows == n) {  // the whole weight: write y directly
-        GemmF32(x, m, slab.data(), rows, k, bias, y, threaded);
-        return;
+      if (rows == n) return GemmF32(x, m, slab.data(), rows, k, bias, y, threaded);  // the whole weight: into y
+      if (absl::Status s = GemmF32(x, m, slab.data(), rows, k, bias != nullptr ? bias + j0 : nullptr, out.data(),
+                                   threaded);
+          !s.ok()) {
+        return s;
       }
-      GemmF32(x, m, slab.data(), rows, k, bias != nullptr ? bias + j0 : nullptr, out.data(), threaded);
       for (int64_t i = 0; i < m; ++i) std::copy_n(out.data() + i * rows, rows, y + i * n + j0);
     }
-    return;
+    return absl::OkStatus();
   }
   const int64_t tiles = (n + kW4TileRows - 1) / kW4TileRows;
+  std::atomic<bool> ok{true};
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<float> tile(static_cast<size_t>(kW4TileRows * k));
     std::vector<float> out(static_cast<size_t>(m * kW4TileRows));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t j0 = t * kW4TileRows, rows = std::min(kW4TileRows, n - j0);
       quant::DequantizeW4Rows(w, j0, j0 + rows, tile.data());
-      GemmF32(x, m, tile.data(), rows, k, bias != nullptr ? bias + j0 : nullptr, out.data(), inner);
+      if (!GemmF32(x, m, tile.data(), rows, k, bias != nullptr ? bias + j0 : nullptr, out.data(), inner).ok()) {
+        ok.store(false, std::memory_order_relaxed);
+        return;
+      }
       for (int64_t i = 0; i < m; ++i) std::copy_n(out.data() + i * rows, rows, y + i * n + j0);
     }
   };
@@ -84,6 +92,9 @@ void GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias
   } else {
     work(0, tiles);
   }
+  if (ok.load()) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("CPU w4 GEMM [", m, " x ", k, "] x [", n, " x ", k, "]: out of memory for packing buffers"));
 }
 
 }  // namespace qrag::backend::cpu

@@ -1,0 +1,33 @@
+#include "server/engine/request_limits.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace qrag::engine {
+
+absl::Status CheckMaxTokens(int max_tokens) {
+  if (max_tokens <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens must be > 0 (got ", max_tokens, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFitsContext(int prompt_tokens, int max_tokens, int context) {
+  if (absl::Status s = CheckMaxTokens(max_tokens); !s.ok()) return s;
+  if (prompt_tokens >= context) {
+    return absl::OutOfRangeError(absl::StrCat("prompt is ", prompt_tokens, " tokens; the context holds ", context,
+                                              " (prompt plus at least one generated token): shorten the prompt"));
+  }
+  if (max_tokens > context - prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", max_tokens, " plus the prompt's ", prompt_tokens,
+                                                   " tokens exceeds the context of ", context,
+                                                   " tokens; use max_tokens <= ", context - prompt_tokens));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CancellationStatus(absl::Time deadline, absl::Time now, const char* where) {
+  if (deadline - kDeadlineCancelSlack <= now) return absl::DeadlineExceededError(absl::StrCat("deadline exceeded ", where));
+  return absl::CancelledError(absl::StrCat("request cancelled by the client ", where));
+}
+
+}  // namespace qrag::engine

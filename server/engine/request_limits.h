@@ -1,0 +1,30 @@
+// The length rules of a generation request, in one place for every driver (the serving engine, the offline
+// Generator, the API's validation and Generate's rag option).
+#ifndef QRAG_SERVER_ENGINE_REQUEST_LIMITS_H_
+#define QRAG_SERVER_ENGINE_REQUEST_LIMITS_H_
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace qrag::engine {
+
+// INVALID_ARGUMENT unless max_tokens > 0.
+absl::Status CheckMaxTokens(int max_tokens);
+
+// The prompt and max_tokens against a context of `context` tokens: OUT_OF_RANGE when the prompt leaves no
+// room for one generated token ("shorten the prompt"); INVALID_ARGUMENT when prompt + max_tokens exceeds the
+// context, naming the largest max_tokens that fits. Never computes prompt + max_tokens (max_tokens may be
+// near INT32_MAX). Includes CheckMaxTokens.
+absl::Status CheckFitsContext(int prompt_tokens, int max_tokens, int context);
+
+// How a request that was cancelled at `now` ended, for the client's status and qrag_requests_total alike.
+// A client's deadline fires on the client first and reaches the server as a plain cancellation (gRPC sends
+// the same RST_STREAM for both), somewhat before the server's copy of the deadline, which was computed when
+// the call arrived. A cancellation within kDeadlineCancelSlack of the deadline is therefore the deadline:
+// DEADLINE_EXCEEDED; earlier ones are the client's: CANCELLED. `where` ends the message ("while generating").
+inline constexpr absl::Duration kDeadlineCancelSlack = absl::Milliseconds(250);
+absl::Status CancellationStatus(absl::Time deadline, absl::Time now, const char* where);
+
+}  // namespace qrag::engine
+
+#endif  // QRAG_SERVER_ENGINE_REQUEST_LIMITS_H_
