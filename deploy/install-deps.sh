@@ -22,6 +22,8 @@ packages=(
   libfaiss-dev
   # qrag-server --config FILE.yaml
   libyaml-cpp-dev
+  # command-line flags and --help of every program (CLI11, header-only; server/common/cli.h)
+  libcli11-dev
   # helpers for the test suite (real-file checks written in Python)
   python3 python3-numpy python3-grpcio python3-protobuf python3-yaml
   # certificates for the TLS tests (tests/integration/security_test.py)
