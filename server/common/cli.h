@@ -347,24 +347,6 @@ inline void ParseFlagsOrExit(CLI::App& app, int argc, char** argv,
   ParseFlagsOrExit(app, std::vector<std::string>(argv, argv + argc), validate);
 }
 
-// Hand-parsing helpers of the programs not on CLI11 yet; they go once every program is.
-template <typename T>
-T ParseNumber(const char* program, const std::string& flag, const std::string& text) {
-  T value{};
-  if (!ParseNumber(text, &value)) UsageError(program, absl::StrCat(flag, ": '", text, "' is not a valid number"));
-  return value;
-}
-
-inline std::string FlagValue(const char* program, int argc, char** argv, int* i, std::string* flag) {
-  if (size_t eq = flag->find('='); flag->rfind("--", 0) == 0 && eq != std::string::npos) {
-    std::string value = flag->substr(eq + 1);
-    flag->resize(eq);
-    return value;
-  }
-  if (*i + 1 >= argc) UsageError(program, absl::StrCat(*flag, " needs a value"));
-  return argv[++*i];
-}
-
 }  // namespace qrag::cli
 
 #endif  // QRAG_SERVER_COMMON_CLI_H_
