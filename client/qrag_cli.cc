@@ -9,8 +9,10 @@
 //   qrag bench    --server ADDR [--concurrency N] [--requests N] [--prompt-tokens N | --prompt TEXT]
 //                 [--max-tokens N] [--seed S] [--temperature T] [--max-duration SECONDS] [--json]
 //
-// Every command also takes --tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME] (TLS,
-// mutual TLS) and --token TOKEN (default $QRAG_TOKEN; sent as `authorization: Bearer TOKEN`).
+// and the RAG commands of rag_cli.h (collection, ingest, delete, retrieve); `qrag COMMAND --help` lists a
+// command's flags (server/common/cli.h). Every command also takes --tls-ca FILE [--tls-cert FILE --tls-key FILE]
+// [--tls-server-name NAME] (TLS, mutual TLS) and --token TOKEN (default $QRAG_TOKEN; sent as
+// `authorization: Bearer TOKEN`).
 //
 // generate prints the completion to stdout followed by a newline (as it arrives with --stream), and
 // finish reason, token counts and timings to stderr. Exit status: 0 success, 2 bad usage, 1 an RPC error
@@ -20,90 +22,28 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
-#include "server/common/cli.h"
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/bench.h"
 #include "client/client.h"
 #include "client/rag_cli.h"
+#include "server/common/cli.h"
+#include "server/common/status.h"
 
 namespace qrag::client {
 namespace {
 
-constexpr char kUsage[] = R"(usage: qrag COMMAND [options]
-
-commands:
-  generate   generate text: prints the completion to stdout, usage and timings to stderr
-  models     list the models the server serves
-  health     print the server's health (SERVING / NOT_SERVING); exit 0 only when SERVING
-  stats      print the engine's state (queue, running, KV-cache blocks)
-  bench      load generator: N streaming requests, at most C in flight; prints TTFT, TPOT, ITL and E2E
-             latency (mean/p50/p90/p99, ms) and request/token throughput, as `vllm bench serve` defines them
-
-common options:
-  --server HOST:PORT       the server (default $QRAG_SERVER, else 127.0.0.1:50051)
-  --timeout SECONDS        deadline of each call (default: none)
-  --tls                    use TLS, trusting the system's CA certificates
-  --tls-ca FILE            use TLS; the server's certificate must chain to a CA in this PEM file
-  --tls-cert FILE          mutual TLS: this client's PEM certificate (with --tls-key)
-  --tls-key FILE           mutual TLS: its PEM private key
-  --tls-server-name NAME   the name expected in the server's certificate (default: the host of --server)
-  --token TOKEN            bearer token for servers started with --auth-tokens (default $QRAG_TOKEN)
-
-generate options:
-  --prompt TEXT            the text to continue (required unless --prompt-file)
-  --prompt-file PATH       read the prompt from a file
-  --model NAME             the model (default: the server's default)
-  --max-tokens N           tokens to generate (server default 16)
-  --temperature T          0 = greedy (server default 1.0)
-  --top-p P                nucleus sampling, (0, 1] (server default 1 = off)
-  --top-k K                keep the K most likely tokens (server default 0 = off)
-  --min-p P                drop tokens below P x the top probability (server default 0 = off)
-  --repetition-penalty R   > 0 (server default 1 = off)
-  --seed S                 random seed (default: the server picks one)
-  --stop STR               stop before STR (repeatable)
-  --logprobs N             print each token's logprob and the N most likely alternatives to stderr
-  --stream                 print the text as it is generated
-
-health options:
-  --service NAME           check one service (default "": the whole server)
-  --wait SECONDS           poll until SERVING or SECONDS pass
-
-stats options:
-  --model NAME             the model (default: the server's default)
-
-bench options (--timeout: each request's deadline, default 300 s):
-  --concurrency N          requests in flight at most (default 1, at most 1024)
-  --requests N             requests in all (default 16)
-  --prompt TEXT            the prompt of every request
-  --prompt-tokens N        instead: a synthetic prompt of N words (about N tokens; the report counts the real
-                           number) (default: 32)
-  --max-tokens N           tokens per completion (default 128)
-  --temperature T          (default 1.0); --top-p, --top-k, --min-p, --model as for generate
-  --seed S                 request i uses seed S + i (default: the server picks)
-  --max-duration SECONDS   start no request after this long (default 600)
-  --json                   print the report as JSON
-)";
-
 constexpr char kProgram[] = "qrag";
-
-[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
-
-template <typename T>
-T ParseNumber(const std::string& flag, const std::string& text) {
-  return cli::ParseNumber<T>(kProgram, flag, text);
-}
 
 int RpcError(const absl::Status& status) {
   std::fprintf(stderr, "qrag: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
@@ -111,25 +51,43 @@ int RpcError(const absl::Status& status) {
   return 1;
 }
 
-struct Args {
-  std::string command;
-  std::string server;
-  std::optional<double> timeout;  // seconds; none: no deadline
-  // security
-  bool tls = false;
+absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+// The flags of every command: the server and how to reach it.
+struct ConnectionFlags {
+  std::string server = "127.0.0.1:50051";  // $QRAG_SERVER when set and not empty
+  std::optional<double> timeout;           // seconds; none: no deadline
+  bool tls = false;                        // also set by --tls-ca, --tls-cert and --tls-key
   ClientTlsFiles tls_files;
   std::string tls_server_name;
-  std::string token;
+  std::string token;  // $QRAG_TOKEN when set
+};
+
+// The request flags generate and bench share.
+struct RequestFlags {
+  std::optional<std::string> prompt;  // "" is a prompt
+  std::string model;                  // empty: the server's default
+  std::optional<int32_t> max_tokens;
+  std::optional<double> temperature, top_p;
+  int32_t top_k = 0;
+  double min_p = 0;
+  std::optional<uint64_t> seed;
+};
+
+struct Args {
+  ConnectionFlags connection;
+  RequestFlags request;  // generate, bench
   // generate
-  qrag::v1::GenerateRequest request;
   std::string prompt_file;
-  bool has_prompt = false;
+  std::optional<double> repetition_penalty;
+  std::vector<std::string> stop;
+  int32_t logprobs = 0;
   bool stream = false;
   // health
   std::string service;
   double wait = 0;
-  // stats / generate
-  std::string model;
+  // stats
+  std::string stats_model;
   // RAG commands and generate --rag (client/rag_cli.h)
   RagArgs rag;
   // bench
@@ -140,165 +98,168 @@ struct Args {
   bool json = false;
 };
 
-bool FlagAllowed(const std::string& command, const std::string& flag) {
-  static const std::vector<std::string> kCommon = {"--server",   "--timeout",         "--tls",  "--tls-ca",
-                                                   "--tls-cert", "--tls-key", "--tls-server-name", "--token"};
-  static const std::vector<std::string> kGenerate = {
-      "--prompt", "--prompt-file", "--model", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
-      "--repetition-penalty", "--seed", "--stop", "--logprobs", "--stream"};
-  auto in = [&](const std::vector<std::string>& v) {
-    for (const std::string& f : v) {
-      if (f == flag) return true;
-    }
-    return false;
-  };
-  if (in(kCommon)) return true;
-  if (RagFlagAllowed(command, flag)) return true;
-  if (command == "generate") return in(kGenerate);
-  if (command == "health") return flag == "--service" || flag == "--wait";
-  if (command == "stats") return flag == "--model";
-  if (command == "bench") {
-    static const std::vector<std::string> kBench = {
-        "--prompt", "--prompt-tokens", "--model", "--max-tokens", "--temperature", "--top-p", "--top-k", "--min-p",
-        "--seed", "--concurrency", "--requests", "--max-duration", "--json"};
-    return in(kBench);
-  }
-  return false;
+void AddConnectionFlags(CLI::App& command, ConnectionFlags* f) {
+  command.option_defaults()->group("Connection");
+  command.add_option("--server", f->server, "the server")->type_name("HOST:PORT")->envname("QRAG_SERVER");
+  cli::AddNumber(command, "--timeout", &f->timeout, "deadline of each call (default: none)")->type_name("SECONDS");
+  command.add_flag("--tls", f->tls, "use TLS, trusting the system's CA certificates");
+  const auto use_tls = [f](const std::string&) { f->tls = true; };
+  command
+      .add_option("--tls-ca", f->tls_files.ca, "use TLS; the server's certificate must chain to a CA in this PEM file")
+      ->type_name("FILE")
+      ->each(use_tls);
+  command
+      .add_option("--tls-cert", f->tls_files.cert_chain, "mutual TLS: this client's PEM certificate (with --tls-key)")
+      ->type_name("FILE")
+      ->each(use_tls);
+  command.add_option("--tls-key", f->tls_files.private_key, "mutual TLS: its PEM private key")
+      ->type_name("FILE")
+      ->each(use_tls);
+  command.add_option("--tls-server-name", f->tls_server_name,
+                     "the name expected in the server's certificate (default: the host of --server)")
+      ->type_name("NAME");
+  command.add_option("--token", f->token, "bearer token for servers started with --auth-tokens")
+      ->type_name("TOKEN")
+      ->envname("QRAG_TOKEN");
+  command.option_defaults()->group("Options");
 }
 
-Args ParseArgs(int argc, char** argv) {
-  if (argc < 2) UsageError("missing COMMAND (generate, models, health, stats, bench)");
-  Args a;
-  a.command = argv[1];
-  if (a.command == "--help" || a.command == "-h" || a.command == "help") {
-    std::fputs(kUsage, stdout);
-    std::fputs(kRagUsage, stdout);
-    std::exit(0);
+absl::Status ValidateConnectionFlags(const ConnectionFlags& f) {
+  if (f.server.empty()) return Usage("--server needs HOST:PORT");
+  if (f.timeout.has_value() && !(*f.timeout > 0)) return Usage("--timeout must be > 0 seconds");
+  if (f.tls_files.cert_chain.empty() != f.tls_files.private_key.empty()) {
+    return Usage("--tls-cert and --tls-key go together");
   }
-  if (a.command != "generate" && a.command != "models" && a.command != "health" && a.command != "stats" &&
-      a.command != "bench" && !IsRagCommand(a.command)) {
-    UsageError(absl::StrCat("unknown command '", a.command,
-                            "' (generate, models, health, stats, bench, collection, ingest, delete, retrieve)"));
-  }
-  const char* env_token = std::getenv("QRAG_TOKEN");
-  if (env_token != nullptr) a.token = env_token;
-  const char* env_server = std::getenv("QRAG_SERVER");
-  a.server = env_server != nullptr && *env_server != '\0' ? env_server : "127.0.0.1:50051";
-  qrag::v1::GenerateRequest& r = a.request;
-  for (int i = 2; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      std::fputs(kRagUsage, stdout);
-      std::exit(0);
-    }
-    if (IsRagCommand(a.command) && flag.rfind("--", 0) != 0) {
-      a.rag.positional.push_back(flag);
-      continue;
-    }
-    if (RagFlagIsSwitch(flag) && RagFlagAllowed(a.command, flag) && flag != "--json") {
-      ParseRagFlag(flag, "", &a.rag);
-      continue;
-    }
-    if (!FlagAllowed(a.command, flag.substr(0, flag.find('=')))) {
-      UsageError(absl::StrCat("unknown option ", flag, " for '", a.command, "'"));
-    }
-    if (flag == "--stream") {
-      a.stream = true;
-      continue;
-    }
-    if (flag == "--tls") {
-      a.tls = true;
-      continue;
-    }
-    if (flag == "--json") {
-      a.json = true;
-      continue;
-    }
-    std::string value;
-    if (size_t eq = flag.find('='); eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else {
-      if (i + 1 >= argc) UsageError(absl::StrCat(flag, " needs a value"));
-      value = argv[++i];
-    }
-    if (RagFlagAllowed(a.command, flag) && ParseRagFlag(flag, value, &a.rag)) continue;
-    if (flag == "--server") a.server = value;
-    else if (flag == "--timeout") a.timeout = ParseNumber<double>(flag, value);
-    else if (flag == "--tls-ca") { a.tls_files.ca = value; a.tls = true; }
-    else if (flag == "--tls-cert") { a.tls_files.cert_chain = value; a.tls = true; }
-    else if (flag == "--tls-key") { a.tls_files.private_key = value; a.tls = true; }
-    else if (flag == "--tls-server-name") a.tls_server_name = value;
-    else if (flag == "--token") a.token = value;
-    else if (flag == "--prompt") { r.set_prompt(value); a.has_prompt = true; }
-    else if (flag == "--prompt-file") a.prompt_file = value;
-    else if (flag == "--model") a.model = value;
-    else if (flag == "--max-tokens") r.set_max_tokens(ParseNumber<int32_t>(flag, value));
-    else if (flag == "--temperature") r.set_temperature(static_cast<float>(ParseNumber<double>(flag, value)));
-    else if (flag == "--top-p") r.set_top_p(static_cast<float>(ParseNumber<double>(flag, value)));
-    else if (flag == "--top-k") r.set_top_k(ParseNumber<int32_t>(flag, value));
-    else if (flag == "--min-p") r.set_min_p(static_cast<float>(ParseNumber<double>(flag, value)));
-    else if (flag == "--repetition-penalty") r.set_repetition_penalty(static_cast<float>(ParseNumber<double>(flag, value)));
-    else if (flag == "--seed") r.set_seed(ParseNumber<uint64_t>(flag, value));
-    else if (flag == "--stop") r.add_stop(value);
-    else if (flag == "--logprobs") r.set_logprobs(ParseNumber<int32_t>(flag, value));
-    else if (flag == "--service") a.service = value;
-    else if (flag == "--wait") a.wait = ParseNumber<double>(flag, value);
-    else if (flag == "--concurrency") a.concurrency = ParseNumber<int>(flag, value);
-    else if (flag == "--requests") a.requests = ParseNumber<int>(flag, value);
-    else if (flag == "--prompt-tokens") a.prompt_tokens = ParseNumber<int>(flag, value);
-    else if (flag == "--max-duration") a.max_duration = ParseNumber<double>(flag, value);
-  }
-  if (a.server.empty()) UsageError("--server needs HOST:PORT");
-  if (a.timeout.has_value() && !(*a.timeout > 0)) UsageError("--timeout must be > 0 seconds");
-  if (a.tls_files.cert_chain.empty() != a.tls_files.private_key.empty()) {
-    UsageError("--tls-cert and --tls-key go together");
-  }
-  if (!a.tls_server_name.empty() && !a.tls) UsageError("--tls-server-name needs TLS (--tls or --tls-ca)");
-  if (a.token.find_first_of(" \t\r\n") != std::string::npos) UsageError("--token must not contain whitespace");
-  if (a.wait < 0) UsageError("--wait must be >= 0 seconds");
-  if (a.command == "generate") {
-    if (a.has_prompt && !a.prompt_file.empty()) UsageError("give --prompt or --prompt-file, not both");
-    if (!a.prompt_file.empty()) {
-      std::ifstream in(a.prompt_file, std::ios::binary);
-      if (!in) UsageError(absl::StrCat("cannot read --prompt-file ", a.prompt_file));
+  if (!f.tls_server_name.empty() && !f.tls) return Usage("--tls-server-name needs TLS (--tls or --tls-ca)");
+  if (f.token.find_first_of(" \t\r\n") != std::string::npos) return Usage("--token must not contain whitespace");
+  return absl::OkStatus();
+}
+
+// generate's and bench's sampling flags (--prompt and --max-tokens are each command's own: they differ).
+void AddRequestFlags(CLI::App& command, RequestFlags* f) {
+  command.add_option("--model", f->model, "the model (default: the server's default)")->type_name("NAME");
+  cli::AddNumber(command, "--temperature", &f->temperature, "0 = greedy (server default 1.0)");
+  cli::AddNumber(command, "--top-p", &f->top_p, "nucleus sampling, (0, 1] (server default 1 = off)");
+  cli::AddNumber(command, "--top-k", &f->top_k, "keep the K most likely tokens (0 = off)");
+  cli::AddNumber(command, "--min-p", &f->min_p, "drop tokens below P x the top probability (0 = off)");
+}
+
+qrag::v1::GenerateRequest RequestOf(const RequestFlags& f) {
+  qrag::v1::GenerateRequest r;
+  r.set_model(f.model);
+  if (f.prompt.has_value()) r.set_prompt(*f.prompt);
+  if (f.max_tokens.has_value()) r.set_max_tokens(*f.max_tokens);
+  if (f.temperature.has_value()) r.set_temperature(static_cast<float>(*f.temperature));
+  if (f.top_p.has_value()) r.set_top_p(static_cast<float>(*f.top_p));
+  r.set_top_k(f.top_k);
+  r.set_min_p(static_cast<float>(f.min_p));
+  if (f.seed.has_value()) r.set_seed(*f.seed);
+  return r;
+}
+
+// The commands, each with its flags into *a and the connection flags.
+void AddCommands(CLI::App& app, Args* a) {
+  CLI::App* generate =
+      app.add_subcommand("generate", "generate text: prints the completion to stdout, usage and timings to stderr");
+  cli::AddOptionalText(*generate, "--prompt", &a->request.prompt,
+                       "the text to continue (required unless --prompt-file)");
+  AddRequestFlags(*generate, &a->request);
+  generate->add_option("--prompt-file", a->prompt_file, "read the prompt from a file (instead of --prompt)")
+      ->type_name("PATH");
+  cli::AddNumber(*generate, "--max-tokens", &a->request.max_tokens, "tokens to generate (server default 16)");
+  cli::AddNumber(*generate, "--repetition-penalty", &a->repetition_penalty, "> 0 (server default 1 = off)");
+  cli::AddNumber(*generate, "--seed", &a->request.seed, "random seed (default: the server picks one)");
+  cli::AddRepeated(*generate, "--stop", &a->stop, "stop before this text (repeatable)");
+  cli::AddNumber(*generate, "--logprobs", &a->logprobs,
+                 "print each token's logprob and the N most likely alternatives to stderr");
+  generate->add_flag("--stream", a->stream, "print the text as it is generated");
+  AddGenerateRagFlags(*generate, &a->rag);
+
+  CLI::App* models = app.add_subcommand("models", "list the models the server serves");
+
+  CLI::App* health =
+      app.add_subcommand("health", "print the server's health (SERVING / NOT_SERVING); exit 0 only when SERVING");
+  health->add_option("--service", a->service, "check one service (default \"\": the whole server)")
+      ->type_name("NAME");
+  cli::AddNumber(*health, "--wait", &a->wait, "poll until SERVING or SECONDS pass")->type_name("SECONDS");
+
+  CLI::App* stats = app.add_subcommand("stats", "print the engine's state (queue, running, KV-cache blocks)");
+  stats->add_option("--model", a->stats_model, "the model (default: the server's default)")->type_name("NAME");
+
+  CLI::App* bench = app.add_subcommand(
+      "bench", "load generator: N streaming requests, at most C in flight; prints TTFT, TPOT, ITL and E2E latency "
+               "(mean/p50/p90/p99, ms) and request/token throughput, as `vllm bench serve` defines them "
+               "(--timeout: each request's deadline, default 300 s)");
+  cli::AddOptionalText(*bench, "--prompt", &a->request.prompt, "the prompt of every request");
+  AddRequestFlags(*bench, &a->request);
+  cli::AddNumber(*bench, "--prompt-tokens", &a->prompt_tokens,
+                 "instead of --prompt: a synthetic prompt of N words (about N tokens; the report counts the real "
+                 "number) (default: 32)");
+  cli::AddNumber(*bench, "--max-tokens", &a->request.max_tokens, "tokens per completion (default 128)");
+  cli::AddNumber(*bench, "--seed", &a->request.seed, "request i uses seed S + i (default: the server picks)");
+  cli::AddNumber(*bench, "--concurrency", &a->concurrency, "requests in flight at most, 1..1024");
+  cli::AddNumber(*bench, "--requests", &a->requests, "requests in all");
+  cli::AddNumber(*bench, "--max-duration", &a->max_duration, "start no request after this long")
+      ->type_name("SECONDS");
+  bench->add_flag("--json", a->json, "print the report as JSON");
+
+  std::vector<CLI::App*> commands = {generate, models, health, stats, bench};
+  for (CLI::App* rag : AddRagCommands(app, &a->rag)) commands.push_back(rag);
+  for (CLI::App* command : commands) AddConnectionFlags(*command, &a->connection);
+}
+
+// Checks the flags of `command`; settles generate's and bench's prompt.
+absl::Status ValidateArgs(const std::string& command, Args* a) {
+  QRAG_RETURN_IF_ERROR(ValidateConnectionFlags(a->connection));
+  if (a->wait < 0) return Usage("--wait must be >= 0 seconds");
+  RequestFlags& r = a->request;
+  if (command == "generate") {
+    if (r.prompt.has_value() && !a->prompt_file.empty()) return Usage("give --prompt or --prompt-file, not both");
+    if (!a->prompt_file.empty()) {
+      std::ifstream in(a->prompt_file, std::ios::binary);
+      if (!in) return Usage(absl::StrCat("cannot read --prompt-file ", a->prompt_file));
       std::stringstream ss;
       ss << in.rdbuf();
-      r.set_prompt(ss.str());
-    } else if (!a.has_prompt) {
-      UsageError("generate needs --prompt TEXT or --prompt-file PATH");
+      r.prompt = ss.str();
+    } else if (!r.prompt.has_value()) {
+      return Usage("generate needs --prompt TEXT or --prompt-file PATH");
     }
-    r.set_model(a.model);
-    ApplyRagToGenerate(a.rag, &r);
   }
-  if (IsRagCommand(a.command)) {
-    a.rag.json = a.json;
-    ValidateRagArgs(a.command, a.rag);
-  }
-  if (a.command == "bench") {
-    if (a.concurrency < 1 || a.concurrency > 1024) UsageError("--concurrency must be in [1, 1024]");
-    if (a.requests < 1 || a.requests > 1000000) UsageError("--requests must be in [1, 1000000]");
-    if (!(a.max_duration > 0)) UsageError("--max-duration must be > 0 seconds");
-    if (a.has_prompt && a.prompt_tokens.has_value()) UsageError("give --prompt or --prompt-tokens, not both");
-    if (!a.has_prompt) {
-      const int n = a.prompt_tokens.value_or(32);
-      if (n < 1 || n > 1000000) UsageError("--prompt-tokens must be in [1, 1000000]");
+  if (IsRagCommand(command)) QRAG_RETURN_IF_ERROR(ValidateRagArgs(command, a->rag));
+  if (command == "bench") {
+    if (a->concurrency < 1 || a->concurrency > 1024) return Usage("--concurrency must be in [1, 1024]");
+    if (a->requests < 1 || a->requests > 1000000) return Usage("--requests must be in [1, 1000000]");
+    if (!(a->max_duration > 0)) return Usage("--max-duration must be > 0 seconds");
+    if (r.prompt.has_value() && a->prompt_tokens.has_value()) {
+      return Usage("give --prompt or --prompt-tokens, not both");
+    }
+    if (!r.prompt.has_value()) {
+      const int n = a->prompt_tokens.value_or(32);
+      if (n < 1 || n > 1000000) return Usage("--prompt-tokens must be in [1, 1000000]");
       // One short common word per token: most tokenizers map " the" to one token.
       std::string prompt = "The";
       for (int i = 1; i < n; ++i) prompt += " the";
-      r.set_prompt(prompt);
+      r.prompt = prompt;
     }
-    if (!r.has_max_tokens()) r.set_max_tokens(128);
-    r.set_model(a.model);
+    if (!r.max_tokens.has_value()) r.max_tokens = 128;
   }
-  return a;
+  return absl::OkStatus();
 }
 
 CallOptions CallOptionsOf(const Args& a) {
   CallOptions call;
-  if (a.timeout.has_value()) call.timeout = absl::Seconds(*a.timeout);
+  if (a.connection.timeout.has_value()) call.timeout = absl::Seconds(*a.connection.timeout);
   return call;
+}
+
+// generate's request: the shared flags, generate's own and --rag.
+qrag::v1::GenerateRequest GenerateRequestOf(const Args& a) {
+  qrag::v1::GenerateRequest r = RequestOf(a.request);
+  if (a.repetition_penalty.has_value()) r.set_repetition_penalty(static_cast<float>(*a.repetition_penalty));
+  for (const std::string& stop : a.stop) r.add_stop(stop);
+  r.set_logprobs(a.logprobs);
+  ApplyRagToGenerate(a.rag, &r);
+  return r;
 }
 
 void PrintLogprobs(const google::protobuf::RepeatedPtrField<qrag::v1::TokenLogprob>& logprobs) {
@@ -323,8 +284,9 @@ void PrintSummary(const std::string& model, const std::string& finish_reason, co
 }
 
 int Generate(Client& client, const Args& a) {
+  const qrag::v1::GenerateRequest request = GenerateRequestOf(a);
   if (!a.stream) {
-    absl::StatusOr<qrag::v1::GenerateResponse> r = client.Generate(a.request, CallOptionsOf(a));
+    absl::StatusOr<qrag::v1::GenerateResponse> r = client.Generate(request, CallOptionsOf(a));
     if (!r.ok()) return RpcError(r.status());
     std::fwrite(r->text().data(), 1, r->text().size(), stdout);
     std::fputs("\n", stdout);
@@ -335,7 +297,7 @@ int Generate(Client& client, const Args& a) {
     return 0;
   }
   absl::StatusOr<qrag::v1::GenerateStreamResponse> last = client.GenerateStream(
-      a.request,
+      request,
       [](const qrag::v1::GenerateStreamResponse& m) {
         if (!m.passages().empty()) PrintPassages(m.passages(), qrag::v1::Timings());
         std::fwrite(m.text().data(), 1, m.text().size(), stdout);
@@ -379,7 +341,7 @@ int Health(Client& client, const Args& a) {
 }
 
 int Stats(Client& client, const Args& a) {
-  absl::StatusOr<qrag::v1::ServerStats> s = client.ServerStats(a.model, CallOptionsOf(a));
+  absl::StatusOr<qrag::v1::ServerStats> s = client.ServerStats(a.stats_model, CallOptionsOf(a));
   if (!s.ok()) return RpcError(s.status());
   std::printf(
       "state %s\nmodel %s\nwaiting %d\nrunning %d\nkv_blocks_total %d\nkv_blocks_free %d\nkv_block_size %d\n"
@@ -394,8 +356,9 @@ int Bench(Client& client, const Args& a) {
   BenchOptions options;
   options.concurrency = a.concurrency;
   options.requests = a.requests;
-  options.request = a.request;
-  options.request_timeout = a.timeout.has_value() ? absl::Seconds(*a.timeout) : absl::Seconds(300);
+  options.request = RequestOf(a.request);
+  options.request_timeout =
+      a.connection.timeout.has_value() ? absl::Seconds(*a.connection.timeout) : absl::Seconds(300);
   options.max_duration = absl::Seconds(a.max_duration);
   absl::StatusOr<BenchReport> report = RunBench(client, options);
   if (!report.ok()) return RpcError(report.status());
@@ -406,26 +369,38 @@ int Bench(Client& client, const Args& a) {
 }
 
 int Main(int argc, char** argv) {
-  const Args args = ParseArgs(argc, argv);
+  std::unique_ptr<CLI::App> app = cli::NewApp(kProgram, "The command-line client of a qrag server.");
+  app->footer("Run qrag COMMAND --help for the options of a command. Exit status: 0 success, 2 bad usage, 1 an RPC "
+              "error (\"qrag: CODE: message\" on stderr), for health a server that is not SERVING, for bench a "
+              "failed or unstarted request.");
+  Args args;
+  AddCommands(*app, &args);
+  std::string command;
+  cli::ParseFlagsOrExit(*app, argc, argv, [&] {
+    command = app->get_subcommands().front()->get_name();
+    return ValidateArgs(command, &args);
+  });
+
+  const ConnectionFlags& connection = args.connection;
   ClientOptions options;
-  options.server = args.server;
-  if (args.tls) {
-    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = LoadTlsCredentials(args.tls_files);
+  options.server = connection.server;
+  if (connection.tls) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = LoadTlsCredentials(connection.tls_files);
     if (!credentials.ok()) {
       std::fprintf(stderr, "qrag: %s\n", std::string(credentials.status().message()).c_str());
       return 2;
     }
     options.credentials = *std::move(credentials);
-    options.tls_server_name = args.tls_server_name;
+    options.tls_server_name = connection.tls_server_name;
   }
-  if (!args.token.empty()) options.metadata.push_back(BearerTokenMetadata(args.token));
+  if (!connection.token.empty()) options.metadata.push_back(BearerTokenMetadata(connection.token));
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(options);
   if (!client.ok()) return RpcError(client.status());
-  if (IsRagCommand(args.command)) return RunRagCommand(**client, args.command, args.rag, CallOptionsOf(args));
-  if (args.command == "generate") return Generate(**client, args);
-  if (args.command == "models") return Models(**client, args);
-  if (args.command == "health") return Health(**client, args);
-  if (args.command == "bench") return Bench(**client, args);
+  if (IsRagCommand(command)) return RunRagCommand(**client, command, args.rag, CallOptionsOf(args));
+  if (command == "generate") return Generate(**client, args);
+  if (command == "models") return Models(**client, args);
+  if (command == "health") return Health(**client, args);
+  if (command == "bench") return Bench(**client, args);
   return Stats(**client, args);
 }
 

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/rag_client.h"
@@ -17,10 +16,6 @@ namespace qrag::client {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr char kProgram[] = "qrag";
-
-[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
 
 int Error(const absl::Status& status) {
   std::fprintf(stderr, "qrag: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
@@ -33,10 +28,26 @@ int FileError(const std::string& msg) {
   return 1;
 }
 
-void ParseFilter(const std::string& value, std::map<std::string, std::string>* filter) {
-  const size_t eq = value.find('=');
-  if (eq == std::string::npos || eq == 0) UsageError(absl::StrCat("filter '", value, "' is not KEY=VALUE"));
-  (*filter)[value.substr(0, eq)] = value.substr(eq + 1);
+// The filter of --filter / --rag-filter KEY=VALUE flags (checked by AddFilterFlag's validator).
+google::protobuf::Map<std::string, std::string> FilterOf(const std::vector<std::string>& flags) {
+  google::protobuf::Map<std::string, std::string> filter;
+  for (const std::string& f : flags) {
+    const size_t eq = f.find('=');
+    filter[f.substr(0, eq)] = f.substr(eq + 1);
+  }
+  return filter;
+}
+
+CLI::Option* AddFilterFlag(CLI::App& command, const std::string& name, std::vector<std::string>* filter,
+                           const std::string& description) {
+  return cli::AddRepeated(command, name, filter, description)
+      ->type_name("KEY=VALUE")
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            const size_t eq = value.find('=');
+            return eq == std::string::npos || eq == 0 ? absl::StrCat("'", value, "' is not KEY=VALUE") : "";
+          },
+          ""));
 }
 
 // Documents of one file: .txt/.md whole (id = path), .jsonl one per line.
@@ -137,96 +148,94 @@ void PrintInfo(const qrag::v1::CollectionInfo& c) {
               IndexText(c.index()).c_str(), c.index_status().c_str());
 }
 
-qrag::v1::IndexKind IndexKindFlag(const std::string& value) {
-  if (value == "exact") return qrag::v1::INDEX_KIND_EXACT;
-  if (value == "hnsw") return qrag::v1::INDEX_KIND_HNSW;
-  if (value == "ivf") return qrag::v1::INDEX_KIND_IVF;
-  if (value == "auto") return qrag::v1::INDEX_KIND_AUTO;
-  UsageError(absl::StrCat("--index '", value, "' is not one of exact, hnsw, ivf, auto"));
-}
-
 }  // namespace
 
 bool IsRagCommand(const std::string& command) {
   return command == "collection" || command == "ingest" || command == "delete" || command == "retrieve";
 }
 
-bool RagFlagAllowed(const std::string& command, const std::string& flag) {
-  if (command == "generate") {
-    return flag == "--rag" || flag == "--rag-top-k" || flag == "--rag-min-score" || flag == "--rag-template" ||
-           flag == "--rag-filter";
-  }
-  if (command == "collection") {
-    return flag == "--chunk-tokens" || flag == "--chunk-overlap" || flag == "--embedder" || flag == "--index" ||
-           flag == "--hnsw-m" || flag == "--hnsw-ef-construction" || flag == "--hnsw-ef-search" ||
-           flag == "--ivf-nlist" || flag == "--ivf-nprobe" || flag == "--auto-threshold";
-  }
-  if (command == "ingest") {
-    return flag == "--collection" || flag == "--batch" || flag == "--id-prefix" || flag == "--no-progress";
-  }
-  if (command == "delete") return flag == "--collection";
-  if (command == "retrieve") {
-    return flag == "--collection" || flag == "--query" || flag == "--top-k" || flag == "--min-score" ||
-           flag == "--filter" || flag == "--json";
-  }
-  return false;
+std::vector<CLI::App*> AddRagCommands(CLI::App& app, RagArgs* a) {
+  CLI::App* collection = app.add_subcommand("collection", "RAG collections: create NAME, list, drop NAME");
+  cli::AddPositionals(*collection, "ACTION", &a->positional, "create NAME | list | drop NAME");
+  cli::AddNumber(*collection, "--chunk-tokens", &a->chunk_tokens, "create: tokens per chunk (0: the server's)");
+  cli::AddNumber(*collection, "--chunk-overlap", &a->chunk_overlap, "create: tokens chunks overlap by");
+  collection->add_option("--embedder", a->embedder, "create: the embedder (default: the server's)")
+      ->type_name("ID");
+  cli::AddChoice<qrag::v1::IndexKind>(*collection, "--index", &a->index,
+                                      {{"exact", qrag::v1::INDEX_KIND_EXACT},
+                                       {"hnsw", qrag::v1::INDEX_KIND_HNSW},
+                                       {"ivf", qrag::v1::INDEX_KIND_IVF},
+                                       {"auto", qrag::v1::INDEX_KIND_AUTO}},
+                                      "create: the vector index (default exact; auto: exact below "
+                                      "--auto-threshold chunks, hnsw above)");
+  cli::AddNumber(*collection, "--hnsw-m", &a->hnsw_m, "create: HNSW graph degree");
+  cli::AddNumber(*collection, "--hnsw-ef-construction", &a->hnsw_ef_construction, "create: HNSW build beam");
+  cli::AddNumber(*collection, "--hnsw-ef-search", &a->hnsw_ef_search, "create: HNSW search beam");
+  cli::AddNumber(*collection, "--ivf-nlist", &a->ivf_nlist, "create: IVF lists");
+  cli::AddNumber(*collection, "--ivf-nprobe", &a->ivf_nprobe, "create: IVF lists searched per query");
+  cli::AddNumber(*collection, "--auto-threshold", &a->auto_threshold, "create: chunks from which auto uses hnsw");
+  collection->footer("Index parameters left at 0 take the server's defaults (collection list shows them).");
+
+  CLI::App* ingest = app.add_subcommand(
+      "ingest", "upsert documents by id: files or directories (recursively) of .txt / .md (one document each, id = "
+                "the path) and .jsonl (one document per line: {\"id\" or \"_id\", \"text\", optional \"title\", "
+                "optional \"metadata\"}); a progress bar on stderr");
+  cli::AddPositionals(*ingest, "PATH", &a->positional, "files or directories");
+  ingest->add_option("--collection", a->collection, "the collection (required)")->type_name("C");
+  cli::AddNumber(*ingest, "--batch", &a->batch, "documents per Ingest message, each stored durably, 1..10000");
+  ingest->add_option("--id-prefix", a->id_prefix, "prefix of every document id")->type_name("P");
+  ingest->add_flag("--no-progress", a->no_progress, "no progress bar");
+
+  CLI::App* del = app.add_subcommand("delete", "delete documents by id");
+  cli::AddPositionals(*del, "ID", &a->positional, "document ids");
+  del->add_option("--collection", a->collection, "the collection (required)")->type_name("C");
+
+  CLI::App* retrieve = app.add_subcommand("retrieve", "print the passages of a collection closest to a query");
+  cli::AddPositionals(*retrieve, "ARG", &a->positional, "none: the query goes in --query");
+  retrieve->add_option("--collection", a->collection, "the collection (required)")->type_name("C");
+  retrieve->add_option("--query", a->query, "the query (required)");
+  cli::AddNumber(*retrieve, "--top-k", &a->top_k, "passages (0: the server's default)");
+  cli::AddNumber(*retrieve, "--min-score", &a->min_score, "drop passages scoring below S (default: none)");
+  AddFilterFlag(*retrieve, "--filter", &a->filter, "only documents whose metadata KEY is VALUE (repeatable)");
+  retrieve->add_flag("--json", a->json, "print the passages as JSON");
+  return {collection, ingest, del, retrieve};
 }
 
-bool RagFlagIsSwitch(const std::string& flag) { return flag == "--no-progress" || flag == "--json"; }
-
-bool ParseRagFlag(const std::string& flag, const std::string& value, RagArgs* a) {
-  auto number = [&](auto* out) { *out = cli::ParseNumber<std::decay_t<decltype(*out)>>(kProgram, flag, value); };
-  if (flag == "--collection" || flag == "--rag") a->collection = value;
-  else if (flag == "--query") a->query = value;
-  else if (flag == "--top-k" || flag == "--rag-top-k") number(&a->top_k);
-  else if (flag == "--min-score" || flag == "--rag-min-score") {
-    double v = cli::ParseNumber<double>(kProgram, flag, value);
-    a->min_score = static_cast<float>(v);
-    a->min_score_set = true;
-  } else if (flag == "--chunk-tokens") number(&a->chunk_tokens);
-  else if (flag == "--chunk-overlap") number(&a->chunk_overlap);
-  else if (flag == "--embedder") a->embedder = value;
-  else if (flag == "--index") {
-    IndexKindFlag(value);  // a usage error now rather than after connecting
-    a->index = value;
-  } else if (flag == "--hnsw-m") number(&a->hnsw_m);
-  else if (flag == "--hnsw-ef-construction") number(&a->hnsw_ef_construction);
-  else if (flag == "--hnsw-ef-search") number(&a->hnsw_ef_search);
-  else if (flag == "--ivf-nlist") number(&a->ivf_nlist);
-  else if (flag == "--ivf-nprobe") number(&a->ivf_nprobe);
-  else if (flag == "--auto-threshold") number(&a->auto_threshold);
-  else if (flag == "--batch") number(&a->batch);
-  else if (flag == "--id-prefix") a->id_prefix = value;
-  else if (flag == "--rag-template") a->rag_template = value;
-  else if (flag == "--filter" || flag == "--rag-filter") ParseFilter(value, &a->filter);
-  else if (flag == "--no-progress") a->progress = false;
-  else if (flag == "--json") a->json = true;
-  else return false;
-  return true;
+void AddGenerateRagFlags(CLI::App& generate, RagArgs* a) {
+  generate.add_option("--rag", a->collection,
+                      "retrieve from this collection first; the passages used are printed to stderr")
+      ->type_name("C");
+  cli::AddNumber(generate, "--rag-top-k", &a->top_k, "passages to retrieve (0: the server's default)");
+  cli::AddNumber(generate, "--rag-min-score", &a->min_score, "drop passages scoring below S (default 0)");
+  generate.add_option("--rag-template", a->rag_template, "the prompt template (default: the server's)")
+      ->type_name("T");
+  AddFilterFlag(generate, "--rag-filter", &a->filter, "only documents whose metadata KEY is VALUE (repeatable)");
 }
 
-void ValidateRagArgs(const std::string& command, const RagArgs& a) {
+absl::Status ValidateRagArgs(const std::string& command, const RagArgs& a) {
+  auto usage = [](absl::string_view message) { return absl::InvalidArgumentError(message); };
   const auto& p = a.positional;
   if (command == "collection") {
-    if (p.empty()) UsageError("collection needs create NAME, list or drop NAME");
+    if (p.empty()) return usage("collection needs create NAME, list or drop NAME");
     if (p[0] == "list") {
-      if (p.size() != 1) UsageError("collection list takes no more arguments");
+      if (p.size() != 1) return usage("collection list takes no more arguments");
     } else if (p[0] == "create" || p[0] == "drop") {
-      if (p.size() != 2) UsageError(absl::StrCat("collection ", p[0], " needs exactly one NAME"));
+      if (p.size() != 2) return usage(absl::StrCat("collection ", p[0], " needs exactly one NAME"));
     } else {
-      UsageError(absl::StrCat("unknown collection subcommand '", p[0], "' (create, list, drop)"));
+      return usage(absl::StrCat("unknown collection subcommand '", p[0], "' (create, list, drop)"));
     }
   } else if (command == "ingest") {
-    if (p.empty()) UsageError("ingest needs at least one PATH");
-    if (a.collection.empty()) UsageError("ingest needs --collection C");
-    if (a.batch < 1 || a.batch > 10000) UsageError("--batch must be in [1, 10000]");
+    if (p.empty()) return usage("ingest needs at least one PATH");
+    if (a.collection.empty()) return usage("ingest needs --collection C");
+    if (a.batch < 1 || a.batch > 10000) return usage("--batch must be in [1, 10000]");
   } else if (command == "delete") {
-    if (p.empty()) UsageError("delete needs at least one document ID");
-    if (a.collection.empty()) UsageError("delete needs --collection C");
+    if (p.empty()) return usage("delete needs at least one document ID");
+    if (a.collection.empty()) return usage("delete needs --collection C");
   } else if (command == "retrieve") {
-    if (!p.empty()) UsageError(absl::StrCat("unexpected argument '", p[0], "' (the query goes in --query)"));
-    if (a.collection.empty() || a.query.empty()) UsageError("retrieve needs --collection C and --query TEXT");
+    if (!p.empty()) return usage(absl::StrCat("unexpected argument '", p[0], "' (the query goes in --query)"));
+    if (a.collection.empty() || a.query.empty()) return usage("retrieve needs --collection C and --query TEXT");
   }
+  return absl::OkStatus();
 }
 
 int RunRagCommand(const Client& client, const std::string& command, const RagArgs& a, const CallOptions& call) {
@@ -252,7 +261,7 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
     request.set_embedder(a.embedder);
     // Parameters go to the server as given: it checks them against the kind (INVALID_ARGUMENT saying what to fix).
     qrag::v1::IndexSpec* index = request.mutable_index();
-    if (!a.index.empty()) index->set_kind(IndexKindFlag(a.index));
+    index->set_kind(a.index);
     index->set_hnsw_m(a.hnsw_m);
     index->set_hnsw_ef_construction(a.hnsw_ef_construction);
     index->set_hnsw_ef_search(a.hnsw_ef_search);
@@ -275,7 +284,7 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
     }
     const size_t total = docs.size();
     auto on_progress = [&](const qrag::v1::IngestProgress& pr) {
-      if (a.progress) {
+      if (!a.no_progress) {
         const int width = 40;
         const int filled = static_cast<int>(width * pr.documents() / std::max<size_t>(total, 1));
         std::fprintf(stderr, "\r[%s%s] %lld/%zu documents, %lld chunks", std::string(filled, '#').c_str(),
@@ -286,7 +295,7 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
       return true;
     };
     auto result = rag.Ingest(a.collection, batches, on_progress, call);
-    if (a.progress) std::fprintf(stderr, "\n");
+    if (!a.no_progress) std::fprintf(stderr, "\n");
     if (!result.ok()) return Error(result.status());
     std::printf("ingested %lld documents (%lld replaced), %lld chunks into %s\n",
                 static_cast<long long>(result->documents()), static_cast<long long>(result->replaced()),
@@ -304,8 +313,8 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
   request.set_collection(a.collection);
   request.set_query(a.query);
   request.set_top_k(a.top_k);
-  request.set_min_score(a.min_score_set ? a.min_score : -1.0f);
-  for (const auto& [k, v] : a.filter) (*request.mutable_filter())[k] = v;
+  request.set_min_score(static_cast<float>(a.min_score.value_or(-1.0)));
+  *request.mutable_filter() = FilterOf(a.filter);
   auto response = rag.Retrieve(request, call);
   if (!response.ok()) return Error(response.status());
   if (a.json) {
@@ -334,9 +343,9 @@ void ApplyRagToGenerate(const RagArgs& a, qrag::v1::GenerateRequest* request) {
   qrag::v1::RagOptions* r = request->mutable_rag();
   r->set_collection(a.collection);
   r->set_top_k(a.top_k);
-  r->set_min_score(a.min_score_set ? a.min_score : 0.0f);
+  r->set_min_score(static_cast<float>(a.min_score.value_or(0.0)));
   r->set_prompt_template(a.rag_template);
-  for (const auto& [k, v] : a.filter) (*r->mutable_filter())[k] = v;
+  *r->mutable_filter() = FilterOf(a.filter);
 }
 
 void PrintPassages(const google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage>& passages,

@@ -1,47 +1,30 @@
-// The `qrag` CLI's RAG commands: collection create|list|drop, ingest, retrieve, and the --rag options of
-// generate. Option parsing of the common flags (server, TLS, token, timeout) stays in qrag_cli.cc.
+// The `qrag` CLI's RAG commands: collection create|list|drop, ingest, delete, retrieve, and the --rag options of
+// generate. The flags every command takes (server, TLS, token, timeout) are qrag_cli.cc's.
 #ifndef QRAG_CLIENT_RAG_CLI_H_
 #define QRAG_CLIENT_RAG_CLI_H_
 
 #include <cstdint>
-#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
 #include "client/client.h"
 #include "qrag/v1/inference.pb.h"
+#include "qrag/v1/retrieval.pb.h"
 
 namespace qrag::client {
-
-inline constexpr char kRagUsage[] = R"(
-RAG commands (server started with --embedder DIR --data-dir DIR):
-  collection create NAME [--chunk-tokens N] [--chunk-overlap N] [--embedder ID]
-             [--index exact|hnsw|ivf|auto] [--hnsw-m N] [--hnsw-ef-construction N] [--hnsw-ef-search N]
-             [--ivf-nlist N] [--ivf-nprobe N] [--auto-threshold N]
-             the vector index (default exact; auto: exact below --auto-threshold chunks, hnsw above);
-             parameters left out take the server's defaults (collection list shows them)
-  collection list
-  collection drop NAME
-  ingest PATH... --collection C [--batch N] [--id-prefix P] [--no-progress]
-             files or directories (recursively) of .txt / .md (one document each, id = the path) and
-             .jsonl (one document per line: {"id" or "_id", "text", optional "title", optional "metadata"});
-             a progress bar on stderr; upsert by id
-  delete ID... --collection C
-  retrieve --collection C --query TEXT [--top-k N] [--min-score S] [--filter KEY=VALUE]... [--json]
-  generate ... --rag C [--rag-top-k N] [--rag-min-score S] [--rag-template T] [--rag-filter KEY=VALUE]
-             retrieve from C first; the passages used are printed to stderr
-)";
 
 struct RagArgs {
   std::string collection;  // --collection, or --rag for generate
   std::string query;
   int top_k = 0;
-  float min_score = 0;
-  bool min_score_set = false;
+  std::optional<double> min_score;  // unset: the server's default
   int chunk_tokens = 0;
   int chunk_overlap = 0;
   std::string embedder;
-  std::string index;  // --index: exact, hnsw, ivf, auto ("" = the server's default, exact)
+  qrag::v1::IndexKind index = qrag::v1::INDEX_KIND_UNSPECIFIED;  // the server's default, exact
   int hnsw_m = 0;
   int hnsw_ef_construction = 0;
   int hnsw_ef_search = 0;
@@ -50,23 +33,22 @@ struct RagArgs {
   int64_t auto_threshold = 0;
   int batch = 64;
   std::string id_prefix;
-  bool progress = true;
+  bool no_progress = false;
   bool json = false;
   std::string rag_template;
-  std::map<std::string, std::string> filter;
+  std::vector<std::string> filter;  // KEY=VALUE, checked by the flag; a later value of a key wins
   std::vector<std::string> positional;
 };
 
+// Adds the RAG commands (collection, ingest, delete, retrieve) to `app`, their flags going into *args
+// (server/common/cli.h); returns them.
+std::vector<CLI::App*> AddRagCommands(CLI::App& app, RagArgs* args);
+// generate's --rag, --rag-top-k, --rag-min-score, --rag-template and --rag-filter.
+void AddGenerateRagFlags(CLI::App& generate, RagArgs* args);
 // True for collection, ingest, delete, retrieve.
 bool IsRagCommand(const std::string& command);
-// Whether `flag` belongs to `command`'s RAG options (generate: the --rag family).
-bool RagFlagAllowed(const std::string& command, const std::string& flag);
-// True when the flag takes no value.
-bool RagFlagIsSwitch(const std::string& flag);
-// Parses one RAG flag; false when `flag` is not one. Exits with a usage error for a bad value.
-bool ParseRagFlag(const std::string& flag, const std::string& value, RagArgs* args);
-// Usage errors (exit 2) for missing/extra arguments of `command`.
-void ValidateRagArgs(const std::string& command, const RagArgs& args);
+// INVALID_ARGUMENT (a usage error) for missing or extra arguments of `command`.
+absl::Status ValidateRagArgs(const std::string& command, const RagArgs& args);
 
 // Runs a RAG command; returns the process exit code (0 ok, 1 RPC or file error).
 int RunRagCommand(const Client& client, const std::string& command, const RagArgs& args, const CallOptions& call);

@@ -9,9 +9,10 @@
 //
 // Exit status 0 on success, 2 for bad command-line usage, 1 for any other error.
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -34,51 +35,126 @@ namespace {
 
 constexpr char kProgram[] = "qrag-quant";
 
-constexpr char kUsage[] = R"(usage: qrag-quant COMMAND [options]
+absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
-Commands:
-  study      quantize seeded synthetic samples and print the clip, SQNR and relative errors
-  quantize   write a w4 quantized checkpoint (HF directory: config.json + model.safetensors with
-             int4 codes, per-vector scales and quantization metadata) that qrag-run/qrag-server load
-  report     write the quantization report (Markdown + CSV + PNG plots)
+struct StudyFlags {
+  quant::StudyOptions study;
+  int bits = 4;
+  std::string format;               // empty: intB with B = --bits
+  std::string granularity = "tensor";
+  bool json = false;
+};
 
-study options:
-  --distribution D    gaussian | laplace | student-t (default gaussian)
-  --dof N             Student-t degrees of freedom (default 3)
-  --bits B            integer bits, 2..16 (default 4); shorthand for --format intB
-  --format F          intB | e4m3 | e5m2 | e2m3 | e3m2 | e2m1 | logM.F (e.g. log4.3)
-  --clip C            max | octav | mse | percentile (default max)
-  --percentile P      for --clip percentile, in (0, 100] (default 99.9)
-  --granularity G     tensor | channel | vectorN, e.g. vector32 (default tensor)
-  --scale-bits M      per-vector scales as M-bit integers x fp32 per channel (VS-Quant); 0 = fp32
-  --samples N         sample count (default 65536)
-  --seed S            random seed (default 1)
-  --cols C            row length (the reduction dimension) for channel/vector scaling (default 256)
-  --json              print one JSON object instead of text
+void AddStudyFlags(CLI::App& app, StudyFlags* f) {
+  quant::StudyOptions& o = f->study;
+  cli::AddParsed<quant::Distribution>(app, "--distribution", &o.distribution, quant::ParseDistribution,
+                                      "samples from this distribution")
+      ->type_name("{gaussian,laplace,student-t}")
+      ->default_str(quant::DistributionName(o.distribution));
+  cli::AddNumber(app, "--dof", &o.dof, "Student-t degrees of freedom, >= 1");
+  cli::AddNumber(app, "--bits", &f->bits, "integer bits, 2..16; shorthand for --format intB");
+  app.add_option("--format", f->format, "intB | e4m3 | e5m2 | e2m3 | e3m2 | e2m1 | logM.F (e.g. log4.3)")
+      ->type_name("F");
+  cli::AddParsed<quant::ClipMethod>(app, "--clip", &o.quant.clip.method, quant::ParseClipMethod, "clipping method")
+      ->type_name("{max,octav,mse,percentile}")
+      ->default_str(quant::ClipMethodName(o.quant.clip.method));
+  cli::AddNumber(app, "--percentile", &o.quant.clip.percentile, "for --clip percentile, in (0, 100]");
+  app.add_option("--granularity", f->granularity, "one scale per tensor, channel (row) or vector of N, e.g. vector32")
+      ->type_name("{tensor,channel,vectorN}");
+  cli::AddNumber(app, "--scale-bits", &o.quant.scale_bits,
+                 "per-vector scales as M-bit integers x fp32 per channel (VS-Quant), 0..16; 0 = fp32");
+  cli::AddNumber(app, "--samples", &o.samples, "sample count, 1..268435456");
+  cli::AddNumber(app, "--seed", &o.seed, "random seed");
+  cli::AddNumber(app, "--cols", &o.cols, "row length (the reduction dimension) for channel/vector scaling");
+  app.add_flag("--json", f->json, "print one JSON object instead of text");
+}
 
-quantize options:
-  --model PATH        llama2.c .bin or Hugging Face directory (required)
-  --out DIR           output directory, created if missing (required)
-  --vector-size N     weights per scale (default 32)
-  --clip C            octav | max | mse (default octav)
-  --tokenizer PATH    tokenizer to copy into DIR (default: the model's .model/.json tokenizer, if any)
+// Checks the flags and settles the format and granularity into f->study.
+absl::Status ValidateStudyFlags(StudyFlags* f) {
+  quant::StudyOptions& o = f->study;
+  if (o.dof < 1) return Usage("--dof must be >= 1");
+  if (f->bits < 2 || f->bits > 16) return Usage("--bits must be in 2..16");
+  if (!(o.quant.clip.percentile > 0 && o.quant.clip.percentile <= 100)) {
+    return Usage("--percentile must be in (0, 100]");
+  }
+  QRAG_RETURN_IF_ERROR(quant::ParseGranularity(f->granularity, &o.quant));
+  if (o.quant.scale_bits < 0 || o.quant.scale_bits > 16) return Usage("--scale-bits must be in 0..16");
+  if (o.samples < 1 || o.samples > (int64_t{1} << 28)) return Usage("--samples must be in 1..268435456");
+  if (o.cols < 1) return Usage("--cols must be >= 1");
+  const std::string format = f->format.empty() ? absl::StrCat("int", f->bits) : f->format;
+  QRAG_ASSIGN_OR_RETURN(o.quant.format, quant::ParseScalarFormat(format));
+  if (o.quant.clip.method == quant::ClipMethod::kOctav && !o.quant.format.is_int()) {
+    return Usage(absl::StrCat("--clip octav needs an integer format (got ", format, ")"));
+  }
+  if (o.quant.scale_bits > 0 && o.quant.granularity != quant::Granularity::kVector) {
+    return Usage("--scale-bits needs --granularity vectorN");
+  }
+  return absl::OkStatus();
+}
 
-report options:
-  --model PATH        stories260K.bin (with expected/*.tokens.txt next to it) (required)
-  --encoder PATH      all-MiniLM-L6-v2 model.safetensors (optional)
-  --scifact-dir DIR   SciFact nDCG@10 per scheme from bench/scifact_schemes.sh DIR (optional)
-  --out PATH          report file (default docs/quantization-report.md); data and plots go to PATH
-                      without .md
-  --samples N         synthetic samples per configuration (default 65536)
-  --seed S            seed (default 1)
-  --plot-script PATH  plotting script (default: the source tree's server/tools/quant_report_plots.py)
-)";
+struct QuantizeFlags {
+  std::string model, out, tokenizer;
+  model::QuantizedCheckpointOptions checkpoint;
+};
 
-[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
+void AddQuantizeFlags(CLI::App& app, QuantizeFlags* f) {
+  app.add_option("--model", f->model, "llama2.c .bin or Hugging Face directory (required)")->type_name("PATH");
+  app.add_option("--out", f->out, "output directory, created if missing (required)")->type_name("DIR");
+  cli::AddNumber(app, "--vector-size", &f->checkpoint.w4.vector_size, "weights per scale, 1..4096");
+  cli::AddParsed<quant::ClipMethod>(app, "--clip", &f->checkpoint.w4.clip, quant::ParseClipMethod,
+                                    "clipping method of each vector")
+      ->type_name("{octav,max,mse}")
+      ->default_str(quant::ClipMethodName(f->checkpoint.w4.clip));
+  app.add_option("--tokenizer", f->tokenizer, "tokenizer to copy into DIR (default: the model's .model/.json, if any)")
+      ->type_name("PATH");
+}
 
-template <typename T>
-T Number(const std::string& flag, const std::string& text) {
-  return cli::ParseNumber<T>(kProgram, flag, text);
+absl::Status ValidateQuantizeFlags(const QuantizeFlags& f) {
+  if (f.checkpoint.w4.vector_size < 1 || f.checkpoint.w4.vector_size > 4096) {
+    return Usage("--vector-size must be in 1..4096");
+  }
+  if (f.checkpoint.w4.clip == quant::ClipMethod::kPercentile) {
+    return Usage("quantize: --clip must be octav, max or mse");
+  }
+  if (f.model.empty()) return Usage("quantize: --model PATH is required");
+  if (f.out.empty()) return Usage("quantize: --out DIR is required");
+  return absl::OkStatus();
+}
+
+void AddReportFlags(CLI::App& app, tools::QuantReportOptions* o) {
+  app.add_option("--model", o->model, "stories260K.bin, with expected/*.tokens.txt next to it (required)")
+      ->type_name("PATH");
+  app.add_option("--encoder", o->encoder, "all-MiniLM-L6-v2 model.safetensors (optional)")->type_name("PATH");
+  app.add_option("--scifact-dir", o->scifact_dir, "SciFact nDCG@10 per scheme from bench/scifact_schemes.sh DIR")
+      ->type_name("DIR");
+  app.add_option("--out", o->out, "report file; data and plots go to PATH without .md")->type_name("PATH");
+  cli::AddNumber(app, "--samples", &o->samples, "synthetic samples per configuration, 1024..67108864");
+  cli::AddNumber(app, "--seed", &o->seed, "seed");
+  app.add_option("--plot-script", o->plot_script, "plotting script")->type_name("PATH");
+  app.add_option("--python", o->python, "python3 with matplotlib that runs it")->type_name("PATH");
+}
+
+absl::Status ValidateReportFlags(const tools::QuantReportOptions& o) {
+  if (o.samples < 1024 || o.samples > (int64_t{1} << 26)) return Usage("--samples must be in 1024..67108864");
+  if (o.model.empty()) return Usage("report: --model PATH is required");
+  return absl::OkStatus();
+}
+
+// The report's command line as it is quoted in the report: the flags as given (each "--flag value"), without
+// the machine-specific --plot-script and --python.
+std::string ReportCommand(const std::vector<std::string>& args) {
+  std::string command = "qrag-quant report";
+  for (size_t i = 2; i < args.size(); ++i) {
+    std::string flag = args[i], value;
+    if (const size_t eq = flag.find('='); eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag.resize(eq);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    }
+    if (flag != "--plot-script" && flag != "--python") absl::StrAppend(&command, " ", flag, " ", value);
+  }
+  return command;
 }
 
 int Fail(const absl::Status& s) {
@@ -86,67 +162,11 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-int Study(int argc, char** argv) {
-  quant::StudyOptions o;
-  bool json = false;
-  std::string format;
-  int bits = 4;
-  for (int i = 2; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--json") {
-      json = true;
-      continue;
-    }
-    const std::string v = cli::FlagValue(kProgram, argc, argv, &i, &flag);
-    if (flag == "--distribution") {
-      auto d = quant::ParseDistribution(v);
-      if (!d.ok()) UsageError(std::string(d.status().message()));
-      o.distribution = *d;
-    } else if (flag == "--dof") {
-      o.dof = Number<int>(flag, v);
-      if (o.dof < 1) UsageError("--dof must be >= 1");
-    } else if (flag == "--bits") {
-      bits = Number<int>(flag, v);
-      if (bits < 2 || bits > 16) UsageError("--bits must be in 2..16");
-    } else if (flag == "--format") {
-      format = v;
-    } else if (flag == "--clip") {
-      auto c = quant::ParseClipMethod(v);
-      if (!c.ok()) UsageError(std::string(c.status().message()));
-      o.quant.clip.method = *c;
-    } else if (flag == "--percentile") {
-      o.quant.clip.percentile = Number<double>(flag, v);
-      if (!(o.quant.clip.percentile > 0 && o.quant.clip.percentile <= 100)) UsageError("--percentile must be in (0, 100]");
-    } else if (flag == "--granularity") {
-      if (absl::Status s = quant::ParseGranularity(v, &o.quant); !s.ok()) UsageError(std::string(s.message()));
-    } else if (flag == "--scale-bits") {
-      o.quant.scale_bits = Number<int>(flag, v);
-      if (o.quant.scale_bits < 0 || o.quant.scale_bits > 16) UsageError("--scale-bits must be in 0..16");
-    } else if (flag == "--samples") {
-      o.samples = Number<int64_t>(flag, v);
-      if (o.samples < 1 || o.samples > (int64_t{1} << 28)) UsageError("--samples must be in 1..268435456");
-    } else if (flag == "--seed") {
-      o.seed = Number<uint64_t>(flag, v);
-    } else if (flag == "--cols") {
-      o.cols = Number<int64_t>(flag, v);
-      if (o.cols < 1) UsageError("--cols must be >= 1");
-    } else {
-      UsageError(absl::StrCat("study: unknown option ", flag));
-    }
-  }
-  if (format.empty()) format = absl::StrCat("int", bits);
-  auto f = quant::ParseScalarFormat(format);
-  if (!f.ok()) UsageError(std::string(f.status().message()));
-  o.quant.format = *f;
-  if (o.quant.clip.method == quant::ClipMethod::kOctav && !o.quant.format.is_int()) {
-    UsageError(absl::StrCat("--clip octav needs an integer format (got ", format, ")"));
-  }
-  if (o.quant.scale_bits > 0 && o.quant.granularity != quant::Granularity::kVector) {
-    UsageError("--scale-bits needs --granularity vectorN");
-  }
+int Study(const StudyFlags& f) {
+  const quant::StudyOptions& o = f.study;
   auto r = quant::RunStudy(o);
   if (!r.ok()) return Fail(r.status());
-  if (json) {
+  if (f.json) {
     std::printf("%s\n", quant::StudyJson(o, *r).c_str());
   } else {
     std::printf("%s %s, %s clip, %s scaling, %lld samples (seed %llu)\n", quant::DistributionName(o.distribution),
@@ -161,32 +181,11 @@ int Study(int argc, char** argv) {
   return 0;
 }
 
-int Quantize(int argc, char** argv) {
-  std::string model_path, out, tokenizer;
-  model::QuantizedCheckpointOptions o;
-  for (int i = 2; i < argc; ++i) {
-    std::string flag = argv[i];
-    const std::string v = cli::FlagValue(kProgram, argc, argv, &i, &flag);
-    if (flag == "--model") {
-      model_path = v;
-    } else if (flag == "--out") {
-      out = v;
-    } else if (flag == "--tokenizer") {
-      tokenizer = v;
-    } else if (flag == "--vector-size") {
-      o.w4.vector_size = Number<int>(flag, v);
-      if (o.w4.vector_size < 1 || o.w4.vector_size > 4096) UsageError("--vector-size must be in 1..4096");
-    } else if (flag == "--clip") {
-      auto c = quant::ParseClipMethod(v);
-      if (!c.ok()) UsageError(std::string(c.status().message()));
-      if (*c == quant::ClipMethod::kPercentile) UsageError("quantize: --clip must be octav, max or mse");
-      o.w4.clip = *c;
-    } else {
-      UsageError(absl::StrCat("quantize: unknown option ", flag));
-    }
-  }
-  if (model_path.empty()) UsageError("quantize: --model PATH is required");
-  if (out.empty()) UsageError("quantize: --out DIR is required");
+int Quantize(const QuantizeFlags& f) {
+  const std::string& model_path = f.model;
+  const std::string& out = f.out;
+  const model::QuantizedCheckpointOptions& o = f.checkpoint;
+  std::string tokenizer = f.tokenizer;
   auto model = model::LoadCheckpoint(model_path);
   if (!model.ok()) return Fail(model.status());
   namespace fs = std::filesystem;
@@ -217,50 +216,43 @@ int Quantize(int argc, char** argv) {
   return 0;
 }
 
-int Report(int argc, char** argv) {
-  tools::QuantReportOptions o;
-  o.plot_script = QRAG_QUANT_PLOT_SCRIPT;
-  std::string command = "qrag-quant report";
-  for (int i = 2; i < argc; ++i) {
-    std::string flag = argv[i];
-    const std::string v = cli::FlagValue(kProgram, argc, argv, &i, &flag);
-    if (flag == "--model") o.model = v;
-    else if (flag == "--encoder") o.encoder = v;
-    else if (flag == "--scifact-dir") o.scifact_dir = v;
-    else if (flag == "--out") o.out = v;
-    else if (flag == "--plot-script") o.plot_script = v;
-    else if (flag == "--python") o.python = v;
-    else if (flag == "--samples") {
-      o.samples = Number<int64_t>(flag, v);
-      if (o.samples < 1024 || o.samples > (int64_t{1} << 26)) UsageError("--samples must be in 1024..67108864");
-    } else if (flag == "--seed") o.seed = Number<uint64_t>(flag, v);
-    else UsageError(absl::StrCat("report: unknown option ", flag));
-    if (flag != "--plot-script" && flag != "--python") absl::StrAppend(&command, " ", flag, " ", v);
-  }
-  if (o.model.empty()) UsageError("report: --model PATH is required");
-  o.command = command;
+int Report(const tools::QuantReportOptions& o) {
   if (absl::Status s = tools::WriteQuantReport(o); !s.ok()) return Fail(s);
   std::printf("wrote %s\n", o.out.c_str());
   return 0;
 }
 
 int Main(int argc, char** argv) {
-  if (argc < 2) UsageError("a command is required: study, quantize or report");
-  const std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-    std::fputs(kUsage, stdout);
-    return 0;
+  std::unique_ptr<CLI::App> app = cli::NewApp(kProgram, "The quantization toolkit's command line.");
+  app->footer("Run qrag-quant COMMAND --help for the options of a command.");
+  CLI::App* study_command =
+      app->add_subcommand("study", "quantize seeded synthetic samples and print the clip, SQNR and relative errors");
+  CLI::App* quantize_command = app->add_subcommand(
+      "quantize", "write a w4 quantized checkpoint (HF directory: config.json + model.safetensors with int4 codes, "
+                  "per-vector scales and quantization metadata) that qrag-run/qrag-server load");
+  CLI::App* report_command =
+      app->add_subcommand("report", "write the quantization report (Markdown + CSV + PNG plots)");
+  StudyFlags study;
+  AddStudyFlags(*study_command, &study);
+  QuantizeFlags quantize;
+  AddQuantizeFlags(*quantize_command, &quantize);
+  tools::QuantReportOptions report;
+  report.plot_script = QRAG_QUANT_PLOT_SCRIPT;
+  AddReportFlags(*report_command, &report);
+
+  const std::vector<std::string> args(argv, argv + argc);
+  cli::ParseFlagsOrExit(*app, args);  // exactly one command was given
+  if (study_command->parsed()) {
+    cli::ExitOnUsageError(kProgram, ValidateStudyFlags(&study));
+    return Study(study);
   }
-  for (int i = 2; i < argc; ++i) {
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+  if (quantize_command->parsed()) {
+    cli::ExitOnUsageError(kProgram, ValidateQuantizeFlags(quantize));
+    return Quantize(quantize);
   }
-  if (cmd == "study") return Study(argc, argv);
-  if (cmd == "quantize") return Quantize(argc, argv);
-  if (cmd == "report") return Report(argc, argv);
-  UsageError(absl::StrCat("unknown command '", cmd, "': use study, quantize or report"));
+  cli::ExitOnUsageError(kProgram, ValidateReportFlags(report));
+  report.command = ReportCommand(args);
+  return Report(report);
 }
 
 }  // namespace

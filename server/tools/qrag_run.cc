@@ -7,18 +7,13 @@
 // speed to stderr. Exit status 0 on success, 2 for bad command-line usage, 1 for any other error.
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "server/common/cli.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
+#include "server/common/cli.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/registry.h"
 #include "server/common/mapped_file.h"
@@ -28,108 +23,62 @@
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
+#include "server/tools/model_flags.h"
 
 namespace qrag {
 namespace {
 
-constexpr char kUsage[] = R"(usage: qrag-run --model PATH [options]
+constexpr char kProgram[] = "qrag-run";
 
-Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 directory.
-
-  --model PATH             model file or directory (required)
-  --tokenizer PATH         tokenizer file (default: found next to the model)
-  --quant Q                fp32 | bf16 | fp8 | int8 | w4 (default fp32)
-  --device D               cuda | cpu | auto (default auto: cuda when a GPU is present, else cpu)
-  --prompt TEXT            prompt text (default: empty = start from BOS)
-  --prompt-file PATH       read the prompt from a file instead
-  --max-tokens N           tokens to generate (default 256)
-  --temperature T          0 = greedy (default 1.0)
-  --top-p P                nucleus sampling, (0, 1] (default 0.9)
-  --top-k K                keep the K most likely tokens, 0 = off (default 0)
-  --min-p P                drop tokens below P x the top probability (default 0)
-  --repetition-penalty R   > 0, 1 = off (default 1)
-  --seed S                 random seed (default: random)
-  --stop STR               stop before STR (repeatable)
-  --context N              context length to allocate (default: min(model's, 4096))
-  --threads N              CPU threads (default: all)
-  --reference              use the CPU backend's plain-loop reference kernels (slow; for checking; implies
-                           --device cpu)
-  --help                   this text
-)";
-
-struct Args {
-  std::string model, tokenizer, prompt, prompt_file, quant = "fp32";
-  backend::Device device = backend::Device::kAuto;
-  int max_tokens = 256, context = 0, threads = 0;
-  engine::SamplingParams sampling;
+struct RunFlags {
+  tools::ModelFlags model;
+  std::string prompt, prompt_file;
+  int max_tokens = 256;
+  int context = 0;  // 0: min(model's, 4096)
+  engine::SamplingParams sampling = [] {
+    engine::SamplingParams p;
+    p.top_p = 0.9f;  // llama2.c's run.c default
+    return p;
+  }();
   std::vector<std::string> stop;
   bool reference = false;
 };
 
-constexpr char kProgram[] = "qrag-run";
-
-[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
-
-template <typename T>
-T ParseNumber(const std::string& flag, const std::string& text) {
-  return cli::ParseNumber<T>(kProgram, flag, text);
+void AddRunFlags(CLI::App& app, RunFlags* f) {
+  tools::AddModelFlags(app, &f->model);
+  app.add_option("--prompt", f->prompt, "prompt text (empty: start from BOS)");
+  app.add_option("--prompt-file", f->prompt_file, "read the prompt from this file instead")->type_name("PATH");
+  cli::AddNumber(app, "--max-tokens", &f->max_tokens, "tokens to generate");
+  cli::AddNumber(app, "--temperature", &f->sampling.temperature, "0 = greedy");
+  cli::AddNumber(app, "--top-p", &f->sampling.top_p, "nucleus sampling, (0, 1]");
+  cli::AddNumber(app, "--top-k", &f->sampling.top_k, "keep the K most likely tokens, 0 = off");
+  cli::AddNumber(app, "--min-p", &f->sampling.min_p, "drop tokens below P x the top probability");
+  cli::AddNumber(app, "--repetition-penalty", &f->sampling.repetition_penalty, "> 0, 1 = off");
+  cli::AddNumber(app, "--seed", &f->sampling.seed, "random seed (default: random)");
+  cli::AddRepeated(app, "--stop", &f->stop, "stop before this text (repeatable)");
+  cli::AddNumber(app, "--context", &f->context, "context length to allocate (0: min(model's, 4096))");
+  app.add_flag("--reference", f->reference,
+               "use the CPU backend's plain-loop reference kernels (slow; for checking; implies --device cpu)");
 }
 
-Args ParseArgs(int argc, char** argv) {
-  Args a;
-  a.sampling.temperature = 1.0f;
-  a.sampling.top_p = 0.9f;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--reference") {
-      a.reference = true;
-      continue;
-    }
-    const std::string value = cli::FlagValue(kProgram, argc, argv, &i, &flag);
-    if (flag == "--model") a.model = value;
-    else if (flag == "--tokenizer") a.tokenizer = value;
-    else if (flag == "--quant") a.quant = value;
-    else if (flag == "--device") {
-      absl::StatusOr<backend::Device> d = backend::ParseDevice(value);
-      if (!d.ok()) UsageError(std::string(d.status().message()));
-      a.device = *d;
-    }
-    else if (flag == "--prompt") a.prompt = value;
-    else if (flag == "--prompt-file") a.prompt_file = value;
-    else if (flag == "--max-tokens") a.max_tokens = ParseNumber<int>(flag, value);
-    else if (flag == "--temperature") a.sampling.temperature = ParseNumber<float>(flag, value);
-    else if (flag == "--top-p") a.sampling.top_p = ParseNumber<float>(flag, value);
-    else if (flag == "--top-k") a.sampling.top_k = ParseNumber<int>(flag, value);
-    else if (flag == "--min-p") a.sampling.min_p = ParseNumber<float>(flag, value);
-    else if (flag == "--repetition-penalty") a.sampling.repetition_penalty = ParseNumber<float>(flag, value);
-    else if (flag == "--seed") a.sampling.seed = ParseNumber<uint64_t>(flag, value);
-    else if (flag == "--stop") a.stop.push_back(value);
-    else if (flag == "--context") a.context = ParseNumber<int>(flag, value);
-    else if (flag == "--threads") a.threads = ParseNumber<int>(flag, value);
-    else UsageError(absl::StrCat("unknown option ", flag));
+// Checks the flags; --reference settles the device.
+absl::Status ValidateRunFlags(RunFlags* f) {
+  QRAG_RETURN_IF_ERROR(tools::ValidateModelFlags(f->model));
+  if (!f->prompt.empty() && !f->prompt_file.empty()) {
+    return absl::InvalidArgumentError("give --prompt or --prompt-file, not both");
   }
-  if (a.model.empty()) UsageError("--model PATH is required");
-  if (!a.prompt.empty() && !a.prompt_file.empty()) UsageError("give --prompt or --prompt-file, not both");
-  if (a.threads < 0) UsageError("--threads must be >= 0");
-  if (a.reference) {
-    if (a.device == backend::Device::kCuda) UsageError("--reference runs the CPU reference kernels: use --device cpu");
-    a.device = backend::Device::kCpu;
+  if (f->reference) {
+    if (f->model.device == backend::Device::kCuda) {
+      return absl::InvalidArgumentError("--reference runs the CPU reference kernels: use --device cpu");
+    }
+    f->model.device = backend::Device::kCpu;
   }
-  return a;
+  return absl::OkStatus();
 }
 
-absl::Status Run(const Args& args) {
-  engine::ModelBundleOptions mo;
-  mo.model_path = args.model;
-  mo.tokenizer_path = args.tokenizer;
-  QRAG_ASSIGN_OR_RETURN(mo.precision, backend::ParsePrecision(args.quant));
+absl::Status Run(const RunFlags& args) {
+  QRAG_ASSIGN_OR_RETURN(engine::ModelBundleOptions mo, tools::ModelBundleOptionsOf(args.model));
   mo.cpu.reference = args.reference;
-  mo.cpu.num_threads = args.threads;
-  mo.device = args.device;
   std::string prompt = args.prompt;
   if (!args.prompt_file.empty()) {
     QRAG_ASSIGN_OR_RETURN(prompt, ReadFileToString(args.prompt_file));
@@ -162,7 +111,7 @@ absl::Status Run(const Args& args) {
   std::fprintf(stderr,
                "qrag-run: %s on %s (%s), %s weights; prompt %zu tokens (%.1f tok/s), generated %zu tokens in "
                "%.3f s: %.2f tok/s, finish=%s, seed=%llu\n",
-               args.model.c_str(), std::string(device.name()).c_str(), tokenizer_path.c_str(),
+               args.model.model.c_str(), std::string(device.name()).c_str(), tokenizer_path.c_str(),
                backend::PrecisionName(precision), result.prompt_ids.size(),
                result.prefill_seconds > 0 ? result.prompt_ids.size() / result.prefill_seconds : 0.0,
                result.output_ids.size(), result.decode_seconds,
@@ -171,15 +120,21 @@ absl::Status Run(const Args& args) {
   return absl::OkStatus();
 }
 
-}  // namespace
-}  // namespace qrag
-
-int main(int argc, char** argv) {
-  qrag::Args args = qrag::ParseArgs(argc, argv);
-  absl::Status s = qrag::Run(args);
-  if (!s.ok()) {
+int Main(int argc, char** argv) {
+  std::unique_ptr<CLI::App> app = cli::NewApp(
+      kProgram, "Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 "
+                "directory: the completion to stdout, the speed to stderr.");
+  RunFlags flags;
+  AddRunFlags(*app, &flags);
+  cli::ParseFlagsOrExit(*app, argc, argv, [&] { return ValidateRunFlags(&flags); });
+  if (absl::Status s = Run(flags); !s.ok()) {
     std::fprintf(stderr, "qrag-run: error: %s\n", s.ToString().c_str());
     return 1;
   }
   return 0;
 }
+
+}  // namespace
+}  // namespace qrag
+
+int main(int argc, char** argv) { return qrag::Main(argc, argv); }

@@ -25,14 +25,10 @@
 #include <memory>
 #include <string>
 #include <thread>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "server/common/cli.h"
-#include "server/common/config_file.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
@@ -43,6 +39,8 @@
 #include "server/api/serving_state.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/registry.h"
+#include "server/common/cli.h"
+#include "server/common/config_file.h"
 #include "server/common/status.h"
 #include "server/engine/engine.h"
 #include "server/engine/model_runner.h"
@@ -53,172 +51,158 @@
 #include "server/metrics/metrics_stack.h"
 #include "server/rag/index_spec.h"
 #include "server/rag/rag_runtime.h"
+#include "server/tools/model_flags.h"
 
 namespace qrag {
 namespace {
 
-constexpr char kUsage[] = R"(usage: qrag-server --model PATH [options]
+constexpr char kProgram[] = "qrag-server";
 
-Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 directory over gRPC
-(qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, server reflection).
-
-  --model PATH              model file or directory (required)
-  --model-name NAME         name clients use in GenerateRequest.model (default: the file/dir name, no extension)
-  --tokenizer PATH          tokenizer file (default: found next to the model)
-  --quant Q                 fp32 | bf16 | fp8 | int8 | w4 (default fp32; w4 on the CPU backend)
-  --listen HOST:PORT        address to listen on (default 127.0.0.1:50051; port 0 = any free port;
-                            0.0.0.0:PORT accepts remote clients)
-  --threads N               CPU threads for the model (default: all)
-  --device D                cuda | cpu | auto (default auto: cuda when a GPU is present, else cpu)
-  --max-running N           sequences decoding at once (default 16)
-  --max-waiting N           queued requests; beyond: RESOURCE_EXHAUSTED (default 256)
-  --max-batch-tokens N      tokens per engine iteration, prefill chunks + decodes (default 256)
-  --context N               tokens per request, prompt + completion (default: min(model's, 4096))
-  --kv-blocks N             KV-cache blocks (default: enough for max-running full contexts)
-  --block-size N            positions per KV-cache block (default 16)
-  --max-logprobs N          largest GenerateRequest.logprobs accepted (default 20)
-  --max-prompt-bytes N      largest prompt accepted, in bytes (default 1048576)
-  --max-message-bytes N     largest request message; beyond: RESOURCE_EXHAUSTED (default 4194304)
-  --tls-cert FILE           serve TLS with this PEM certificate (chain); needs --tls-key
-  --tls-key FILE            the PEM private key of --tls-cert
-  --tls-client-ca FILE      mutual TLS: require client certificates signed by a CA in this PEM file
-  --auth-tokens FILE        require 'authorization: Bearer <token>' on qrag.v1 calls; FILE holds one token per
-                            line (blank lines and '#' comments ignored); health and reflection stay open
-  --metrics-listen HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics (default: off; port 0 = any
-                            free port, printed as "metrics on HOST:PORT")
-  --energy-meter M          auto | nvml | rapl | none (default auto: NVML if libnvidia-ml.so.1 loads, else RAPL
-                            if /sys/class/powercap is readable, else none; the log says which and why)
-  --nvml-device N           GPU index the NVML meter reads (default 0)
-  --nvml-library PATH       NVML library to dlopen (default libnvidia-ml.so.1)
-  --powercap-root DIR       where RAPL's powercap zones are (default /sys/class/powercap)
-  --energy-sample-ms N      energy meter sampling period in milliseconds (default 100)
-  --drain-seconds S         on SIGTERM/SIGINT, how long in-flight requests may take to finish (default 20)
-  --config FILE             read flags from a YAML file of `flag-name: value` lines (${ENV_VAR} and
-                            ${ENV_VAR:-default} are expanded; a list repeats a flag); flags given on the
-                            command line override the file (see deploy/qrag.yaml)
-  --check-config            parse the flags (and --config files), print them and exit: 0 when they are
-                            valid, 2 with the problem otherwise (loads nothing, listens nowhere)
-  --embedder DIR            enable RAG (qrag.v1.Retrieval, GenerateRequest.rag) with this sentence-transformers
-                            BERT directory (e.g. all-MiniLM-L6-v2); needs --data-dir
-  --data-dir DIR            where RAG collections are stored (DIR/rag.sqlite, created if missing); without
-                            --embedder it is unused
-  --embedder-quant Q        fp32 | bf16 | fp8 | int8 GEMMs of the embedder (default fp32)
-  --index-quant Q           fp32 | int8 exact-search corpus matrix (default fp32)
-  --rag-max-document-bytes N  largest document accepted by Ingest (default 8388608)
-  --rag-max-store-bytes N   cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED (default 0: none)
-  --help                    this text
-)";
-
-struct Args {
-  std::string model, model_name, tokenizer, quant = "fp32", listen = "127.0.0.1:50051";
+struct ServerFlags {
+  tools::ModelFlags model;
+  std::string model_name;  // empty: the model's file or directory name (ValidateServerFlags fills it in)
+  std::string listen = "127.0.0.1:50051";
+  engine::EngineOptions engine;
+  int max_prompt_bytes = 1 << 20;
+  int max_message_bytes = 4 << 20;
+  double drain_seconds = 20;
   std::string tls_cert, tls_key, tls_client_ca, auth_tokens;
   std::string metrics_listen, energy_meter = "auto";
   int nvml_device = 0;
   std::string nvml_library = "libnvidia-ml.so.1", powercap_root = "/sys/class/powercap";
   int energy_sample_ms = 100;
-  int threads = 0;
-  backend::Device device = backend::Device::kAuto;
-  int max_prompt_bytes = 1 << 20;
-  int max_message_bytes = 4 << 20;
-  double drain_seconds = 20;
-  bool check_config = false;
-  engine::EngineOptions engine;
   std::string embedder, data_dir, embedder_quant = "fp32", index_quant = "fp32";
   int64_t rag_max_document_bytes = 8 << 20;
   int64_t rag_max_store_bytes = 0;
+  int retrieval_threads = 4;
+  int retrieval_queue = 256;
+  bool check_config = false;
 };
 
-constexpr char kProgram[] = "qrag-server";
+void AddServerFlags(CLI::App& app, ServerFlags* f) {
+  tools::AddModelFlags(app, &f->model);
+  app.add_option("--model-name", f->model_name,
+                 "name clients use in GenerateRequest.model (default: the file/dir name, no extension)")
+      ->type_name("NAME");
+  app.add_option("--listen", f->listen,
+                 "address to listen on (port 0 = any free port; 0.0.0.0:PORT accepts remote clients)")
+      ->type_name("HOST:PORT");
 
-[[noreturn]] void UsageError(const std::string& msg) { cli::UsageError(kProgram, msg); }
+  app.option_defaults()->group("Capacity and limits");
+  engine::EngineOptions& e = f->engine;
+  cli::AddNumber(app, "--max-running", &e.max_running, "sequences decoding at once");
+  cli::AddNumber(app, "--max-waiting", &e.max_waiting, "queued requests; beyond: RESOURCE_EXHAUSTED");
+  cli::AddNumber(app, "--max-batch-tokens", &e.max_batch_tokens,
+                 "tokens per engine iteration, prefill chunks + decodes");
+  cli::AddNumber(app, "--context", &e.context_length,
+                 "tokens per request, prompt + completion (0: min(model's, 4096))");
+  cli::AddNumber(app, "--kv-blocks", &e.num_kv_blocks, "KV-cache blocks (0: enough for max-running full contexts)");
+  cli::AddNumber(app, "--block-size", &e.block_size, "positions per KV-cache block");
+  cli::AddNumber(app, "--max-logprobs", &e.max_logprobs, "largest GenerateRequest.logprobs accepted");
+  cli::AddNumber(app, "--max-prompt-bytes", &f->max_prompt_bytes, "largest prompt accepted, in bytes");
+  cli::AddNumber(app, "--max-message-bytes", &f->max_message_bytes,
+                 "largest request message; beyond: RESOURCE_EXHAUSTED");
+  cli::AddNumber(app, "--drain-seconds", &f->drain_seconds,
+                 "on SIGTERM/SIGINT, how long in-flight requests may take to finish");
+  cli::AddNumber(app, "--retrieval-threads", &f->retrieval_threads,
+                 "threads for retrieval work (Retrieve, Embed, Ingest batches, Generate's rag option), off gRPC's "
+                 "threads");
+  cli::AddNumber(app, "--retrieval-queue", &f->retrieval_queue,
+                 "retrieval calls that may wait for a thread; beyond: RESOURCE_EXHAUSTED");
 
-template <typename T>
-T ParseNumber(const std::string& flag, const std::string& text) {
-  return cli::ParseNumber<T>(kProgram, flag, text);
+  app.option_defaults()->group("Security (default: plaintext and open)");
+  app.add_option("--tls-cert", f->tls_cert, "serve TLS with this PEM certificate (chain); needs --tls-key")
+      ->type_name("FILE");
+  app.add_option("--tls-key", f->tls_key, "the PEM private key of --tls-cert")->type_name("FILE");
+  app.add_option("--tls-client-ca", f->tls_client_ca,
+                 "mutual TLS: require client certificates signed by a CA in this PEM file")
+      ->type_name("FILE");
+  app.add_option("--auth-tokens", f->auth_tokens,
+                 "require 'authorization: Bearer <token>' on qrag.v1 calls; FILE holds one token per line (blank "
+                 "lines and '#' comments ignored); health and reflection stay open")
+      ->type_name("FILE");
+
+  app.option_defaults()->group("Metrics");
+  app.add_option("--metrics-listen", f->metrics_listen,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (default: off; port 0 = any free port, "
+                 "printed as \"metrics on HOST:PORT\")")
+      ->type_name("HOST:PORT");
+  app.add_option("--energy-meter", f->energy_meter,
+                 "auto: NVML if libnvidia-ml.so.1 loads, else RAPL if /sys/class/powercap is readable, else none "
+                 "(the log says which and why)")
+      ->type_name("{auto,nvml,rapl,none}");
+  cli::AddNumber(app, "--nvml-device", &f->nvml_device, "GPU index the NVML meter reads");
+  app.add_option("--nvml-library", f->nvml_library, "NVML library to dlopen")->type_name("PATH");
+  app.add_option("--powercap-root", f->powercap_root, "where RAPL's powercap zones are")->type_name("DIR");
+  cli::AddNumber(app, "--energy-sample-ms", &f->energy_sample_ms, "energy meter sampling period in milliseconds");
+
+  app.option_defaults()->group("RAG (off without --embedder)");
+  app.add_option("--embedder", f->embedder,
+                 "enable RAG (qrag.v1.Retrieval, GenerateRequest.rag) with this sentence-transformers BERT "
+                 "directory (e.g. all-MiniLM-L6-v2); needs --data-dir")
+      ->type_name("DIR");
+  app.add_option("--data-dir", f->data_dir,
+                 "where RAG collections are stored (DIR/rag.sqlite, created if missing); without --embedder it is "
+                 "unused")
+      ->type_name("DIR");
+  app.add_option("--embedder-quant", f->embedder_quant, "GEMMs of the embedder")->type_name("{fp32,bf16,fp8,int8}");
+  app.add_option("--index-quant", f->index_quant, "exact-search corpus matrix")->type_name("{fp32,int8}");
+  cli::AddNumber(app, "--rag-max-document-bytes", &f->rag_max_document_bytes, "largest document accepted by Ingest");
+  cli::AddNumber(app, "--rag-max-store-bytes", &f->rag_max_store_bytes,
+                 "cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED (0: none)");
+
+  app.option_defaults()->group("Configuration");
+  // Main expands --config before CLI11 parses (cli::ExpandConfigFlags): the option is here for --help.
+  app.add_option("--config", [](const CLI::results_t&) { return true; },
+                 "read flags from a YAML file of `flag-name: value` lines (${ENV_VAR} and ${ENV_VAR:-default} are "
+                 "expanded; a list repeats a flag); flags given on the command line override the file (see "
+                 "deploy/qrag.yaml)")
+      ->type_name("FILE");
+  app.add_flag("--check-config", f->check_config,
+               "parse the flags (and --config files), print them and exit: 0 when they are valid, 2 with the "
+               "problem otherwise (loads nothing, listens nowhere)");
 }
 
-Args ParseArgs(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--check-config") {
-      a.check_config = true;
-      continue;
-    }
-    const std::string value = cli::FlagValue(kProgram, argc, argv, &i, &flag);
-    if (flag == "--model") a.model = value;
-    else if (flag == "--model-name") a.model_name = value;
-    else if (flag == "--tokenizer") a.tokenizer = value;
-    else if (flag == "--quant") a.quant = value;
-    else if (flag == "--listen") a.listen = value;
-    else if (flag == "--threads") a.threads = ParseNumber<int>(flag, value);
-    else if (flag == "--device") {
-      absl::StatusOr<backend::Device> d = backend::ParseDevice(value);
-      if (!d.ok()) UsageError(std::string(d.status().message()));
-      a.device = *d;
-    }
-    else if (flag == "--max-running") a.engine.max_running = ParseNumber<int>(flag, value);
-    else if (flag == "--max-waiting") a.engine.max_waiting = ParseNumber<int>(flag, value);
-    else if (flag == "--max-batch-tokens") a.engine.max_batch_tokens = ParseNumber<int>(flag, value);
-    else if (flag == "--context") a.engine.context_length = ParseNumber<int>(flag, value);
-    else if (flag == "--kv-blocks") a.engine.num_kv_blocks = ParseNumber<int>(flag, value);
-    else if (flag == "--block-size") a.engine.block_size = ParseNumber<int>(flag, value);
-    else if (flag == "--max-logprobs") a.engine.max_logprobs = ParseNumber<int>(flag, value);
-    else if (flag == "--max-prompt-bytes") a.max_prompt_bytes = ParseNumber<int>(flag, value);
-    else if (flag == "--max-message-bytes") a.max_message_bytes = ParseNumber<int>(flag, value);
-    else if (flag == "--tls-cert") a.tls_cert = value;
-    else if (flag == "--tls-key") a.tls_key = value;
-    else if (flag == "--tls-client-ca") a.tls_client_ca = value;
-    else if (flag == "--auth-tokens") a.auth_tokens = value;
-    else if (flag == "--metrics-listen") a.metrics_listen = value;
-    else if (flag == "--energy-meter") a.energy_meter = value;
-    else if (flag == "--nvml-device") a.nvml_device = ParseNumber<int>(flag, value);
-    else if (flag == "--nvml-library") a.nvml_library = value;
-    else if (flag == "--powercap-root") a.powercap_root = value;
-    else if (flag == "--energy-sample-ms") a.energy_sample_ms = ParseNumber<int>(flag, value);
-    else if (flag == "--drain-seconds") a.drain_seconds = ParseNumber<double>(flag, value);
-    else if (flag == "--embedder") a.embedder = value;
-    else if (flag == "--data-dir") a.data_dir = value;
-    else if (flag == "--embedder-quant") a.embedder_quant = value;
-    else if (flag == "--index-quant") a.index_quant = value;
-    else if (flag == "--rag-max-document-bytes") a.rag_max_document_bytes = ParseNumber<int64_t>(flag, value);
-    else if (flag == "--rag-max-store-bytes") a.rag_max_store_bytes = ParseNumber<int64_t>(flag, value);
-    else UsageError(absl::StrCat("unknown option ", flag));
-  }
-  if (a.model.empty()) UsageError("--model PATH is required");
+absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+// Checks the flags; fills in the default --model-name.
+absl::Status ValidateServerFlags(ServerFlags* f) {
+  QRAG_RETURN_IF_ERROR(tools::ValidateModelFlags(f->model));
   // --data-dir alone is accepted (a container always mounts it; RAG stays off until --embedder is given).
-  if (!a.embedder.empty() && a.data_dir.empty()) UsageError("--embedder needs --data-dir (where collections are stored)");
-  if (a.rag_max_document_bytes <= 0 || a.rag_max_store_bytes < 0) {
-    UsageError("--rag-max-document-bytes must be > 0 and --rag-max-store-bytes >= 0");
+  if (!f->embedder.empty() && f->data_dir.empty()) {
+    return Usage("--embedder needs --data-dir (where collections are stored)");
   }
-  if (a.tls_cert.empty() != a.tls_key.empty()) UsageError("--tls-cert and --tls-key go together");
-  if (!a.tls_client_ca.empty() && a.tls_cert.empty()) {
-    UsageError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key");
+  if (f->rag_max_document_bytes <= 0 || f->rag_max_store_bytes < 0) {
+    return Usage("--rag-max-document-bytes must be > 0 and --rag-max-store-bytes >= 0");
   }
-  if (a.threads < 0) UsageError("--threads must be >= 0");
-  if (a.max_prompt_bytes <= 0) UsageError("--max-prompt-bytes must be > 0");
-  if (a.max_message_bytes <= 0) UsageError("--max-message-bytes must be > 0");
-  if (!(a.drain_seconds >= 0)) UsageError("--drain-seconds must be >= 0");
-  if (!metrics::ParseEnergyMeterKind(a.energy_meter).ok()) UsageError("--energy-meter must be auto, nvml, rapl or none");
-  if (a.nvml_device < 0) UsageError("--nvml-device must be >= 0");
-  if (a.energy_sample_ms <= 0) UsageError("--energy-sample-ms must be > 0");
-  if (a.engine.max_running <= 0 || a.engine.max_waiting <= 0 || a.engine.max_batch_tokens <= 0 ||
-      a.engine.block_size <= 0 || a.engine.context_length < 0 || a.engine.num_kv_blocks < 0 ||
-      a.engine.max_logprobs < 0) {
-    UsageError("--max-running, --max-waiting, --max-batch-tokens and --block-size must be > 0; --context, "
-               "--kv-blocks and --max-logprobs >= 0");
+  if (f->tls_cert.empty() != f->tls_key.empty()) return Usage("--tls-cert and --tls-key go together");
+  if (!f->tls_client_ca.empty() && f->tls_cert.empty()) {
+    return Usage("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key");
   }
-  if (a.model_name.empty()) {
-    std::filesystem::path p(a.model);
+  if (f->max_prompt_bytes <= 0) return Usage("--max-prompt-bytes must be > 0");
+  if (f->max_message_bytes <= 0) return Usage("--max-message-bytes must be > 0");
+  if (f->retrieval_threads <= 0 || f->retrieval_queue <= 0) {
+    return Usage("--retrieval-threads and --retrieval-queue must be > 0");
+  }
+  if (!(f->drain_seconds >= 0)) return Usage("--drain-seconds must be >= 0");
+  if (!metrics::ParseEnergyMeterKind(f->energy_meter).ok()) {
+    return Usage("--energy-meter must be auto, nvml, rapl or none");
+  }
+  if (f->nvml_device < 0) return Usage("--nvml-device must be >= 0");
+  if (f->energy_sample_ms <= 0) return Usage("--energy-sample-ms must be > 0");
+  const engine::EngineOptions& e = f->engine;
+  if (e.max_running <= 0 || e.max_waiting <= 0 || e.max_batch_tokens <= 0 || e.block_size <= 0 ||
+      e.context_length < 0 || e.num_kv_blocks < 0 || e.max_logprobs < 0) {
+    return Usage("--max-running, --max-waiting, --max-batch-tokens and --block-size must be > 0; --context, "
+                 "--kv-blocks and --max-logprobs >= 0");
+  }
+  if (f->model_name.empty()) {
+    std::filesystem::path p(f->model.model);
     if (!p.has_filename()) p = p.parent_path();  // "dir/" -> "dir"
-    a.model_name = p.stem().string();
-    if (a.model_name.empty()) a.model_name = "default";
+    f->model_name = p.stem().string();
+    if (f->model_name.empty()) f->model_name = "default";
   }
-  return a;
+  return absl::OkStatus();
 }
 
 void Log(const std::string& line) {
@@ -233,13 +217,8 @@ struct LoadedServable {
   std::unique_ptr<engine::Engine> engine;
 };
 
-absl::Status Load(const Args& args, engine::EngineHooks hooks, LoadedServable* out) {
-  engine::ModelBundleOptions o;
-  o.model_path = args.model;
-  o.tokenizer_path = args.tokenizer;
-  QRAG_ASSIGN_OR_RETURN(o.precision, backend::ParsePrecision(args.quant));
-  o.cpu.num_threads = args.threads;
-  o.device = args.device;
+absl::Status Load(const ServerFlags& args, engine::EngineHooks hooks, LoadedServable* out) {
+  QRAG_ASSIGN_OR_RETURN(engine::ModelBundleOptions o, tools::ModelBundleOptionsOf(args.model));
   QRAG_ASSIGN_OR_RETURN(out->bundle, engine::LoadModelBundle(o));
   out->runner = std::make_unique<engine::TransformerRunner>(out->bundle->transformer.get());
   QRAG_ASSIGN_OR_RETURN(out->engine,
@@ -248,10 +227,10 @@ absl::Status Load(const Args& args, engine::EngineHooks hooks, LoadedServable* o
 }
 
 // The registry, observer, energy meter and /metrics endpoint (server/metrics/metrics_stack.h).
-absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& args) {
+absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const ServerFlags& args) {
   metrics::MetricsStackOptions o;
   o.model = args.model_name;
-  QRAG_ASSIGN_OR_RETURN(backend::Precision precision, backend::ParsePrecision(args.quant));
+  QRAG_ASSIGN_OR_RETURN(backend::Precision precision, backend::ParsePrecision(args.model.quant));
   o.precision = backend::PrecisionName(precision);
   o.listen_address = args.metrics_listen;
   QRAG_ASSIGN_OR_RETURN(o.energy.kind, metrics::ParseEnergyMeterKind(args.energy_meter));
@@ -263,12 +242,12 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsStack>> StartMetrics(const Args& 
   return metrics::MetricsStack::Start(o);
 }
 
-absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args, rag::RagObserver* observer) {
+absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const ServerFlags& args, rag::RagObserver* observer) {
   rag::RagRuntimeOptions o;
   o.embedder_dir = args.embedder;
   QRAG_ASSIGN_OR_RETURN(o.embedder_precision, backend::ParsePrecision(args.embedder_quant));
   QRAG_ASSIGN_OR_RETURN(o.collections.index_precision, backend::ParsePrecision(args.index_quant));
-  o.threads = args.threads;
+  o.threads = args.model.threads;
   o.collections.data_dir = args.data_dir;
   o.collections.max_document_bytes = args.rag_max_document_bytes;
   o.collections.max_store_bytes = args.rag_max_store_bytes;
@@ -276,7 +255,7 @@ absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const Args& args, rag::
   return rag::RagRuntime::Load(o);
 }
 
-api::ServedModel Describe(const Args& args, const LoadedServable& s) {
+api::ServedModel Describe(const ServerFlags& args, const LoadedServable& s) {
   const model::ModelConfig& c = s.bundle->checkpoint.config;
   api::ServedModel m;
   m.name = args.model_name;
@@ -322,22 +301,8 @@ void StartSignalThread(const sigset_t& signals, absl::Notification* shutdown) {
   }).detach();
 }
 
-int Main(int argc, char** argv) {
-  absl::StatusOr<std::vector<std::string>> expanded =
-      cli::ExpandConfigFlags(std::vector<std::string>(argv, argv + argc), cli::ProcessEnv());
-  if (!expanded.ok()) UsageError(std::string(expanded.status().message()));
-  std::vector<char*> expanded_argv;
-  for (std::string& arg : *expanded) expanded_argv.push_back(arg.data());
-  const Args args = ParseArgs(static_cast<int>(expanded_argv.size()), expanded_argv.data());
-  if (args.check_config) {
-    // The flags as the server sees them (config files expanded); reaching here means they all parsed.
-    for (size_t i = 1; i < expanded->size(); ++i) {
-      if ((*expanded)[i] != "--check-config") std::printf("%s\n", (*expanded)[i].c_str());
-    }
-    std::printf("qrag-server: configuration OK\n");
-    return 0;
-  }
-
+// Serves until a signal has drained the server: 0, or 1 when it cannot start.
+int Serve(const ServerFlags& args) {
   // Block the shutdown signals before any thread exists: threads inherit the mask.
   sigset_t signals;
   sigemptyset(&signals);
@@ -357,6 +322,8 @@ int Main(int argc, char** argv) {
   api::GrpcServerOptions server_options;
   server_options.listen_address = args.listen;
   server_options.max_receive_message_bytes = args.max_message_bytes;
+  server_options.work_threads = args.retrieval_threads;
+  server_options.work_max_queued = args.retrieval_queue;
   if (!args.tls_cert.empty()) {
     absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = api::LoadServerTlsCredentials(
         {.cert_chain = args.tls_cert, .private_key = args.tls_key, .client_ca = args.tls_client_ca});
@@ -399,7 +366,7 @@ int Main(int argc, char** argv) {
   const absl::Time load_start = absl::Now();
   LoadedServable servable;
   if (absl::Status s = Load(args, (*metrics_stack)->hooks(), &servable); !s.ok()) {
-    Log(absl::StrCat("error: cannot load ", args.model, ": ", s.ToString()));
+    Log(absl::StrCat("error: cannot load ", args.model.model, ": ", s.ToString()));
     (*server)->Shutdown(absl::ZeroDuration());
     return 1;
   }
@@ -429,7 +396,7 @@ int Main(int argc, char** argv) {
   }
   if (!shutdown.HasBeenNotified()) (*server)->SetServing(true);
   const engine::EngineStats stats = servable.engine->Stats();
-  Log(absl::StrCat("serving '", args.model_name, "' (", args.model, ", tokenizer ", servable.bundle->tokenizer_path, ", ",
+  Log(absl::StrCat("serving '", args.model_name, "' (", args.model.model, ", tokenizer ", servable.bundle->tokenizer_path, ", ",
                    backend::PrecisionName(servable.bundle->transformer->precision()), ", context ",
                    servable.engine->context_length(), ", ", stats.kv_blocks_total, " KV blocks of ",
                    args.engine.block_size, ", max running ", args.engine.max_running, ", max waiting ",
@@ -452,6 +419,28 @@ int Main(int argc, char** argv) {
   (*server)->Shutdown(absl::ZeroDuration());
   Log("stopped");
   return 0;
+}
+
+int Main(int argc, char** argv) {
+  // Config files first: their flags become arguments ahead of the command line's (the last value wins).
+  absl::StatusOr<std::vector<std::string>> expanded =
+      cli::ExpandConfigFlags(std::vector<std::string>(argv, argv + argc), cli::ProcessEnv());
+  if (!expanded.ok()) cli::UsageError(kProgram, expanded.status().message());
+  std::unique_ptr<CLI::App> app = cli::NewApp(
+      kProgram, "Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 directory over gRPC "
+                "(qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, server reflection).");
+  ServerFlags flags;
+  AddServerFlags(*app, &flags);
+  cli::ParseFlagsOrExit(*app, *expanded, [&] { return ValidateServerFlags(&flags); });
+  if (flags.check_config) {
+    // The flags as the server sees them (config files expanded); reaching here means they all parsed.
+    for (size_t i = 1; i < expanded->size(); ++i) {
+      if ((*expanded)[i] != "--check-config") std::printf("%s\n", (*expanded)[i].c_str());
+    }
+    std::printf("qrag-server: configuration OK\n");
+    return 0;
+  }
+  return Serve(flags);
 }
 
 }  // namespace
