@@ -50,7 +50,21 @@ CLI::Option* AddFilterFlag(CLI::App& command, const std::string& name, std::vect
           ""));
 }
 
-// Documents of one file: .txt/.md whole (id = path), .jsonl one per line.
+// One id per file however its path was typed ("a.txt", "./a.txt", "d/../a.txt", "/home/u/a.txt", a symlink):
+// the canonical path, relative to the working directory when the file is below it, else absolute.
+std::string FileDocumentId(const fs::path& path) {
+  std::error_code ec;
+  fs::path canonical = fs::weakly_canonical(path, ec);
+  if (ec) canonical = fs::absolute(path, ec).lexically_normal();
+  const fs::path cwd = fs::current_path(ec);
+  if (!ec) {
+    const fs::path rel = canonical.lexically_relative(cwd);
+    if (!rel.empty() && *rel.begin() != "..") return rel.generic_string();
+  }
+  return canonical.generic_string();
+}
+
+// Documents of one file: .txt/.md whole (id = FileDocumentId), .jsonl one per line.
 absl::Status ReadDocuments(const fs::path& path, const std::string& id_prefix, std::vector<qrag::v1::Document>* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
@@ -59,9 +73,10 @@ absl::Status ReadDocuments(const fs::path& path, const std::string& id_prefix, s
     std::stringstream ss;
     ss << in.rdbuf();
     qrag::v1::Document d;
-    d.set_id(id_prefix + path.string());
+    const std::string id = FileDocumentId(path);
+    d.set_id(id_prefix + id);
     d.set_text(ss.str());
-    (*d.mutable_metadata())["source"] = path.string();
+    (*d.mutable_metadata())["source"] = id;
     out->push_back(std::move(d));
     return absl::OkStatus();
   }

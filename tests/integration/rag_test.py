@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -73,6 +74,14 @@ def paragraphs():
         return [p.strip() for p in re.split(r"\n\s*\n", f.read()) if len(p.strip()) > 40]
 
 
+def file_document_id(path, cwd=None):
+    """The id `qrag ingest` gives a .txt/.md file: its canonical path, relative to the working directory when
+    the file is below it, else absolute."""
+    real = os.path.realpath(path)
+    rel = os.path.relpath(real, os.path.realpath(cwd or os.getcwd()))
+    return real if rel.startswith("..") else rel
+
+
 def docs_batches(docs, size):
     for i in range(0, len(docs), size):
         yield docs[i:i + size]
@@ -127,6 +136,27 @@ class RetrievalApi(unittest.TestCase):
                                 capture_output=True, timeout=60, check=True).stdout.decode()
         self.assertRegex(listed, r"sotu\tdocuments=1\tchunks=\d+")
 
+    def test_cli_file_id_is_the_same_however_the_path_is_typed(self):
+        """Issue "Reliability" item 8: one file ingested through three spellings of its path became three
+        documents (the id was the path as typed)."""
+        work = tempfile.mkdtemp(dir=st.TMP)
+        os.makedirs(os.path.join(work, "d"))
+        with open(os.path.join(work, "d", "a.txt"), "w") as f:
+            f.write("A short note about qubits and error correction.")
+        os.symlink(os.path.join(work, "d"), os.path.join(work, "link"))
+        subprocess.run([st.ARGS.cli_bin, "collection", "create", "paths", "--server", self.server.address],
+                       capture_output=True, timeout=60, check=True)
+        for spelling in ("d/a.txt", "./d/a.txt", "d/../d/a.txt", "link/a.txt", os.path.join(work, "d", "a.txt")):
+            p = subprocess.run([st.ARGS.cli_bin, "ingest", spelling, "--collection", "paths", "--server",
+                                self.server.address], capture_output=True, timeout=120, cwd=work)
+            self.assertEqual(p.returncode, 0, (spelling, p.stderr))
+        info = [c for c in self.r.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections
+                if c.name == "paths"]
+        self.assertEqual(info[0].documents, 1)
+        hits = self.r.Retrieve(rpb.RetrieveRequest(collection="paths", query="qubits", top_k=1), timeout=60)
+        self.assertEqual(hits.passages[0].document_id, "d/a.txt")
+        self.r.DropCollection(rpb.DropCollectionRequest(name="paths"), timeout=60)
+
     def test_generate_with_rag_returns_the_relevant_passages(self):
         cases = [
             ("Who did the president nominate to the Supreme Court?", "Ketanji Brown Jackson"),
@@ -142,8 +172,8 @@ class RetrievalApi(unittest.TestCase):
                 self.assertEqual(len(r.passages), 2)
                 self.assertIn(expected, r.passages[0].text)
                 self.assertGreaterEqual(r.passages[0].score, r.passages[1].score)
-                self.assertEqual(r.passages[0].document_id, SOTU)
-                self.assertEqual(r.passages[0].metadata["source"], SOTU)
+                self.assertEqual(r.passages[0].document_id, file_document_id(SOTU))
+                self.assertEqual(r.passages[0].metadata["source"], file_document_id(SOTU))
                 self.assertGreater(r.timings.embed_seconds, 0)
                 self.assertGreater(r.timings.generate_seconds, 0)
                 # The prompt the engine ran holds the passages: far more tokens than the question alone.
