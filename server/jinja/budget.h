@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,19 @@ class Budget {
     }
     return Charge(1 + static_cast<int64_t>(bytes / 64));
   }
+  // For a string built piece by piece: checks its size so far against the string limit and charges the
+  // bytes added since the previous call (*charged holds the size already charged).
+  absl::Status ChargeGrowth(size_t size, size_t* charged) {
+    if (size > max_string_bytes_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("template built a string longer than its limit of ", max_string_bytes_, " bytes"));
+    }
+    const size_t added = size - std::min(size, *charged);
+    *charged = size;
+    return Charge(1 + static_cast<int64_t>(added / 64));
+  }
+  // Charges for reading `bytes` bytes of an existing string (no size limit: inputs may be long).
+  absl::Status ChargeScan(size_t bytes) { return Charge(1 + static_cast<int64_t>(bytes / 64)); }
   size_t max_string_bytes() const { return max_string_bytes_; }
 
  private:

@@ -55,9 +55,12 @@ absl::StatusOr<Value> Abs(Renderer&, const Value& v, const CallArgs& args) {
 
 absl::StatusOr<Value> Attr(Renderer& r, const Value& v, const CallArgs& args) {
   QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("attr", args, {"name"}));
-  const Value& name = a.Get(0, Value());
+  const Value name = a.Get(0, Value());
   if (!name.is_string()) return FilterError("attr", "the attribute name must be a string");
-  return r.GetAttr(v, name.text().view());
+  // Python's getattr() only: unlike `v.name`, no fallback to the item v['name'].
+  if (v.is_namespace() || v.is_loop() || HasMethod(v, name.text().view())) return r.GetAttr(v, name.text().view());
+  if (v.is_undefined()) return UndefinedError(v);
+  return Value::Undefined(Cat("'", v.TypeName(), " object' has no attribute '", name.text().view(), "'"));
 }
 
 absl::StatusOr<Value> Capitalize(Renderer& r, const Value& v, const CallArgs& args) {
@@ -308,6 +311,7 @@ absl::StatusOr<Value> Indent(Renderer& r, const Value& v, const CallArgs& args) 
   s.Append("\n", Trust::kTrusted);  // as jinja2 does, so that a trailing newline survives splitlines()
   const std::vector<LineRange> lines = PySplitLines(s.view());
   Text out;
+  size_t charged = 0;  // bytes of `out` already charged to the budget
   if (first) out.Append(indention);
   for (size_t i = 0; i < lines.size(); ++i) {
     const LineRange& line = lines[i];
@@ -317,7 +321,7 @@ absl::StatusOr<Value> Indent(Renderer& r, const Value& v, const CallArgs& args) 
       if (blank || line.end > line.begin) out.Append(indention);
     }
     out.Append(s, line.begin, line.end);
-    QRAG_RETURN_IF_ERROR(r.budget().ChargeBytes(out.size()));
+    QRAG_RETURN_IF_ERROR(r.budget().ChargeGrowth(out.size(), &charged));
   }
   return r.NewString(std::move(out));
 }
@@ -335,6 +339,7 @@ absl::StatusOr<Value> Join(Renderer& r, const Value& v, const CallArgs& args) {
   const Value& attribute = a.Get(1, Value::None());
   QRAG_ASSIGN_OR_RETURN(std::vector<Value> items, r.Iterate(v));
   Text out;
+  size_t charged = 0;  // bytes of `out` already charged to the budget
   for (size_t i = 0; i < items.size(); ++i) {
     Value item = items[i];
     if (!attribute.is_none()) {
@@ -343,7 +348,7 @@ absl::StatusOr<Value> Join(Renderer& r, const Value& v, const CallArgs& args) {
     QRAG_ASSIGN_OR_RETURN(Text t, r.Str(item));
     if (i > 0) out.Append(sep.text());
     out.Append(t);
-    QRAG_RETURN_IF_ERROR(r.budget().ChargeBytes(out.size()));
+    QRAG_RETURN_IF_ERROR(r.budget().ChargeGrowth(out.size(), &charged));
   }
   return r.NewString(std::move(out));
 }
@@ -719,7 +724,7 @@ bool HasFilter(std::string_view name) { return FindFilter(name) != nullptr; }
 absl::StatusOr<Value> CallFilter(Renderer& r, std::string_view name, const Value& input, const CallArgs& args) {
   const FilterFn fn = FindFilter(name);
   if (fn == nullptr) return absl::InvalidArgumentError(Cat("no filter named '", name, "'"));
-  QRAG_RETURN_IF_ERROR(r.budget().Charge(1));
+  QRAG_RETURN_IF_ERROR(r.budget().ChargeScan(input.is_string() ? input.text().size() : 0));
   return fn(r, input, args);
 }
 

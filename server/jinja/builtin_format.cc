@@ -274,6 +274,7 @@ absl::StatusOr<Value> PercentFormat(Renderer& r, const Value& format, const Valu
   size_t next = 0;
   bool used_key = false;
   Text out;
+  size_t charged = 0;  // bytes of `out` already charged to the budget
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '%') continue;
@@ -359,7 +360,7 @@ absl::StatusOr<Value> PercentFormat(Renderer& r, const Value& format, const Valu
       return piece.status();
     }
     out.Append(*piece);
-    QRAG_RETURN_IF_ERROR(r.budget().ChargeBytes(out.size()));
+    QRAG_RETURN_IF_ERROR(r.budget().ChargeGrowth(out.size(), &charged));
     run = i + 1;
   }
   out.Append(f, run, s.size());
@@ -373,6 +374,7 @@ absl::StatusOr<Value> StrFormat(Renderer& r, const Value& format, const CallArgs
   const Text& f = format.text();
   const std::string_view s = f.view();
   Text out;
+  size_t charged = 0;  // bytes of `out` already charged to the budget
   size_t run = 0;
   int auto_index = 0;
   bool manual = false;
@@ -461,7 +463,7 @@ absl::StatusOr<Value> StrFormat(Renderer& r, const Value& format, const CallArgs
     }
     QRAG_ASSIGN_OR_RETURN(Text piece, FormatSpec(r, value, spec));
     out.Append(piece);
-    QRAG_RETURN_IF_ERROR(r.budget().ChargeBytes(out.size()));
+    QRAG_RETURN_IF_ERROR(r.budget().ChargeGrowth(out.size(), &charged));
     i = close;
     run = close + 1;
   }

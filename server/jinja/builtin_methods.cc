@@ -212,6 +212,7 @@ absl::StatusOr<Value> Join(Renderer& r, const Value& self, const CallArgs& args)
   QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("join", args, {"iterable"}));
   QRAG_ASSIGN_OR_RETURN(std::vector<Value> items, r.Iterate(a.Get(0, Value())));
   Text out;
+  size_t charged = 0;  // bytes of `out` already charged to the budget
   for (size_t i = 0; i < items.size(); ++i) {
     if (!items[i].is_string()) {
       return ArgError("join", Cat("sequence item ", i, ": expected str instance, ", items[i].TypeName(),
@@ -219,7 +220,7 @@ absl::StatusOr<Value> Join(Renderer& r, const Value& self, const CallArgs& args)
     }
     if (i > 0) out.Append(self.text());
     out.Append(items[i].text());
-    QRAG_RETURN_IF_ERROR(r.budget().ChargeBytes(out.size()));
+    QRAG_RETURN_IF_ERROR(r.budget().ChargeGrowth(out.size(), &charged));
   }
   return r.NewString(std::move(out));
 }
@@ -345,28 +346,11 @@ absl::StatusOr<Value> ListMethod(Renderer& r, const Value& self, std::string_vie
   return Value::Int(count, TrustOf(self.untrusted()));
 }
 
-absl::StatusOr<Value> LoopMethod(Renderer& r, const Value& self, std::string_view name, const CallArgs& args) {
-  const LoopData& loop = self.loop();
+absl::StatusOr<Value> LoopMethod(const Value& self, std::string_view name, const CallArgs& args) {
   if (!args.keyword.empty()) return ArgError(name, "takes no keyword arguments");
-  if (name == "cycle") {
-    if (args.positional.empty()) return ArgError("cycle", "no items for cycling given");
-    return args.positional[loop.index0 % args.positional.size()];
-  }
-  // changed(*values): true when the values differ from the previous call's.
-  Value current;
-  if (args.positional.size() == 1) {
-    current = args.positional[0];
-  } else {
-    QRAG_ASSIGN_OR_RETURN(current, r.NewTuple(args.positional));
-  }
-  LoopData::Changed& state = *loop.changed;
-  if (state.seen) {
-    QRAG_ASSIGN_OR_RETURN(bool same, Equals(state.last, current, r.budget()));
-    if (same) return Value::Bool(false);
-  }
-  state.seen = true;
-  state.last = std::move(current);
-  return Value::Bool(true);
+  // cycle(*values): the value for this iteration, round robin.
+  if (args.positional.empty()) return ArgError("cycle", "no items for cycling given");
+  return args.positional[self.loop().index0 % args.positional.size()];
 }
 
 }  // namespace
@@ -409,12 +393,20 @@ Text StripText(const Text& s, const Text* chars, bool left, bool right) {
   auto strip = [&](char32_t cp) {
     return chars == nullptr ? IsPySpace(cp) : std::find(set.begin(), set.end(), cp) != set.end();
   };
-  const std::vector<size_t> starts = CodePointStarts(v);
-  size_t b = 0, e = starts.size() - 1;
+  size_t b = 0, e = v.size();
   char32_t cp;
-  while (left && b < e && (DecodeUtf8(v, starts[b], &cp), strip(cp))) ++b;
-  while (right && e > b && (DecodeUtf8(v, starts[e - 1], &cp), strip(cp))) --e;
-  return s.Slice(starts[b], starts[e]);
+  while (left && b < e) {
+    const size_t len = DecodeUtf8(v, b, &cp);
+    if (!strip(cp) || (cp == 0xFFFD && len == 1)) break;
+    b += len;
+  }
+  while (right && e > b) {
+    const size_t start = std::max(PrevCodePointStart(v, e), b);
+    DecodeUtf8(v, start, &cp);
+    if (!strip(cp) || (cp == 0xFFFD && e - start == 1)) break;
+    e = start;
+  }
+  return s.Slice(b, e);
 }
 
 Text ReplaceText(const Text& s, const Text& old_text, const Text& new_text, int64_t count) {
@@ -465,7 +457,7 @@ bool HasMethod(const Value& receiver, std::string_view name) {
     case Value::Kind::kList:
       return In(kListMethods, name);
     case Value::Kind::kLoop:
-      return name == "cycle" || name == "changed";
+      return name == "cycle";
     default:
       return false;
   }
@@ -478,7 +470,8 @@ bool IsUnsafeMethod(const Value& receiver, std::string_view name) {
 }
 
 absl::StatusOr<Value> CallMethod(Renderer& r, const Value& receiver, std::string_view name, const CallArgs& args) {
-  QRAG_RETURN_IF_ERROR(r.budget().Charge(1));
+  // String methods scan their receiver: charge for it, so a loop over a long string stays bounded.
+  QRAG_RETURN_IF_ERROR(r.budget().ChargeScan(receiver.is_string() ? receiver.text().size() : 0));
   switch (receiver.kind()) {
     case Value::Kind::kString:
       return StrMethod(r, receiver, name, args);
@@ -487,7 +480,7 @@ absl::StatusOr<Value> CallMethod(Renderer& r, const Value& receiver, std::string
     case Value::Kind::kList:
       return ListMethod(r, receiver, name, args);
     case Value::Kind::kLoop:
-      return LoopMethod(r, receiver, name, args);
+      return LoopMethod(receiver, name, args);
     default:
       return absl::InvalidArgumentError(
           Cat("'", receiver.TypeName(), "' object has no method '", name, "'"));

@@ -32,13 +32,14 @@ struct RenderLimits {
   // Loop iterations, all loops of the render together.
   int64_t max_loop_iterations = 1'000'000;
   // Total work: expressions evaluated, statements run, elements copied, compared or printed, and 64-byte
-  // units of strings built. Bounds the render's time whatever the template does.
-  int64_t max_steps = 20'000'000;
+  // units of strings built or scanned. Bounds the render's time whatever the template does (about a second
+  // at this default on one core for the most expensive steps; real chat templates use thousands).
+  int64_t max_steps = 10'000'000;
   // Nested macro calls (recursion).
   int max_macro_depth = 64;
-  // Depth of the evaluator's recursion (statements, expressions and macro frames together); bounds the
-  // C++ stack a render uses to a few hundred KiB.
-  int max_eval_depth = 1500;
+  // Depth of the evaluator's recursion (statements and expressions, across macro calls); bounds the C++
+  // stack a render uses (under 1 MiB at this default; tests/jinja/sandbox_test.cc checks it).
+  int max_eval_depth = 1000;
 };
 
 struct RenderOptions {

@@ -66,9 +66,9 @@ void FloatDivMod(double a, double b, double* floordiv, double* mod) {
   *mod = m;
 }
 
-// Python's slice index normalisation (PySlice_AdjustIndices); returns the indices visited.
-std::vector<int64_t> SliceIndices(int64_t length, std::optional<int64_t> start, std::optional<int64_t> stop,
-                                  int64_t step) {
+// Python's slice index normalisation (PySlice_AdjustIndices): the first index and the bound.
+void SliceBounds(int64_t length, std::optional<int64_t> start, std::optional<int64_t> stop, int64_t step,
+                 int64_t* first, int64_t* bound) {
   const int64_t lower = step > 0 ? 0 : -1;
   const int64_t upper = step > 0 ? length : length - 1;
   auto adjust = [&](std::optional<int64_t> v, int64_t fallback) {
@@ -82,8 +82,15 @@ std::vector<int64_t> SliceIndices(int64_t length, std::optional<int64_t> start, 
     }
     return x;
   };
-  const int64_t b = adjust(start, step > 0 ? lower : upper);
-  const int64_t e = adjust(stop, step > 0 ? upper : lower);
+  *first = adjust(start, step > 0 ? lower : upper);
+  *bound = adjust(stop, step > 0 ? upper : lower);
+}
+
+// The indices a slice visits.
+std::vector<int64_t> SliceIndices(int64_t length, std::optional<int64_t> start, std::optional<int64_t> stop,
+                                  int64_t step) {
+  int64_t b, e;
+  SliceBounds(length, start, stop, step, &b, &e);
   std::vector<int64_t> out;
   if (step > 0) {
     for (int64_t i = b; i < e; i += step) out.push_back(i);
@@ -134,8 +141,7 @@ Renderer::Renderer(const Body& root, const RenderOptions& options)
       globals_(std::make_unique<Scope>()) {}
 
 Renderer::~Renderer() {
-  for (auto& ns : namespaces_) ns->attrs.clear();
-  for (auto& c : changed_states_) c->last = Value();
+  for (auto& ns : namespaces_) ns->Clear();
 }
 
 absl::StatusOr<Text> Renderer::Render(const Value& context) {
@@ -257,7 +263,7 @@ absl::StatusOr<Value> LoopAttr(const Value& loop_value, std::string_view name) {
     if (i + 1 < n) return loop.items->items[static_cast<size_t>(i + 1)];
     return Value::Undefined("there is no next item");
   }
-  if (name == "cycle" || name == "changed") return BoundMethod(loop_value, name);
+  if (name == "cycle") return BoundMethod(loop_value, name);
   return Value::Undefined(NoAttributeHint(loop_value, name));
 }
 
@@ -299,21 +305,30 @@ absl::StatusOr<Value> Renderer::GetItem(const Value& obj, const Value& key) {
     case Value::Kind::kString:
       if (key.is_int() || key.is_bool()) {
         const bool is_list = obj.is_list();
-        std::vector<size_t> starts;
-        int64_t n;
+        const int64_t i = key.as_int();
+        const Value missing = Value::Undefined(Cat("'", obj.TypeName(), " object' has no element ", i));
         if (is_list) {
-          n = static_cast<int64_t>(obj.items().size());
+          const auto n = static_cast<int64_t>(obj.items().size());
+          if (i < -n || i >= n) return missing;
+          return obj.items()[static_cast<size_t>(i < 0 ? i + n : i)];
+        }
+        // s[i] walks |i| code points from the nearer end: no length, no index table.
+        const std::string_view v = obj.text().view();
+        QRAG_RETURN_IF_ERROR(budget_.ChargeScan(
+            std::min<uint64_t>(v.size(), i < 0 ? 0 - static_cast<uint64_t>(i) : static_cast<uint64_t>(i)) * 4));
+        size_t begin;
+        if (i >= 0) {
+          begin = CodePointOffset(v, static_cast<size_t>(i));
+          if (begin >= v.size()) return missing;
         } else {
-          starts = CodePointStarts(obj.text().view());
-          n = static_cast<int64_t>(starts.size()) - 1;
+          begin = v.size();
+          for (int64_t k = 0; k < -i; ++k) {
+            if (begin == 0) return missing;
+            begin = PrevCodePointStart(v, begin);
+          }
         }
-        int64_t i = key.as_int();
-        if (i < 0) i += n;
-        if (i < 0 || i >= n) {
-          return Value::Undefined(Cat("'", obj.TypeName(), " object' has no element ", key.as_int()));
-        }
-        if (is_list) return obj.items()[static_cast<size_t>(i)];
-        return Value::String(obj.text().Slice(starts[static_cast<size_t>(i)], starts[static_cast<size_t>(i) + 1]));
+        char32_t cp;
+        return Value::String(obj.text().Slice(begin, begin + DecodeUtf8(v, begin, &cp)));
       }
       break;
     case Value::Kind::kNamespace:
@@ -637,14 +652,20 @@ absl::StatusOr<Value> Renderer::EvalSlice(const Expr& e) {
   }
   if (obj.is_string()) {
     const Text& s = obj.text();
+    QRAG_RETURN_IF_ERROR(budget_.ChargeScan(s.size()));
+    const int64_t n = static_cast<int64_t>(CodePointCount(s.view()));
+    if (step == 1) {  // the common case (content[1:], out[:-1]): one contiguous range, no index table
+      int64_t b, e;
+      SliceBounds(n, bounds[0], bounds[1], step, &b, &e);
+      if (e <= b) return Value::String("");
+      const size_t begin = CodePointOffset(s.view(), static_cast<size_t>(b));
+      const size_t end = begin + CodePointOffset(s.view().substr(begin), static_cast<size_t>(e - b));
+      return NewString(s.Slice(begin, end));
+    }
     const std::vector<size_t> starts = CodePointStarts(s.view());
-    const std::vector<int64_t> idx =
-        SliceIndices(static_cast<int64_t>(starts.size()) - 1, bounds[0], bounds[1], step);
     Text out;
-    if (step == 1 && !idx.empty()) {
-      out = s.Slice(starts[static_cast<size_t>(idx.front())], starts[static_cast<size_t>(idx.back()) + 1]);
-    } else {
-      for (int64_t i : idx) out.Append(s, starts[static_cast<size_t>(i)], starts[static_cast<size_t>(i) + 1]);
+    for (int64_t i : SliceIndices(n, bounds[0], bounds[1], step)) {
+      out.Append(s, starts[static_cast<size_t>(i)], starts[static_cast<size_t>(i) + 1]);
     }
     return NewString(std::move(out));
   }
@@ -674,6 +695,8 @@ absl::StatusOr<Value> Renderer::Eval(const Expr& e) {
   return result;
 }
 
+// Each expression form has its own function, so that the frame of the dispatching EvalNode (which sits
+// on the stack at every level of a nested expression) stays small.
 absl::StatusOr<Value> Renderer::EvalNode(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::kLiteral:
@@ -681,87 +704,111 @@ absl::StatusOr<Value> Renderer::EvalNode(const Expr& e) {
     case Expr::Kind::kName:
       return Lookup(e.name);
     case Expr::Kind::kList:
-    case Expr::Kind::kTuple: {
-      std::vector<Value> items;
-      items.reserve(e.children.size());
-      for (const ExprPtr& c : e.children) {
-        QRAG_ASSIGN_OR_RETURN(Value v, Eval(*c));
-        items.push_back(std::move(v));
-      }
-      return e.kind == Expr::Kind::kList ? NewList(std::move(items)) : NewTuple(std::move(items));
-    }
-    case Expr::Kind::kDict: {
-      std::vector<std::pair<Value, Value>> entries;
-      entries.reserve(e.children.size() / 2);
-      for (size_t i = 0; i + 1 < e.children.size(); i += 2) {
-        QRAG_ASSIGN_OR_RETURN(Value k, Eval(*e.children[i]));
-        QRAG_ASSIGN_OR_RETURN(Value v, Eval(*e.children[i + 1]));
-        entries.emplace_back(std::move(k), std::move(v));
-      }
-      return NewDict(std::move(entries));
-    }
+    case Expr::Kind::kTuple:
+      return EvalSequence(e);
+    case Expr::Kind::kDict:
+      return EvalDict(e);
     case Expr::Kind::kNeg:
-    case Expr::Kind::kPos: {
-      QRAG_ASSIGN_OR_RETURN(Value v, Eval(*e.children[0]));
-      return Unary(e.kind, v);
-    }
-    case Expr::Kind::kNot: {
-      QRAG_ASSIGN_OR_RETURN(Value v, Eval(*e.children[0]));
-      return Value::Bool(!v.Truthy());
-    }
+    case Expr::Kind::kPos:
+    case Expr::Kind::kNot:
+      return EvalUnary(e);
     case Expr::Kind::kAnd:
-    case Expr::Kind::kOr: {
-      QRAG_ASSIGN_OR_RETURN(Value left, Eval(*e.children[0]));
-      if (left.Truthy() == (e.kind == Expr::Kind::kOr)) return left;
-      return Eval(*e.children[1]);
-    }
-    case Expr::Kind::kBinary: {
-      QRAG_ASSIGN_OR_RETURN(Value a, Eval(*e.children[0]));
-      QRAG_ASSIGN_OR_RETURN(Value b, Eval(*e.children[1]));
-      return Binary(e.name, a, b);
-    }
+    case Expr::Kind::kOr:
+      return EvalLogic(e);
+    case Expr::Kind::kBinary:
+      return EvalBinary(e);
     case Expr::Kind::kCompare:
       return EvalCompare(e);
-    case Expr::Kind::kConcat: {
-      Text out;
-      for (const ExprPtr& c : e.children) {
-        QRAG_ASSIGN_OR_RETURN(Value v, Eval(*c));
-        QRAG_ASSIGN_OR_RETURN(Text t, Str(v));
-        out.Append(t);
-        QRAG_RETURN_IF_ERROR(budget_.ChargeBytes(out.size()));
-      }
-      return Value::String(std::move(out));
-    }
-    case Expr::Kind::kCond: {
-      QRAG_ASSIGN_OR_RETURN(Value cond, Eval(*e.children[0]));
-      if (cond.Truthy()) return Eval(*e.children[1]);
-      if (e.children[2]) return Eval(*e.children[2]);
-      return Value::Undefined(Cat("the inline if-expression on line ", e.line,
-                                           " evaluated to false and no else section was defined."));
-    }
-    case Expr::Kind::kGetAttr: {
-      QRAG_ASSIGN_OR_RETURN(Value obj, Eval(*e.children[0]));
-      return GetAttr(obj, e.name);
-    }
-    case Expr::Kind::kGetItem: {
-      QRAG_ASSIGN_OR_RETURN(Value obj, Eval(*e.children[0]));
-      QRAG_ASSIGN_OR_RETURN(Value key, Eval(*e.children[1]));
-      return GetItem(obj, key);
-    }
+    case Expr::Kind::kConcat:
+      return EvalConcat(e);
+    case Expr::Kind::kCond:
+      return EvalCond(e);
+    case Expr::Kind::kGetAttr:
+    case Expr::Kind::kGetItem:
+      return EvalLookup(e);
     case Expr::Kind::kSlice:
       return EvalSlice(e);
     case Expr::Kind::kCall:
       return EvalCall(e);
     case Expr::Kind::kFilter:
       return EvalFilter(e);
-    case Expr::Kind::kTest: {
-      QRAG_ASSIGN_OR_RETURN(Value input, Eval(*e.children[0]));
-      QRAG_ASSIGN_OR_RETURN(CallArgs args, EvalArgs(e, 1));
-      QRAG_ASSIGN_OR_RETURN(bool r, CallTest(*this, e.name, input, args));
-      return Value::Bool(r != e.negated);
-    }
+    case Expr::Kind::kTest:
+      return EvalTest(e);
   }
   return absl::InternalError("unknown expression kind");
+}
+
+absl::StatusOr<Value> Renderer::EvalSequence(const Expr& e) {
+  std::vector<Value> items;
+  items.reserve(e.children.size());
+  for (const ExprPtr& c : e.children) {
+    QRAG_ASSIGN_OR_RETURN(Value v, Eval(*c));
+    items.push_back(std::move(v));
+  }
+  return e.kind == Expr::Kind::kList ? NewList(std::move(items)) : NewTuple(std::move(items));
+}
+
+absl::StatusOr<Value> Renderer::EvalDict(const Expr& e) {
+  std::vector<std::pair<Value, Value>> entries;
+  entries.reserve(e.children.size() / 2);
+  for (size_t i = 0; i + 1 < e.children.size(); i += 2) {
+    QRAG_ASSIGN_OR_RETURN(Value k, Eval(*e.children[i]));
+    QRAG_ASSIGN_OR_RETURN(Value v, Eval(*e.children[i + 1]));
+    entries.emplace_back(std::move(k), std::move(v));
+  }
+  return NewDict(std::move(entries));
+}
+
+absl::StatusOr<Value> Renderer::EvalUnary(const Expr& e) {
+  QRAG_ASSIGN_OR_RETURN(Value v, Eval(*e.children[0]));
+  if (e.kind == Expr::Kind::kNot) return Value::Bool(!v.Truthy());
+  return Unary(e.kind, v);
+}
+
+absl::StatusOr<Value> Renderer::EvalLogic(const Expr& e) {
+  QRAG_ASSIGN_OR_RETURN(Value left, Eval(*e.children[0]));
+  if (left.Truthy() == (e.kind == Expr::Kind::kOr)) return left;
+  return Eval(*e.children[1]);
+}
+
+absl::StatusOr<Value> Renderer::EvalBinary(const Expr& e) {
+  QRAG_ASSIGN_OR_RETURN(Value a, Eval(*e.children[0]));
+  QRAG_ASSIGN_OR_RETURN(Value b, Eval(*e.children[1]));
+  return Binary(e.name, a, b);
+}
+
+absl::StatusOr<Value> Renderer::EvalConcat(const Expr& e) {
+  Text out;
+  size_t charged = 0;  // bytes of `out` already charged to the budget
+  for (const ExprPtr& c : e.children) {
+    QRAG_ASSIGN_OR_RETURN(Value v, Eval(*c));
+    QRAG_ASSIGN_OR_RETURN(Text t, Str(v));
+    out.Append(t);
+    QRAG_RETURN_IF_ERROR(budget_.ChargeGrowth(out.size(), &charged));
+  }
+  return Value::String(std::move(out));
+}
+
+absl::StatusOr<Value> Renderer::EvalCond(const Expr& e) {
+  QRAG_ASSIGN_OR_RETURN(Value cond, Eval(*e.children[0]));
+  if (cond.Truthy()) return Eval(*e.children[1]);
+  if (e.children[2]) return Eval(*e.children[2]);
+  return Value::Undefined(Cat("the inline if-expression on line ", e.line,
+                              " evaluated to false and no else section was defined."));
+}
+
+absl::StatusOr<Value> Renderer::EvalLookup(const Expr& e) {
+  QRAG_ASSIGN_OR_RETURN(Value obj, Eval(*e.children[0]));
+  if (e.kind == Expr::Kind::kGetAttr) return GetAttr(obj, e.name);
+  QRAG_ASSIGN_OR_RETURN(Value key, Eval(*e.children[1]));
+  return GetItem(obj, key);
+}
+
+absl::StatusOr<Value> Renderer::EvalTest(const Expr& e) {
+  QRAG_ASSIGN_OR_RETURN(Value input, Eval(*e.children[0]));
+  QRAG_ASSIGN_OR_RETURN(CallArgs args, EvalArgs(e, 1));
+  QRAG_ASSIGN_OR_RETURN(bool r, CallTest(*this, e.name, input, args));
+  return Value::Bool(r != e.negated);
 }
 
 // ---- statements ----
@@ -769,9 +816,8 @@ absl::StatusOr<Value> Renderer::EvalNode(const Expr& e) {
 absl::Status Renderer::Emit(const Text& text) {
   if (out_->size() + text.size() > out_limit_) {
     return absl::ResourceExhaustedError(
-        out_limit_ == options_.limits.max_output_bytes && out_limit_ != options_.limits.max_string_bytes
-            ? Cat("rendered output exceeds its limit of ", out_limit_, " bytes")
-            : Cat("template output exceeds the limit of ", out_limit_, " bytes"));
+        capture_depth_ == 0 ? Cat("rendered output exceeds its limit of ", out_limit_, " bytes")
+                            : Cat("a macro's or block's output exceeds the string limit of ", out_limit_, " bytes"));
   }
   QRAG_RETURN_IF_ERROR(budget_.Charge(1 + static_cast<int64_t>(text.size() / 64)));
   out_->Append(text);
@@ -783,7 +829,9 @@ absl::Status Renderer::Capture(const Body& body, Text* out) {
   const size_t saved_limit = out_limit_;
   out_ = out;
   out_limit_ = options_.limits.max_string_bytes;
+  ++capture_depth_;
   absl::Status s = ExecBody(body);
+  --capture_depth_;
   out_ = saved_out;
   out_limit_ = saved_limit;
   return s;
@@ -869,10 +917,15 @@ absl::Status Renderer::ExecFor(const ForStmt& s) {
     ScopeGuard guard(this, &scope);
     return ExecBody(s.else_body);
   }
+  // The loop object holds the items, so it counts their depth (a list of loop objects stays bounded).
+  int depth = 0;
+  for (const Value& item : items) depth = std::max(depth, item.depth());
+  if (depth + 2 > kMaxValueDepth) {
+    return absl::InvalidArgumentError(Cat("loop over values nested deeper than ", kMaxValueDepth - 2, " levels"));
+  }
   auto data = std::make_shared<ListData>();
   data->items = std::move(items);
-  auto changed = std::make_shared<LoopData::Changed>();
-  changed_states_.push_back(changed);
+  data->depth = depth + 1;
   const bool untrusted = iterable.untrusted();
   for (size_t i = 0; i < data->items.size(); ++i) {
     QRAG_RETURN_IF_ERROR(count_iteration());
@@ -882,7 +935,6 @@ absl::Status Renderer::ExecFor(const ForStmt& s) {
     auto loop = std::make_shared<LoopData>();
     loop->items = data;
     loop->index0 = i;
-    loop->changed = changed;
     loop->untrusted = untrusted;
     scope.Set("loop", Value::Loop(std::move(loop)));
     QRAG_RETURN_IF_ERROR(Bind(s.target, data->items[i], &scope));
@@ -898,42 +950,32 @@ absl::Status Renderer::ExecFor(const ForStmt& s) {
 
 absl::Status Renderer::Exec(const Stmt& s) {
   if (eval_depth_ >= options_.limits.max_eval_depth) {
-    return Annotate(absl::ResourceExhaustedError(Cat("template evaluation nested deeper than the limit of ",
-                                                              options_.limits.max_eval_depth)),
+    return Annotate(absl::ResourceExhaustedError(
+                        Cat("template evaluation nested deeper than the limit of ", options_.limits.max_eval_depth)),
                     s.line);
   }
   ++eval_depth_;
-  struct Decrement {
-    int* d;
-    ~Decrement() { --*d; }
-  } decrement{&eval_depth_};
-  QRAG_RETURN_IF_ERROR(budget_.Charge(1));
-  absl::Status status;
+  absl::Status charged = budget_.Charge(1);
+  absl::Status status = charged.ok() ? ExecNode(s) : charged;
+  --eval_depth_;
+  return Annotate(std::move(status), s.line);
+}
+
+absl::Status Renderer::ExecNode(const Stmt& s) {
   switch (s.kind) {
     case Stmt::Kind::kText:
-      status = Emit(Text(static_cast<const TextStmt&>(s).text));
-      break;
+      return Emit(Text(static_cast<const TextStmt&>(s).text));
     case Stmt::Kind::kPrint: {
-      auto v = Eval(*static_cast<const PrintStmt&>(s).expr);
-      if (!v.ok()) return v.status();
-      auto t = Str(*v);
-      status = t.ok() ? Emit(*t) : t.status();
-      break;
+      QRAG_ASSIGN_OR_RETURN(Value v, Eval(*static_cast<const PrintStmt&>(s).expr));
+      QRAG_ASSIGN_OR_RETURN(Text t, Str(v));
+      return Emit(t);
     }
-    case Stmt::Kind::kIf: {
-      const auto& st = static_cast<const IfStmt&>(s);
-      for (const auto& [cond, body] : st.branches) {
-        auto c = Eval(*cond);
-        if (!c.ok()) return c.status();
-        if (c->Truthy()) return ExecBody(body);
-      }
-      return ExecBody(st.else_body);
-    }
+    case Stmt::Kind::kIf:
+      return ExecIf(static_cast<const IfStmt&>(s));
     case Stmt::Kind::kFor:
       return ExecFor(static_cast<const ForStmt&>(s));
     case Stmt::Kind::kSet:
-      status = ExecSet(static_cast<const SetStmt&>(s));
-      break;
+      return ExecSet(static_cast<const SetStmt&>(s));
     case Stmt::Kind::kMacro: {
       const auto& m = static_cast<const MacroStmt&>(s);
       auto c = std::make_shared<CallableData>();
@@ -941,40 +983,46 @@ absl::Status Renderer::Exec(const Stmt& s) {
       c->name = m.name;
       c->macro = &m;
       scope_->Set(m.name, Value::Callable(std::move(c)));
-      break;
+      return absl::OkStatus();
     }
     case Stmt::Kind::kBreak:
       flow_ = Flow::kBreak;
-      break;
+      return absl::OkStatus();
     case Stmt::Kind::kContinue:
       flow_ = Flow::kContinue;
-      break;
-    case Stmt::Kind::kWith: {
-      const auto& w = static_cast<const WithStmt&>(s);
-      Scope scope;
-      scope.parent = scope_;
-      for (const auto& [name, expr] : w.assignments) {  // evaluated in the enclosing scope
-        auto v = Eval(*expr);
-        if (!v.ok()) return v.status();
-        scope.Set(name, *std::move(v));
-      }
-      ScopeGuard guard(this, &scope);
-      return ExecBody(w.body);
-    }
+      return absl::OkStatus();
+    case Stmt::Kind::kWith:
+      return ExecWith(static_cast<const WithStmt&>(s));
     case Stmt::Kind::kFilterBlock: {
       const auto& f = static_cast<const FilterBlockStmt&>(s);
       Text captured;
       QRAG_RETURN_IF_ERROR(Capture(f.body, &captured));
-      auto input = NewString(std::move(captured));
-      if (!input.ok()) return input.status();
-      auto v = EvalBlockFilter(*f.filter, *input);
-      if (!v.ok()) return Annotate(v.status(), s.line);
-      auto t = Str(*v);
-      status = t.ok() ? Emit(*t) : t.status();
-      break;
+      QRAG_ASSIGN_OR_RETURN(Value input, NewString(std::move(captured)));
+      QRAG_ASSIGN_OR_RETURN(Value v, EvalBlockFilter(*f.filter, input));
+      QRAG_ASSIGN_OR_RETURN(Text t, Str(v));
+      return Emit(t);
     }
   }
-  return Annotate(std::move(status), s.line);
+  return absl::InternalError("unknown statement kind");
+}
+
+absl::Status Renderer::ExecIf(const IfStmt& s) {
+  for (const auto& [cond, body] : s.branches) {
+    QRAG_ASSIGN_OR_RETURN(Value c, Eval(*cond));
+    if (c.Truthy()) return ExecBody(body);
+  }
+  return ExecBody(s.else_body);
+}
+
+absl::Status Renderer::ExecWith(const WithStmt& s) {
+  Scope scope;
+  scope.parent = scope_;
+  for (const auto& [name, expr] : s.assignments) {  // evaluated in the enclosing scope
+    QRAG_ASSIGN_OR_RETURN(Value v, Eval(*expr));
+    scope.Set(name, std::move(v));
+  }
+  ScopeGuard guard(this, &scope);
+  return ExecBody(s.body);
 }
 
 }  // namespace qrag::jinja

@@ -59,6 +59,9 @@ class Renderer {
 
   absl::Status ExecBody(const Body& body);
   absl::Status Exec(const Stmt& s);
+  absl::Status ExecNode(const Stmt& s);
+  absl::Status ExecIf(const IfStmt& s);
+  absl::Status ExecWith(const WithStmt& s);
   absl::Status ExecFor(const ForStmt& s);
   absl::Status ExecSet(const SetStmt& s);
   absl::Status ExecMacroCall(const MacroStmt& m, const CallArgs& args, Value* result);
@@ -70,6 +73,16 @@ class Renderer {
 
   absl::StatusOr<Value> Eval(const Expr& e);
   absl::StatusOr<Value> EvalNode(const Expr& e);
+  // One per expression form (see EvalNode).
+  absl::StatusOr<Value> EvalSequence(const Expr& e);
+  absl::StatusOr<Value> EvalDict(const Expr& e);
+  absl::StatusOr<Value> EvalUnary(const Expr& e);
+  absl::StatusOr<Value> EvalLogic(const Expr& e);
+  absl::StatusOr<Value> EvalBinary(const Expr& e);
+  absl::StatusOr<Value> EvalConcat(const Expr& e);
+  absl::StatusOr<Value> EvalCond(const Expr& e);
+  absl::StatusOr<Value> EvalLookup(const Expr& e);
+  absl::StatusOr<Value> EvalTest(const Expr& e);
   absl::StatusOr<Value> EvalCall(const Expr& e);
   absl::StatusOr<Value> EvalFilter(const Expr& e);
   // Evaluates a filter chain whose innermost operand is `input` (block filters).
@@ -90,6 +103,7 @@ class Renderer {
   Scope* scope_ = nullptr;
   Text* out_ = nullptr;
   size_t out_limit_ = 0;
+  int capture_depth_ = 0;  // > 0 while a macro's or block's output is being captured
   Flow flow_ = Flow::kNormal;
   const Value* block_input_ = nullptr;
   int eval_depth_ = 0;
@@ -97,8 +111,6 @@ class Renderer {
   int64_t loop_iterations_ = 0;
   // Every namespace the render creates; cleared at the end to break reference cycles (ns.self = ns).
   std::vector<std::shared_ptr<NamespaceData>> namespaces_;
-  // Likewise the state of every loop.changed(), which may end up holding its own loop.
-  std::vector<std::shared_ptr<LoopData::Changed>> changed_states_;
 };
 
 }  // namespace qrag::jinja

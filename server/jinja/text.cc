@@ -56,6 +56,14 @@ Text Text::Slice(size_t begin, size_t end) const {
 void Text::MarkUntrusted(size_t begin, size_t end) {
   end = std::min(end, bytes_.size());
   if (begin >= end) return;
+  if (untrusted_.empty() || begin >= untrusted_.back().begin) {  // at the end: the common case, O(1)
+    if (!untrusted_.empty() && begin <= untrusted_.back().end) {
+      untrusted_.back().end = std::max(untrusted_.back().end, end);
+    } else {
+      untrusted_.push_back({begin, end});
+    }
+    return;
+  }
   std::vector<Span> merged;
   merged.reserve(untrusted_.size() + 1);
   bool placed = false;

@@ -1,5 +1,7 @@
 #include "server/jinja/unicode.h"
 
+#include <algorithm>
+
 namespace qrag::jinja {
 
 size_t DecodeUtf8(std::string_view s, size_t pos, char32_t* cp) {
@@ -69,11 +71,34 @@ std::vector<size_t> CodePointStarts(std::string_view s) {
   return starts;
 }
 
+bool IsAscii(std::string_view s) {
+  unsigned char any = 0;
+  for (char c : s) any |= static_cast<unsigned char>(c);
+  return any < 0x80;
+}
+
 size_t CodePointCount(std::string_view s) {
+  if (IsAscii(s)) return s.size();
   size_t n = 0;
   char32_t cp;
   for (size_t pos = 0; pos < s.size(); pos += DecodeUtf8(s, pos, &cp)) ++n;
   return n;
+}
+
+size_t CodePointOffset(std::string_view s, size_t index) {
+  if (IsAscii(s)) return std::min(index, s.size());
+  size_t pos = 0;
+  char32_t cp;
+  for (size_t i = 0; i < index && pos < s.size(); ++i) pos += DecodeUtf8(s, pos, &cp);
+  return pos;
+}
+
+size_t PrevCodePointStart(std::string_view s, size_t pos) {
+  // A valid sequence ending at `pos` is one code point; anything else is one invalid byte.
+  size_t start = pos - 1;
+  while (start > 0 && pos - start < 4 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+  char32_t cp;
+  return start + DecodeUtf8(s, start, &cp) == pos ? start : pos - 1;
 }
 
 bool IsPySpace(char32_t cp) {

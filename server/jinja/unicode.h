@@ -18,8 +18,14 @@ void AppendUtf8(char32_t cp, std::string* out);
 
 // Byte offset of every code point of `s`, followed by s.size(); empty `s` gives {0}.
 std::vector<size_t> CodePointStarts(std::string_view s);
+// True when every byte is below 0x80.
+bool IsAscii(std::string_view s);
 // Number of code points (Python's len()).
 size_t CodePointCount(std::string_view s);
+// Byte offset of code point `index` of `s` (index <= CodePointCount(s); the count gives s.size()).
+size_t CodePointOffset(std::string_view s, size_t index);
+// Byte offset where the code point that ends at byte `pos` (> 0) starts, segmenting as DecodeUtf8 does.
+size_t PrevCodePointStart(std::string_view s, size_t pos);
 
 // Python's str.isspace() for one code point.
 bool IsPySpace(char32_t cp);

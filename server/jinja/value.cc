@@ -257,8 +257,9 @@ int Value::depth() const {
     case Kind::kCallable:
       return ptr_ ? callable().receiver.depth() + 1 : 1;
     case Kind::kNamespace:
+      return 1;  // its contents are released by the renderer, not by recursive destruction
     case Kind::kLoop:
-      return 1;  // their contents are released by the renderer, not by recursive destruction
+      return loop().items->depth + 1;
     default:
       return 0;
   }
@@ -366,18 +367,15 @@ const Value* DictData::Find(std::string_view key) const {
 }
 
 const Value* NamespaceData::Find(std::string_view name) const {
-  for (const auto& [k, v] : attrs) {
-    if (k == name) return &v;
-  }
-  return nullptr;
+  auto it = index.find(ToAbsl(name));
+  return it == index.end() ? nullptr : &attrs[it->second].second;
 }
 
 void NamespaceData::Set(std::string name, Value value) {
-  for (auto& [k, v] : attrs) {
-    if (k == name) {
-      v = std::move(value);
-      return;
-    }
+  auto [it, inserted] = index.try_emplace(name, attrs.size());
+  if (!inserted) {
+    attrs[it->second].second = std::move(value);
+    return;
   }
   attrs.emplace_back(std::move(name), std::move(value));
 }

@@ -160,7 +160,8 @@ struct DictData {
   const Value* Find(std::string_view key) const;
 };
 
-// Internal kinds (built by the engine only).
+// Internal kinds (built by the engine only). Their contents count in Value::depth(), except a namespace's,
+// which the renderer releases itself (namespaces may refer to themselves).
 struct MacroStmt;  // ast.h
 
 struct CallableData {
@@ -173,19 +174,19 @@ struct CallableData {
 
 struct NamespaceData {
   std::vector<std::pair<std::string, Value>> attrs;  // assignment order
+  absl::flat_hash_map<std::string, size_t> index;    // name -> position in attrs
   const Value* Find(std::string_view name) const;
   void Set(std::string name, Value value);
+  void Clear() {
+    attrs.clear();
+    index.clear();
+  }
 };
 
 struct LoopData {
   std::shared_ptr<const ListData> items;  // what the loop iterates (after its `if` filter)
   size_t index0 = 0;
   bool untrusted = false;  // the iterated value was: index, length, first... carry its taint
-  struct Changed {
-    bool seen = false;
-    Value last;
-  };
-  std::shared_ptr<Changed> changed;  // state of loop.changed(), shared by the iterations of one loop
 };
 
 // The key code of a hashable value (none, bool, int, float, string); error for others.
