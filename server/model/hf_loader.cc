@@ -161,12 +161,13 @@ absl::StatusOr<const Architecture*> ParseArchitecture(const Fields& f, const std
   return from_class != nullptr ? from_class : from_type;
 }
 
-absl::Status ParseRopeScaling(const Fields& top, const json& object, const std::string& source,
+// The RoPE scaling object under `field` ("rope_scaling", or transformers 5's "rope_parameters").
+absl::Status ParseRopeScaling(const Fields& top, const char* field, const json& object, const std::string& source,
                               RopeScaling* out) {
   if (!object.is_object()) {
-    return top.Bad("rope_scaling", absl::StrCat("is ", JsonTypeName(object), ", expected an object or null"));
+    return top.Bad(field, absl::StrCat("is ", JsonTypeName(object), ", expected an object or null"));
   }
-  Fields f(object, source, "rope_scaling.");
+  Fields f(object, source, absl::StrCat(field, "."));
   QRAG_ASSIGN_OR_RETURN(std::optional<std::string> rope_type, f.OptionalString("rope_type"));
   const char* type_key = "rope_type";
   if (!rope_type.has_value()) {
@@ -298,16 +299,61 @@ absl::StatusOr<ModelConfig> ParseHfConfig(const std::string& json_text, const st
   QRAG_ASSIGN_OR_RETURN(c.max_seq_len, f.RequiredInt("max_position_embeddings"));
   QRAG_ASSIGN_OR_RETURN(std::optional<double> eps, f.OptionalNumber("rms_norm_eps"));
   c.norm_eps = static_cast<float>(eps.value_or(1e-6));
+  // RoPE: top-level "rope_theta" and "rope_scaling" (transformers < 5), or "rope_parameters" {"rope_theta",
+  // "rope_type", scaling fields} (transformers >= 5 writes only that; ignoring it silently ran SmolLM2 with
+  // theta 10000 instead of 100000).
   QRAG_ASSIGN_OR_RETURN(std::optional<double> theta, f.OptionalNumber("rope_theta"));
-  c.rope_theta = static_cast<float>(theta.value_or(10000.0));
   c.rope_style = RopeStyle::kRotateHalf;
-  if (const json* rs = f.Find("rope_scaling"); rs != nullptr) {
-    QRAG_RETURN_IF_ERROR(ParseRopeScaling(f, *rs, source, &c.rope_scaling));
+  if (const json* rp = f.Find("rope_parameters"); rp != nullptr) {
+    if (!rp->is_object()) {
+      return f.Bad("rope_parameters", absl::StrCat("is ", JsonTypeName(*rp), ", expected an object or null"));
+    }
+    Fields p(*rp, source, "rope_parameters.");
+    if (!p.Has("rope_theta") && !p.Has("rope_type") && !p.Has("type")) {
+      return f.Unsupported("rope_parameters", "RoPE parameters per layer type (e.g. full_attention / "
+                                              "sliding_attention) are not supported");
+    }
+    QRAG_ASSIGN_OR_RETURN(std::optional<double> p_theta, p.OptionalNumber("rope_theta"));
+    if (p_theta.has_value() && theta.has_value() && *p_theta != *theta) {
+      return p.Bad("rope_theta", absl::StrCat(*p_theta, " contradicts the top-level rope_theta ", *theta));
+    }
+    if (p_theta.has_value()) theta = p_theta;
+    if (f.Find("rope_scaling") != nullptr) {
+      return f.Bad("rope_scaling", "set together with rope_parameters (transformers >= 5 writes rope_parameters "
+                                   "alone): keep one");
+    }
+    if (p.Has("rope_type") || p.Has("type")) {
+      QRAG_RETURN_IF_ERROR(ParseRopeScaling(f, "rope_parameters", *rp, source, &c.rope_scaling));
+    }
+  } else if (const json* rs = f.Find("rope_scaling"); rs != nullptr) {
+    QRAG_RETURN_IF_ERROR(ParseRopeScaling(f, "rope_scaling", *rs, source, &c.rope_scaling));
+  }
+  c.rope_theta = static_cast<float>(theta.value_or(10000.0));
+  if (!(c.rope_theta > 0)) return f.Bad("rope_theta", "must be > 0");
+
+  // Settings that change the math and that qrag does not implement: refused with the key, never ignored.
+  QRAG_ASSIGN_OR_RETURN(std::optional<double> rotary_fraction, f.OptionalNumber("partial_rotary_factor"));
+  if (rotary_fraction.has_value() && *rotary_fraction != 1.0) {
+    return f.Unsupported("partial_rotary_factor", "RoPE on part of each head is not supported");
+  }
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
+    if (f.Find(key) != nullptr) return f.Unsupported(key, "logit soft-capping is not supported");
+  }
+  for (const char* key : {"logits_scaling", "embedding_multiplier", "residual_multiplier", "attention_multiplier"}) {
+    QRAG_ASSIGN_OR_RETURN(std::optional<double> m, f.OptionalNumber(key));
+    if (m.has_value() && *m != 1.0) return f.Unsupported(key, "scaling multipliers (Granite) are not supported");
+  }
+  for (const char* key : {"use_qk_norm", "qk_layernorm"}) {
+    QRAG_ASSIGN_OR_RETURN(std::optional<bool> on, f.OptionalBool(key));
+    if (on.value_or(false)) return f.Unsupported(key, "query/key normalization is not supported");
   }
   QRAG_ASSIGN_OR_RETURN(std::optional<bool> tie, f.OptionalBool("tie_word_embeddings"));
   c.tie_embeddings = tie.value_or(false);
 
   QRAG_ASSIGN_OR_RETURN(std::optional<bool> attention_bias, f.OptionalBool("attention_bias"));
+  if (c.architecture == "mistral" && attention_bias.value_or(false)) {
+    return f.Unsupported("attention_bias", "attention biases on a Mistral model are not supported");
+  }
   c.qkv_bias = c.architecture == "qwen2" || (c.architecture == "llama" && attention_bias.value_or(false));
 
   QRAG_ASSIGN_OR_RETURN(c.sliding_window, ParseSlidingWindow(f, c.architecture, c.n_layers));

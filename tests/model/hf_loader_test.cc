@@ -201,6 +201,58 @@ TEST(HfConfig, BadRopeScalingIsInvalid) {
   EXPECT_THAT(Parse(j), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rope_scaling.factor")));
 }
 
+// transformers >= 5 writes RoPE settings only under "rope_parameters" (SmolLM2-135M-Instruct converted from
+// its GGUF: theta 100000, no top-level rope_theta); qrag used to ignore them and run with 10000.
+TEST(HfConfig, Transformers5RopeParameters) {
+  json j = LlamaConfig();
+  j.erase("rope_theta");
+  j["rope_parameters"] = {{"rope_theta", 100000.0}, {"rope_type", "default"}};
+  auto c = Parse(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_theta, 100000.0f);
+  EXPECT_EQ(c->rope_scaling.type, RopeScaling::Type::kNone);
+
+  j["rope_parameters"] = {{"rope_theta", 500000.0}, {"rope_type", "llama3"}, {"factor", 8.0},
+                          {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                          {"original_max_position_embeddings", 8192}};
+  c = Parse(j);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_theta, 500000.0f);
+  EXPECT_EQ(c->rope_scaling.type, RopeScaling::Type::kLlama3);
+  EXPECT_EQ(c->rope_scaling.factor, 8.0f);
+
+  j["rope_parameters"] = {{"rope_theta", 10000.0}, {"rope_type", "yarn"}, {"factor", 4.0}};
+  EXPECT_THAT(Parse(j), StatusIs(absl::StatusCode::kUnimplemented,
+                                 AllOf(HasSubstr("rope_parameters.rope_type"), HasSubstr("yarn"))));
+  j["rope_parameters"] = {{"full_attention", {{"rope_theta", 1e6}}}, {"sliding_attention", {{"rope_theta", 1e4}}}};
+  EXPECT_THAT(Parse(j), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("per layer type")));
+  j["rope_parameters"] = {{"rope_theta", 100000.0}};
+  j["rope_theta"] = 10000.0;
+  EXPECT_THAT(Parse(j), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("contradicts")));
+}
+
+TEST(HfConfig, SettingsThatChangeTheMathAreRefusedNotIgnored) {
+  const std::vector<std::pair<std::string, json>> cases = {
+      {"partial_rotary_factor", 0.5},  {"attn_logit_softcapping", 50.0}, {"final_logit_softcapping", 30.0},
+      {"logits_scaling", 8.0},         {"embedding_multiplier", 12.0},   {"residual_multiplier", 0.22},
+      {"attention_multiplier", 0.015}, {"use_qk_norm", true},            {"qk_layernorm", true}};
+  for (const auto& [key, value] : cases) {
+    json j = LlamaConfig();
+    j[key] = value;
+    EXPECT_THAT(Parse(j), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr(key))) << key;
+  }
+  json m = MistralConfig();
+  m["attention_bias"] = true;
+  EXPECT_THAT(Parse(m), StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("attention_bias")));
+  // Their neutral values change nothing and are accepted.
+  json j = LlamaConfig();
+  j["partial_rotary_factor"] = 1.0;
+  j["logits_scaling"] = 1.0;
+  j["use_qk_norm"] = false;
+  j["attn_logit_softcapping"] = nullptr;
+  EXPECT_TRUE(Parse(j).ok());
+}
+
 TEST(HfConfig, TiedEmbeddings) {
   json j = LlamaConfig();
   j["tie_word_embeddings"] = true;
