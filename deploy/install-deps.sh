@@ -11,11 +11,11 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates
-  # qrag_core
+  # the layer libraries (common, quant, backend, model, engine, rag: docs/architecture.md "Layers")
   libabsl-dev libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # qrag_server / qrag_client (gRPC API, metrics) and RAG storage
+  # qrag_api / qrag_client (gRPC API, metrics) and RAG storage
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   prometheus-cpp-dev libsqlite3-dev
   # FAISS HNSW / IVF indexes of RAG collections (static libfaiss.a; pulls BLAS, LAPACK; OpenMP from gcc)

@@ -1,6 +1,6 @@
 // The few Unicode facts Python's str methods need, without a Unicode library (qrag_jinja links only
-// Abseil and nlohmann_json). Strings are UTF-8; a byte that does not start a valid sequence counts as one
-// code point of its own and is copied through unchanged.
+// qrag_common, Abseil and nlohmann_json). Strings are UTF-8; a byte that does not start a valid sequence
+// counts as one code point of its own and is copied through unchanged.
 #ifndef QRAG_SERVER_JINJA_UNICODE_H_
 #define QRAG_SERVER_JINJA_UNICODE_H_
 
@@ -9,12 +9,13 @@
 #include <string_view>
 #include <vector>
 
+#include "server/common/utf8_encode.h"  // AppendUtf8, for the users of this header
+
 namespace qrag::jinja {
 
 // Decodes the code point at byte `pos` (< s.size()); returns its byte length (1 to 4). An invalid sequence
 // gives length 1 and *cp = 0xFFFD.
 size_t DecodeUtf8(std::string_view s, size_t pos, char32_t* cp);
-void AppendUtf8(char32_t cp, std::string* out);
 
 // Byte offset of every code point of `s`, followed by s.size(); empty `s` gives {0}.
 std::vector<size_t> CodePointStarts(std::string_view s);

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "server/common/utf8_encode.h"  // AppendUtf8, for the users of this header
 
 namespace qrag::model {
 
@@ -39,8 +40,6 @@ size_t IncompleteUtf8Suffix(std::string_view s);
 // errors="replace" and Rust's from_utf8_lossy do). Well-formed input is returned unchanged.
 std::string ReplaceInvalidUtf8(std::string_view s);
 
-// Appends the UTF-8 encoding of `cp` (must be a Unicode scalar value) to `out`.
-void AppendUtf8(char32_t cp, std::string* out);
 
 // Decodes the code point at `s[*pos]` and advances `*pos` past it. `s` must be well-formed at `*pos`.
 char32_t DecodeUtf8At(std::string_view s, size_t* pos);
