@@ -406,7 +406,10 @@ absl::StatusOr<Value> Map(Renderer& r, const Value& v, const CallArgs& args) {
   return r.NewList(std::move(out), TrustOf(v.untrusted()));
 }
 
-absl::StatusOr<Value> MinMax(Renderer& r, const Value& v, const CallArgs& args, bool max) {
+enum class Extreme : uint8_t { kMin, kMax };
+
+absl::StatusOr<Value> MinMax(Renderer& r, const Value& v, const CallArgs& args, Extreme extreme) {
+  const bool max = extreme == Extreme::kMax;
   const std::string_view name = max ? "max" : "min";
   QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind(name, args, {"case_sensitive", "attribute"}));
   const bool case_sensitive = a.Get(0, Value::Bool(false)).Truthy();
@@ -425,11 +428,18 @@ absl::StatusOr<Value> MinMax(Renderer& r, const Value& v, const CallArgs& args, 
   }
   return items[best];
 }
-absl::StatusOr<Value> Max(Renderer& r, const Value& v, const CallArgs& args) { return MinMax(r, v, args, true); }
-absl::StatusOr<Value> Min(Renderer& r, const Value& v, const CallArgs& args) { return MinMax(r, v, args, false); }
+absl::StatusOr<Value> Max(Renderer& r, const Value& v, const CallArgs& args) { return MinMax(r, v, args, Extreme::kMax); }
+absl::StatusOr<Value> Min(Renderer& r, const Value& v, const CallArgs& args) { return MinMax(r, v, args, Extreme::kMin); }
 
 // select / reject / selectattr / rejectattr.
-absl::StatusOr<Value> SelectOrReject(Renderer& r, const Value& v, const CallArgs& args, bool select, bool by_attr) {
+struct SelectSpec {
+  bool keep_passing;  // select: keep the items that pass the test; reject: those that fail it
+  bool by_attribute;  // *attr: test an attribute of the item
+};
+
+absl::StatusOr<Value> SelectOrReject(Renderer& r, const Value& v, const CallArgs& args, SelectSpec spec) {
+  const bool select = spec.keep_passing;
+  const bool by_attr = spec.by_attribute;
   const std::string_view name = by_attr ? (select ? "selectattr" : "rejectattr") : (select ? "select" : "reject");
   size_t next = 0;
   Value attribute;
@@ -464,10 +474,10 @@ absl::StatusOr<Value> SelectOrReject(Renderer& r, const Value& v, const CallArgs
   }
   return r.NewList(std::move(out), TrustOf(v.untrusted()));
 }
-absl::StatusOr<Value> Select(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, true, false); }
-absl::StatusOr<Value> Reject(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, false, false); }
-absl::StatusOr<Value> SelectAttr(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, true, true); }
-absl::StatusOr<Value> RejectAttr(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, false, true); }
+absl::StatusOr<Value> Select(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, {.keep_passing = true, .by_attribute = false}); }
+absl::StatusOr<Value> Reject(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, {.keep_passing = false, .by_attribute = false}); }
+absl::StatusOr<Value> SelectAttr(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, {.keep_passing = true, .by_attribute = true}); }
+absl::StatusOr<Value> RejectAttr(Renderer& r, const Value& v, const CallArgs& a) { return SelectOrReject(r, v, a, {.keep_passing = false, .by_attribute = true}); }
 
 absl::StatusOr<Value> Replace(Renderer& r, const Value& v, const CallArgs& args) {
   QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind("replace", args, {"old", "new", "count"}));
@@ -638,7 +648,7 @@ absl::StatusOr<Value> Trim(Renderer& r, const Value& v, const CallArgs& args) {
   QRAG_ASSIGN_OR_RETURN(Value s, AsString(r, v));
   const Value& chars = a.Get(0, Value::None());
   if (!chars.is_none() && !chars.is_string()) return FilterError("trim", "chars must be None or a string");
-  return Value::String(StripText(s.text(), chars.is_string() ? &chars.text() : nullptr, true, true));
+  return Value::String(StripText(s.text(), chars.is_string() ? &chars.text() : nullptr, StripSides::kBoth));
 }
 
 absl::StatusOr<Value> Unique(Renderer& r, const Value& v, const CallArgs& args) {

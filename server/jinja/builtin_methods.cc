@@ -124,7 +124,10 @@ std::vector<std::pair<size_t, size_t>> SplitSeparator(std::string_view s, std::s
   return pieces;
 }
 
-absl::StatusOr<Value> Split(Renderer& r, const Value& self, const CallArgs& args, bool from_right) {
+enum class SplitFrom : uint8_t { kLeft, kRight };  // split / rsplit
+
+absl::StatusOr<Value> Split(Renderer& r, const Value& self, const CallArgs& args, SplitFrom from) {
+  const bool from_right = from == SplitFrom::kRight;
   const std::string_view name = from_right ? "rsplit" : "split";
   QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind(name, args, {"sep", "maxsplit"}));
   QRAG_ASSIGN_OR_RETURN(const Text* sep, OptionalStr(a, 0, name));
@@ -157,7 +160,10 @@ absl::StatusOr<Value> SplitLinesMethod(Renderer& r, const Value& self, const Cal
 }
 
 // startswith / endswith with a str or a tuple of str.
-absl::StatusOr<Value> Affix(const Value& self, const CallArgs& args, bool prefix) {
+enum class AffixKind : uint8_t { kPrefix, kSuffix };  // startswith / endswith
+
+absl::StatusOr<Value> Affix(const Value& self, const CallArgs& args, AffixKind kind) {
+  const bool prefix = kind == AffixKind::kPrefix;
   const std::string_view name = prefix ? "startswith" : "endswith";
   QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind(name, args, {"affix"}));
   if (!a.Has(0)) return ArgError(name, "takes at least 1 argument");
@@ -283,11 +289,16 @@ absl::StatusOr<Value> StrMethod(Renderer& r, const Value& self, std::string_view
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     QRAG_ASSIGN_OR_RETURN(BoundArgs a, BoundArgs::Bind(name, args, {"chars"}));
     QRAG_ASSIGN_OR_RETURN(const Text* chars, OptionalStr(a, 0, name));
-    return Value::String(StripText(s, chars, name != "rstrip", name != "lstrip"));
+    const StripSides sides = name == "lstrip" ? StripSides::kLeft : (name == "rstrip" ? StripSides::kRight : StripSides::kBoth);
+    return Value::String(StripText(s, chars, sides));
   }
-  if (name == "split" || name == "rsplit") return Split(r, self, args, name == "rsplit");
+  if (name == "split" || name == "rsplit") {
+    return Split(r, self, args, name == "rsplit" ? SplitFrom::kRight : SplitFrom::kLeft);
+  }
   if (name == "splitlines") return SplitLinesMethod(r, self, args);
-  if (name == "startswith" || name == "endswith") return Affix(self, args, name == "startswith");
+  if (name == "startswith" || name == "endswith") {
+    return Affix(self, args, name == "startswith" ? AffixKind::kPrefix : AffixKind::kSuffix);
+  }
   if (name == "upper" || name == "lower" || name == "swapcase" || name == "title" || name == "capitalize") {
     QRAG_RETURN_IF_ERROR(BoundArgs::Bind(name, args, {}).status());
     QRAG_RETURN_IF_ERROR(r.budget().ChargeBytes(s.size()));
@@ -379,7 +390,9 @@ absl::StatusOr<BoundArgs> BoundArgs::Bind(std::string_view function, const CallA
   return bound;
 }
 
-Text StripText(const Text& s, const Text* chars, bool left, bool right) {
+Text StripText(const Text& s, const Text* chars, StripSides sides) {
+  const bool left = sides != StripSides::kRight;
+  const bool right = sides != StripSides::kLeft;
   const std::string_view v = s.view();
   std::vector<char32_t> set;
   if (chars != nullptr) {

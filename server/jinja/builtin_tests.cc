@@ -139,14 +139,17 @@ absl::StatusOr<bool> SameAs(Renderer& r, const Value& v, const CallArgs& args) {
   }
 }
 
-absl::StatusOr<bool> CaseTest(Renderer& r, const Value& v, const CallArgs& args, bool lower) {
+enum class Case : uint8_t { kLower, kUpper };
+
+absl::StatusOr<bool> CaseTest(Renderer& r, const Value& v, const CallArgs& args, Case which) {
+  const bool lower = which == Case::kLower;
   QRAG_RETURN_IF_ERROR(NoArgs(lower ? "lower" : "upper", args));
   QRAG_ASSIGN_OR_RETURN(Text s, r.Str(v));
   QRAG_ASSIGN_OR_RETURN(Value result, CallMethod(r, Value::String(std::move(s)), lower ? "islower" : "isupper", {}));
   return result.as_bool();
 }
-absl::StatusOr<bool> Lower(Renderer& r, const Value& v, const CallArgs& args) { return CaseTest(r, v, args, true); }
-absl::StatusOr<bool> Upper(Renderer& r, const Value& v, const CallArgs& args) { return CaseTest(r, v, args, false); }
+absl::StatusOr<bool> Lower(Renderer& r, const Value& v, const CallArgs& args) { return CaseTest(r, v, args, Case::kLower); }
+absl::StatusOr<bool> Upper(Renderer& r, const Value& v, const CallArgs& args) { return CaseTest(r, v, args, Case::kUpper); }
 
 absl::StatusOr<bool> FilterExists(Renderer&, const Value& v, const CallArgs& args) {
   QRAG_RETURN_IF_ERROR(NoArgs("filter", args));

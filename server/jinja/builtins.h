@@ -90,7 +90,8 @@ Text MapCodePointsBy(const Text& s, F&& map) {
 inline Text MapCodePoints(const Text& s, char32_t (*f)(char32_t)) { return MapCodePointsBy(s, f); }
 
 // Python's str.strip/lstrip/rstrip (whitespace, or any code point of `chars`), keeping taint.
-Text StripText(const Text& s, const Text* chars, bool left, bool right);
+enum class StripSides : uint8_t { kLeft, kRight, kBoth };
+Text StripText(const Text& s, const Text* chars, StripSides sides);
 
 // Python's str.replace (count < 0: all). A replacement is untrusted when the new text is or when the text it
 // replaces was.

@@ -7,6 +7,7 @@
 #include "server/jinja/absl_compat.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 
 namespace qrag::jinja {
 namespace {
