@@ -21,7 +21,7 @@ bash tests/configure-sanitized.sh "$build_dir" address,undefined
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
-  mapfile -t targets < <(cd tests/fuzz && ls fuzz_*.cc | sed 's/\.cc$//')
+  mapfile -t targets < <(cd tests/fuzz && grep -l LLVMFuzzerTestOneInput fuzz_*.cc | sed 's/\.cc$//')
 fi
 cmake --build "$build_dir" --parallel "${QRAG_BUILD_JOBS:-$(nproc)}" --target "${targets[@]}"
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -269,6 +270,11 @@ absl::StatusOr<LoadedModel> LoadLlama2cCheckpoint(const std::string& path) {
   } else {
     std::memcpy(&p, file->data(), sizeof p);
     shared = p.vocab_size > 0;
+    // A negative vocab_size marks a separate classifier; INT32_MIN has no positive counterpart (found by
+    // fuzz_llama2c_checkpoint: negating it is undefined behaviour).
+    if (p.vocab_size == std::numeric_limits<int32_t>::min()) {
+      return Invalid(path, absl::StrCat("vocab_size = ", p.vocab_size));
+    }
     if (p.vocab_size < 0) p.vocab_size = -p.vocab_size;
   }
   QRAG_RETURN_IF_ERROR(CheckParams(p, path));

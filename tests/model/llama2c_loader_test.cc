@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include "server/model/checkpoint_writer.h"
@@ -150,6 +151,8 @@ TEST_F(Llama2cCorrupt, ImpossibleHeaderValues) {
   } cases[] = {
       {0, 0, "dim"},       {0, -5, "dim"},         {2, 0, "n_layers"},     {3, 3, "multiple of n_heads"},
       {4, 3, "n_kv_heads"}, {4, 8, "n_kv_heads"},  {6, 0, "max_seq_len"},  {0, 1 << 30, "dim"},
+      // Negative means a separate classifier; INT32_MIN cannot be negated (fuzz_llama2c_checkpoint, UBSan).
+      {5, std::numeric_limits<int32_t>::min(), "vocab_size = -2147483648"},
   };
   for (const Case& c : cases) {
     std::string b = good_;
