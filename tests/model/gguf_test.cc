@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/model/gguf_builder.h"
 #include "tests/test_util.h"
 
 namespace qrag::model {
@@ -23,45 +24,12 @@ using ::qrag::testing::TempDir;
 using ::qrag::testing::WriteFile;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::qrag::testing::Builder;
+using ::qrag::testing::Str;
+using ::qrag::testing::U32;
+using ::qrag::testing::U64;
 
 const std::string kGold = std::string(QRAG_SOURCE_DIR) + "/tests/data/gguf/gold.gguf";
-
-std::string U32(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
-std::string U64(uint64_t v) { return std::string(reinterpret_cast<const char*>(&v), 8); }
-std::string Str(const std::string& s) { return U64(s.size()) + s; }
-
-// A GGUF file assembled from raw parts, so that each test can break exactly one thing.
-struct Builder {
-  uint32_t magic = kGgufMagic;
-  uint32_t version = 3;
-  uint64_t n_kv = 0;
-  uint64_t n_tensors = 0;
-  std::string kv;
-  std::string infos;
-  std::string data;
-  uint32_t alignment = 32;
-  std::optional<uint64_t> kv_count_override;
-  std::optional<uint64_t> tensor_count_override;
-
-  Builder& Kv(const std::string& key, uint32_t type, const std::string& value) {
-    kv += Str(key) + U32(type) + value;
-    ++n_kv;
-    return *this;
-  }
-  Builder& Tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
-    infos += Str(name) + U32(static_cast<uint32_t>(dims.size()));
-    for (uint64_t d : dims) infos += U64(d);
-    infos += U32(type) + U64(offset);
-    ++n_tensors;
-    return *this;
-  }
-  std::string Build() const {
-    std::string f = U32(magic) + U32(version) + U64(tensor_count_override.value_or(n_tensors)) +
-                    U64(kv_count_override.value_or(n_kv)) + kv + infos;
-    while (f.size() % alignment != 0) f.push_back('\0');
-    return f + data;
-  }
-};
 
 absl::StatusOr<GgufFile> ParseBytes(const std::string& bytes) {
   auto owner = std::make_shared<std::string>(bytes);
