@@ -57,6 +57,26 @@ struct Builder {
     std::memcpy(b.data(), &v, 4);
     return Kv(key, 6, b);
   }
+  Builder& KvBool(const std::string& key, bool v) { return Kv(key, 7, std::string(1, v ? '\1' : '\0')); }
+  Builder& KvStrings(const std::string& key, const std::vector<std::string>& v) {
+    std::string b = U32(8) + U64(v.size());
+    for (const std::string& x : v) b += Str(x);
+    return Kv(key, 9, b);
+  }
+  Builder& KvI32s(const std::string& key, const std::vector<int32_t>& v) {
+    std::string b = U32(5) + U64(v.size());
+    for (int32_t x : v) b += U32(static_cast<uint32_t>(x));
+    return Kv(key, 9, b);
+  }
+  Builder& KvF32s(const std::string& key, const std::vector<float>& v) {
+    std::string b = U32(6) + U64(v.size());
+    for (float x : v) {
+      uint32_t u;
+      std::memcpy(&u, &x, 4);
+      b += U32(u);
+    }
+    return Kv(key, 9, b);
+  }
   // Appends an F32 tensor with `values` (row-major; dims innermost first) at the next aligned offset.
   Builder& TensorF32(const std::string& name, std::vector<uint64_t> dims, const std::vector<float>& values) {
     while (data.size() % alignment != 0) data.push_back('\0');
