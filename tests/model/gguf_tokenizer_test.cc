@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -14,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "server/model/gguf.h"
 #include "tests/model/gguf_builder.h"
+#include "tests/model/llama_cpp_vocab_test.h"
 #include "tests/test_util.h"
 
 namespace qrag::model {
@@ -189,25 +189,10 @@ TEST(GgufTokenizerSpm, LlamaCppVocabTest_LlamaSpm) {
   auto t = LoadTokenizer(gguf, 0);
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ((*t)->kind(), "gguf-spm");
-  auto split = [](const std::string& s, const std::string& d) {
-    std::vector<std::string> parts;
-    size_t start = 0;
-    for (size_t end = s.find(d); end != std::string::npos; end = s.find(d, start)) {
-      parts.push_back(s.substr(start, end - start));
-      start = end + d.size();
-    }
-    parts.push_back(s.substr(start));
-    return parts;
-  };
-  const std::vector<std::string> texts = split(::qrag::testing::ReadFile(inp), "\n__ggml_vocab_test__\n");
-  const std::vector<std::string> lines = split(::qrag::testing::ReadFile(out), "\n");
-  ASSERT_EQ(texts.size(), lines.size());
-  ASSERT_GE(texts.size(), 40u);
-  for (size_t i = 0; i < texts.size(); ++i) {
-    std::vector<int32_t> want;
-    std::istringstream in(lines[i]);
-    for (int32_t id; in >> id;) want.push_back(id);
-    EXPECT_THAT(Ids(**t, texts[i]), ElementsAreArray(want)) << "case " << i << ": '" << texts[i] << "'";
+  const std::vector<::qrag::testing::VocabCase> cases = ::qrag::testing::ReadVocabTest(inp, out);
+  ASSERT_GE(cases.size(), 40u);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_THAT(Ids(**t, cases[i].text), ElementsAreArray(cases[i].ids)) << "case " << i << ": '" << cases[i].text << "'";
   }
 }
 
