@@ -180,7 +180,43 @@ TEST(GgufLoader, RopeScaling) {
   EXPECT_THAT(bad_freqs.status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("RoPE frequency factor 0")));
 }
 
+TEST(GgufLoader, VocabSizeFallbacksAndSpecialIds) {
+  // Without <arch>.vocab_size: the token list's length, else token_embd's rows.
+  auto from_tokens = Load(TinyGguf({.skip_keys = {"llama.vocab_size"}, .extra_kv = [](Builder& b) {
+    b.KvStrings("tokenizer.ggml.tokens", std::vector<std::string>(kVocab, "t"));
+  }}));
+  ASSERT_TRUE(from_tokens.ok()) << from_tokens.status();
+  EXPECT_EQ(from_tokens->config.vocab_size, kVocab);
+  auto from_embd = Load(TinyGguf({.skip_keys = {"llama.vocab_size"}}));
+  ASSERT_TRUE(from_embd.ok()) << from_embd.status();
+  EXPECT_EQ(from_embd->config.vocab_size, kVocab);
+  // eot equal to eos is listed once; an absent bos stays -1.
+  auto same = Load(TinyGguf({.skip_keys = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eot_token_id"},
+                             .extra_kv = [](Builder& b) { b.KvU32("tokenizer.ggml.eot_token_id", 2); }}));
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(same->config.bos_token_id, -1);
+  EXPECT_THAT(same->config.eos_token_ids, ElementsAre(2));
+  // A vocab size the embedding does not have is caught when the model is built.
+  auto wrong = Load(TinyGguf({.skip_keys = {"llama.vocab_size"},
+                              .extra_kv = [](Builder& b) { b.KvU32("llama.vocab_size", 12); }}));
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  backend::CpuBackend cpu(backend::CpuBackendOptions{.reference = true});
+  EXPECT_THAT(Transformer::Create(*wrong, &cpu, {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model.embed_tokens.weight")));
+}
+
 TEST(GgufLoader, Refusals) {
+  EXPECT_THAT(Load(TinyGguf({.extra_kv = [](Builder& b) {
+                               b.KvString("llama.rope.scaling.type", "linear");
+                               b.KvF32("llama.rope.scaling.factor", 2.0f);
+                             },
+                             .extra_tensors = [](Builder& b) { b.TensorF32("rope_freqs.weight", {2}, {1, 2}); }}))
+                  .status(),
+              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("'rope_freqs.weight' together with")));
+  EXPECT_THAT(Load(TinyGguf({.skip_keys = {"llama.context_length"},
+                             .extra_kv = [](Builder& b) { b.Kv("llama.context_length", 10, ::qrag::testing::U64(1ull << 40)); }}))
+                  .status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'llama.context_length' = 1099511627776 is out of range")));
   EXPECT_THAT(Load(TinyGguf({.arch = "gpt2"})).status(),
               StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("architecture 'gpt2' is not supported")));
   EXPECT_THAT(Load(TinyGguf({.skip_keys = {"general.architecture"}})).status(),

@@ -123,6 +123,14 @@ TEST(GgufTokenizer, Refusals) {
   types.KvString("tokenizer.ggml.model", "gpt2").KvStrings("tokenizer.ggml.tokens", {"a", "b"});
   types.KvI32s("tokenizer.ggml.token_type", {1});
   EXPECT_THAT(Load(types).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("1 entries for 2 tokens")));
+  Builder type7;
+  type7.KvString("tokenizer.ggml.model", "gpt2").KvStrings("tokenizer.ggml.tokens", {"a"});
+  type7.KvI32s("tokenizer.ggml.token_type", {7});
+  EXPECT_THAT(Load(type7).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token 0 has unknown type 7")));
+  Builder no_unk;  // sentencepiece needs an unknown piece
+  no_unk.KvString("tokenizer.ggml.model", "llama").KvStrings("tokenizer.ggml.tokens", {"a", "b"});
+  no_unk.KvF32s("tokenizer.ggml.scores", {0.0f, 0.0f});
+  EXPECT_THAT(Load(no_unk).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tok.gguf")));
   Builder bos = Gpt2Vocab("gpt2");
   bos.KvU32("tokenizer.ggml.padding_token_id", 99);
   EXPECT_THAT(Load(bos).status(),
