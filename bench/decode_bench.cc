@@ -26,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/common/cpu_features.h"
 #include "server/common/thread_pool.h"
 #include "server/model/host_tensor.h"
 #include "server/model/kv_cache.h"
@@ -91,7 +92,7 @@ double MeasureReadBandwidth(int threads) {
       std::memcpy(data + 8 * i, &state, sizeof state);
     }
   });
-  const bool avx2 = __builtin_cpu_supports("avx2");
+  const bool avx2 = GetCpuFeatures().avx2;
   std::vector<uint64_t> sums(kBytes / kGrain);
   double best = 0;
   uint64_t sink = 0;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/ingest_files.h"
 #include "client/rag_client.h"
 #include "nlohmann/json.hpp"
 #include "server/common/cli.h"
@@ -83,29 +84,10 @@ absl::Status ReadDocuments(const fs::path& path, const std::string& id_prefix, s
   int line_no = 0;
   for (std::string line; std::getline(in, line);) {
     ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = absl::StrCat(path.string(), ":", line_no);
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
-    qrag::v1::Document d;
-    const char* id_key = j.contains("id") ? "id" : "_id";
-    if (!j.contains(id_key) || !(j[id_key].is_string() || j[id_key].is_number_integer())) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": needs a string \"id\" (or \"_id\")"));
-    }
-    d.set_id(id_prefix + (j[id_key].is_string() ? j[id_key].get<std::string>() : std::to_string(j[id_key].get<int64_t>())));
-    if (!j.contains("text") || !j["text"].is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": needs a string \"text\""));
-    }
-    std::string text = j["text"].get<std::string>();
-    if (j.contains("title") && j["title"].is_string() && !j["title"].get<std::string>().empty()) {
-      text = j["title"].get<std::string>() + " " + text;
-    }
-    d.set_text(std::move(text));
-    if (j.contains("metadata") && j["metadata"].is_object()) {
-      for (const auto& [k, v] : j["metadata"].items()) (*d.mutable_metadata())[k] = v.is_string() ? v.get<std::string>() : v.dump();
-    }
-    (*d.mutable_metadata())["source"] = path.string();
-    out->push_back(std::move(d));
+    absl::StatusOr<std::optional<qrag::v1::Document>> doc =
+        ParseJsonlDocumentLine(line, absl::StrCat(path.string(), ":", line_no), id_prefix, path.string());
+    if (!doc.ok()) return doc.status();
+    if (doc->has_value()) out->push_back(std::move(**doc));
   }
   return absl::OkStatus();
 }

@@ -31,6 +31,9 @@ packages=(
   openssl
   # Prometheus server and promtool for the metrics tests (tests/integration/metrics_test.py)
   prometheus
+  # the hardening builds of CI (tests/run-hardening.sh): clang with its sanitizer and libFuzzer runtimes,
+  # LLVM's OpenMP for FAISS under clang, llvm-symbolizer for readable reports
+  clang libclang-rt-14-dev libomp-dev llvm
 )
 
 missing=()

@@ -157,8 +157,9 @@ absl::StatusOr<Value> Value::Dict(std::vector<std::pair<Value, Value>> entries, 
         continue;
       }
     } else {
+      const Value& k = key;  // (clang before 16 cannot capture a structured binding)
       auto it = std::find_if(data->entries.begin(), data->entries.end(),
-                             [&](const auto& e) { return KeyEquals(e.first, key); });
+                             [&](const auto& e) { return KeyEquals(e.first, k); });
       if (it != data->entries.end()) {
         it->second = std::move(value);
         continue;

@@ -8,16 +8,12 @@
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
+#include "server/common/json_parse.h"
 
 namespace qrag::model {
 
-// Arrays and objects nested deeper than this are rejected before parsing: every format we read is at most
-// a few levels deep, and the limit keeps recursive code (the JSON value destructor) off a deep stack.
-inline constexpr int kMaxJsonDepth = 64;
-
-// Parses `text` as one JSON value (surrounding whitespace allowed). INVALID_ARGUMENT naming `source` and
-// the parser's message (with the byte offset) on malformed JSON, invalid UTF-8 or nesting deeper than
-// kMaxJsonDepth. Never throws.
+// qrag::ParseJsonBounded (server/common/json_parse.h): INVALID_ARGUMENT naming `source` on malformed JSON,
+// invalid UTF-8 or nesting deeper than kMaxJsonDepth. Never throws.
 absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text, const std::string& source);
 
 // The JSON type of `v` in words ("a string", "an array", "a floating-point number", ...), for messages.

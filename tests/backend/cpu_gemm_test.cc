@@ -714,7 +714,7 @@ const char* SchemeName(Scheme scheme) {
 // aborting the process. Run in a child process whose address space is capped just above what it already
 // maps; k is large enough that no earlier test of this binary grew the calling thread's scratch that far.
 TEST(CpuGemmDeathTest, ScratchAllocationFailure_IsResourceExhausted_NotAbort) {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(QRAG_SANITIZED_BUILD)
   GTEST_SKIP() << "an address-space cap cannot be combined with a sanitizer's shadow memory";
 #endif
   if (!CpuHasAvx2()) GTEST_SKIP() << "the portable kernels use no scratch";

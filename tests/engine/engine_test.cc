@@ -179,6 +179,47 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<model::Tokenizer> tokenizer_;
 };
 
+// What Stats() says once a call has ended: the request no longer runs and its KV blocks are free. The
+// observer reads Stats() inside OnFinish, the moment a client hears the end (gRPC answers from there).
+class StatsAtFinish : public RequestObserver {
+ public:
+  explicit StatsAtFinish(Engine* const* engine) : engine_(engine) {}
+  void OnText(std::string_view, absl::Span<const TokenLogprob>) override {}
+  void OnFinish(const absl::Status& status, FinishReason, const Usage&, const Timings&) override {
+    std::lock_guard<std::mutex> lock(mu);
+    stats = (*engine_)->Stats();
+    this->status = status;
+    done = true;
+    cv.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return done; }));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  EngineStats stats;
+  absl::Status status;
+
+ private:
+  Engine* const* engine_;
+};
+
+TEST_F(EngineTest, StatsArePublishedBeforeTheClientHearsTheEnd) {
+  auto e = Make({});
+  Engine* raw = e.get();
+  for (int max_tokens : {1, 4}) {
+    auto o = std::make_shared<StatsAtFinish>(&raw);
+    ASSERT_TRUE(e->Submit(Greedy("the cat", max_tokens), o).ok());
+    o->Wait();
+    EXPECT_TRUE(o->status.ok()) << o->status;
+    EXPECT_EQ(o->stats.running, 0) << max_tokens;
+    EXPECT_EQ(o->stats.waiting, 0) << max_tokens;
+    EXPECT_EQ(o->stats.kv_blocks_free, o->stats.kv_blocks_total) << max_tokens;
+  }
+}
+
 TEST_F(EngineTest, GreedyRequestProducesTheFakeModelsTokens) {
   auto e = Make({});
   auto c = std::make_shared<Collector>();

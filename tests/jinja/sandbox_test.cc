@@ -113,8 +113,8 @@ TEST(JinjaSandbox, MacroRecursionLimit) {
               StatusIsCode(absl::StatusCode::kResourceExhausted));
 }
 
-// AddressSanitizer's redzones make every frame several times larger.
-#if defined(__SANITIZE_ADDRESS__)
+// A sanitizer's instrumentation (AddressSanitizer's redzones above all) makes every frame several times larger.
+#if defined(QRAG_SANITIZED_BUILD)
 constexpr size_t kStackScale = 16;
 #else
 constexpr size_t kStackScale = 1;

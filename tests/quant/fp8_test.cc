@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "server/common/cpu_features.h"
 #include "server/quant/bf16.h"
 
 namespace qrag::quant {
@@ -177,7 +178,7 @@ __attribute__((target("f16c"))) float HardwareHalfToFloat(uint16_t h) { return _
 __attribute__((target("f16c"))) uint16_t HardwareFloatToHalf(float f) {
   return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
 }
-bool HasF16c() { return __builtin_cpu_supports("f16c"); }
+bool HasF16c() { return GetCpuFeatures().f16c; }
 
 TEST(E4M3, HalfTrick_AllFiniteCodes_AreValueTimes2ToMinus8) {
   for (int c = 0; c < 256; ++c) {

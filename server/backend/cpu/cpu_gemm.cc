@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/cpu_features.h"
 #include "server/quant/bf16.h"
 #include "server/quant/fp8.h"
 
@@ -203,13 +204,13 @@ void PropagateFp8ActivationNaNs(const uint8_t* x, int64_t k, float* y, int64_t n
 }  // namespace
 
 bool CpuHasAvx512() {
-  static const bool has = CpuHasAvx2() && __builtin_cpu_supports("avx512f");
+  static const bool has = CpuHasAvx2() && GetCpuFeatures().avx512f;
   return has;
 }
 
 bool CpuHasAvx2() {
-  static const bool has =
-      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  const CpuFeatures& cpu = GetCpuFeatures();
+  static const bool has = cpu.avx2 && cpu.fma && cpu.f16c;
   return has;
 }
 

@@ -873,7 +873,8 @@ void StoreTileInt8(const __m256i (&acc)[kRows][2], int32_t* c, int64_t c_stride,
                    const ScaledEpilogue& epilogue) {
   for (int r = 0; r < kRows; ++r) {
     float* yr = y + (i0 + r) * n + j0;
-    int32_t* cr = c + r * c_stride;
+    // c is null when the whole k range is one block (first and last): nothing is carried between blocks.
+    int32_t* cr = c != nullptr ? c + r * c_stride : nullptr;
     for (int h = 0; h < 2; ++h) {
       const int64_t valid = std::min<int64_t>(cols - 8 * h, 8);
       if (valid <= 0) break;

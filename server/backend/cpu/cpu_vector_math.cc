@@ -62,7 +62,9 @@ float ReduceLanes(const float lanes[8]) {
   return ((lanes[0] + lanes[4]) + (lanes[2] + lanes[6])) + ((lanes[1] + lanes[5]) + (lanes[3] + lanes[7]));
 }
 
-#if defined(__GNUC__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#elif defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #endif
@@ -118,7 +120,9 @@ void GeluErfAvx2(const float* x, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = GeluScalar(x[i]);
 }
 
-#if defined(__GNUC__)
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
 #pragma GCC pop_options
 #endif
 
