@@ -7,11 +7,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/common/status.h"
 #include "server/model/bpe_tokenizer.h"
 #include "server/model/sentencepiece_tokenizer.h"
+#include "server/model/utf8.h"
 
 namespace qrag::model {
 namespace {
@@ -217,8 +219,15 @@ class GgufSpmTokenizer final : public Tokenizer {
         ids.push_back(part.id);
         continue;
       }
-      QRAG_ASSIGN_OR_RETURN(std::vector<int32_t> piece, sp_->Encode(part.text, {.add_bos = false}));
-      ids.insert(ids.end(), piece.begin(), piece.end());
+      absl::StatusOr<std::vector<int32_t>> piece = sp_->Encode(part.text, {.add_bos = false});
+      if (!piece.ok() && piece.status().code() == absl::StatusCode::kInternal) {
+        // The library checks its own invariants while encoding; a vocabulary it accepted but cannot encode
+        // with is a fault of the file, not of qrag.
+        return absl::InvalidArgumentError(
+            absl::StrCat("the SentencePiece vocabulary cannot encode this text: ", piece.status().message()));
+      }
+      if (!piece.ok()) return piece.status();
+      ids.insert(ids.end(), piece->begin(), piece->end());
     }
     if (options.add_bos && special_.add_eos && special_.eos.has_value()) ids.push_back(*special_.eos);
     return ids;
@@ -256,6 +265,18 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSpm(const GgufFile& f, const std:
   bool add_space_prefix = true;
   if (f.Has("tokenizer.ggml.add_space_prefix")) {
     QRAG_ASSIGN_OR_RETURN(add_space_prefix, f.GetBool("tokenizer.ggml.add_space_prefix"));
+  }
+  // SentencePiece holds each piece once (a duplicate leaves the library unable to encode some text).
+  absl::flat_hash_map<absl::string_view, int32_t> seen;
+  for (int32_t i = 0; i < n; ++i) {
+    QRAG_RETURN_IF_ERROR(CheckUtf8(std::string_view(tokens[i].data(), tokens[i].size()),
+                                   absl::StrCat(f.source(), ": key 'tokenizer.ggml.tokens': token ", i)));
+    auto [it, inserted] = seen.emplace(tokens[i], i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(f.source(), ": key 'tokenizer.ggml.tokens': tokens ", it->second,
+                                                     " and ", i, " are both '", tokens[i],
+                                                     "' (a SentencePiece vocabulary holds each piece once)"));
+    }
   }
   std::string proto;
   std::vector<std::pair<std::string, int32_t>> controls;

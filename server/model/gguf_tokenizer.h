@@ -17,7 +17,9 @@
 // add_eos_token = true is honoured by the llama model and UNIMPLEMENTED for gpt2.
 //
 // Errors name the file and the key: INVALID_ARGUMENT for missing or malformed keys (tokens, merges, scores
-// of another length, ids out of range), UNIMPLEMENTED for another tokenizer model or pre-tokenizer.
+// of another length, ids out of range; for "llama", a token that is not UTF-8 or appears twice),
+// UNIMPLEMENTED for another tokenizer model or pre-tokenizer. Encode with a "llama" vocabulary that
+// libsentencepiece accepted but cannot encode with (its internal checks fail) is INVALID_ARGUMENT.
 #ifndef QRAG_SERVER_MODEL_GGUF_TOKENIZER_H_
 #define QRAG_SERVER_MODEL_GGUF_TOKENIZER_H_
 

@@ -131,6 +131,15 @@ TEST(GgufTokenizer, Refusals) {
   no_unk.KvString("tokenizer.ggml.model", "llama").KvStrings("tokenizer.ggml.tokens", {"a", "b"});
   no_unk.KvF32s("tokenizer.ggml.scores", {0.0f, 0.0f});
   EXPECT_THAT(Load(no_unk).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tok.gguf")));
+  Builder dup;  // found by fuzz_gguf: libsentencepiece cannot encode with a piece defined twice
+  dup.KvString("tokenizer.ggml.model", "llama").KvStrings("tokenizer.ggml.tokens", {"<unk>", "\xe2\x96\x81", "a", "\xe2\x96\x81"});
+  dup.KvF32s("tokenizer.ggml.scores", {0.0f, 0.0f, -1.0f, -2.0f});
+  dup.KvI32s("tokenizer.ggml.token_type", {2, 3, 1, 1});
+  EXPECT_THAT(Load(dup).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tokens 1 and 3 are both")));
+  Builder utf8;
+  utf8.KvString("tokenizer.ggml.model", "llama").KvStrings("tokenizer.ggml.tokens", {"<unk>", "\xe4"});
+  utf8.KvF32s("tokenizer.ggml.scores", {0.0f, 0.0f});
+  EXPECT_THAT(Load(utf8).status(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("token 1")));
   Builder bos = Gpt2Vocab("gpt2");
   bos.KvU32("tokenizer.ggml.padding_token_id", 99);
   EXPECT_THAT(Load(bos).status(),
