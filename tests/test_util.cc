@@ -25,6 +25,20 @@ std::optional<std::string> SharedPath(const std::string& relative) {
   return p.string();
 }
 
+std::optional<std::string> CachedModelPath(const char* env_var, const std::string& relative,
+                                           const std::string& probe) {
+  std::string path;
+  if (const char* env = std::getenv(env_var); env != nullptr && *env != '\0') {
+    path = env;
+  } else if (const char* cache = std::getenv("QRAG_CACHE_DIR"); cache != nullptr && *cache != '\0') {
+    path = std::string(cache) + "/" + relative;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
+    path = std::string(home) + "/.cache/qrag/" + relative;
+  }
+  if (path.empty() || !std::filesystem::exists(probe.empty() ? path : path + "/" + probe)) return std::nullopt;
+  return path;
+}
+
 bool RequireShared() {
   const char* env = std::getenv("QRAG_REQUIRE_SHARED");
   return env != nullptr && std::string(env) == "1";

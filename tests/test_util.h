@@ -22,6 +22,12 @@ std::optional<std::string> SharedPath(const std::string& relative);
 // True when QRAG_REQUIRE_SHARED=1: missing shared data is then a failure, not a skip.
 bool RequireShared();
 
+// A model fetched into the test cache by a tests/fetch_*.sh script: $`env_var` when set and non-empty, else
+// ${QRAG_CACHE_DIR:-~/.cache/qrag}/`relative`; nullopt when that path (or, if `probe` is not empty, the file
+// `probe` inside it) does not exist.
+std::optional<std::string> CachedModelPath(const char* env_var, const std::string& relative,
+                                           const std::string& probe = "");
+
 // A fresh empty directory under the system temp dir, removed (recursively) on destruction.
 class TempDir {
  public:

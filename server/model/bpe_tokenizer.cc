@@ -751,6 +751,23 @@ absl::StatusOr<std::unique_ptr<HfBpeTokenizer>> HfBpeTokenizer::FromJson(
     std::string_view tokenizer_json, std::string_view tokenizer_config_json,
     std::string_view generation_config_json, const std::string& source) {
   QRAG_ASSIGN_OR_RETURN(json root, ParseJson(AsAbsl(tokenizer_json), source));
+  const std::string dir = std::filesystem::path(source).parent_path().string();
+  std::optional<json> cfg, gen;
+  std::string cfg_source, gen_source;
+  if (!tokenizer_config_json.empty()) {
+    cfg_source = absl::StrCat(dir.empty() ? "" : dir + "/", "tokenizer_config.json");
+    QRAG_ASSIGN_OR_RETURN(cfg, ParseJson(AsAbsl(tokenizer_config_json), cfg_source));
+  }
+  if (!generation_config_json.empty()) {
+    gen_source = absl::StrCat(dir.empty() ? "" : dir + "/", "generation_config.json");
+    QRAG_ASSIGN_OR_RETURN(gen, ParseJson(AsAbsl(generation_config_json), gen_source));
+  }
+  return FromJsonValues(root, cfg ? &*cfg : nullptr, cfg_source, gen ? &*gen : nullptr, gen_source, source);
+}
+
+absl::StatusOr<std::unique_ptr<HfBpeTokenizer>> HfBpeTokenizer::FromJsonValues(
+    const nlohmann::json& root, const nlohmann::json* tokenizer_config, const std::string& cfg_source,
+    const nlohmann::json* generation_config, const std::string& gen_source, const std::string& source) {
   JsonReader r(source);
   if (!root.is_object()) return r.Bad(absl::StrCat("top level is ", JsonTypeName(root), ", not an object"));
   auto impl = std::make_unique<Impl>();
@@ -809,10 +826,8 @@ absl::StatusOr<std::unique_ptr<HfBpeTokenizer>> HfBpeTokenizer::FromJson(
   auto add_eos = [&](int32_t id) {
     if (std::find(im.eos.begin(), im.eos.end(), id) == im.eos.end()) im.eos.push_back(id);
   };
-  const std::string dir = std::filesystem::path(source).parent_path().string();
-  if (!tokenizer_config_json.empty()) {
-    const std::string cfg_source = absl::StrCat(dir.empty() ? "" : dir + "/", "tokenizer_config.json");
-    QRAG_ASSIGN_OR_RETURN(json cfg, ParseJson(AsAbsl(tokenizer_config_json), cfg_source));
+  if (tokenizer_config != nullptr) {
+    const json& cfg = *tokenizer_config;
     const json* eos = JsonReader::Find(cfg, "eos_token");
     if (eos != nullptr && eos->is_object()) eos = JsonReader::Find(*eos, "content");
     if (eos != nullptr) {
@@ -827,9 +842,8 @@ absl::StatusOr<std::unique_ptr<HfBpeTokenizer>> HfBpeTokenizer::FromJson(
       add_eos(*id);
     }
   }
-  if (!generation_config_json.empty()) {
-    const std::string gen_source = absl::StrCat(dir.empty() ? "" : dir + "/", "generation_config.json");
-    QRAG_ASSIGN_OR_RETURN(json gen, ParseJson(AsAbsl(generation_config_json), gen_source));
+  if (generation_config != nullptr) {
+    const json& gen = *generation_config;
     const json* ids = JsonReader::Find(gen, "eos_token_id");
     if (ids != nullptr) {
       const std::vector<json> list =

@@ -32,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "nlohmann/json_fwd.hpp"
 #include "server/model/tokenizer.h"
 
 namespace qrag::model {
@@ -49,6 +50,15 @@ class HfBpeTokenizer final : public Tokenizer {
                                                                   std::string_view tokenizer_config_json,
                                                                   std::string_view generation_config_json,
                                                                   const std::string& source);
+
+  // The same from parsed JSON values (what FromJson parses; the GGUF tokenizer builds them from metadata).
+  // `tokenizer_config` / `generation_config` may be null; `cfg_source` / `gen_source` name them in messages.
+  static absl::StatusOr<std::unique_ptr<HfBpeTokenizer>> FromJsonValues(const nlohmann::json& tokenizer,
+                                                                        const nlohmann::json* tokenizer_config,
+                                                                        const std::string& cfg_source,
+                                                                        const nlohmann::json* generation_config,
+                                                                        const std::string& gen_source,
+                                                                        const std::string& source);
 
   ~HfBpeTokenizer() override;
 

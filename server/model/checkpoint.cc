@@ -3,6 +3,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/model/gguf.h"
+#include "server/model/gguf_loader.h"
 #include "server/model/hf_loader.h"
 #include "server/model/host_tensor.h"
 #include "server/model/llama2c_loader.h"
@@ -23,10 +25,7 @@ absl::StatusOr<LoadedModel> LoadCheckpoint(const std::string& path) {
         absl::StrCat(path, ": a Hugging Face checkpoint is loaded from its directory: pass ",
                      p.parent_path().string(), " instead"));
   }
-  if (absl::EndsWith(name, ".gguf")) {
-    return absl::UnimplementedError(absl::StrCat(
-        path, ": GGUF is not supported; use a llama2.c .bin or a Hugging Face safetensors directory"));
-  }
+  if (absl::EndsWith(name, ".gguf") || LooksLikeGguf(path)) return LoadGgufCheckpoint(path);
   return LoadLlama2cCheckpoint(path);
 }
 

@@ -204,6 +204,9 @@ absl::Status WriteHfCheckpoint(const LoadedModel& model, const std::string& dir,
   const ModelConfig& c = model.config;
   if (options.shards < 1) return absl::InvalidArgumentError("shards must be >= 1");
   const bool permute = c.rope_style == RopeStyle::kInterleaved;
+  if (c.rope_scaling.type == RopeScaling::Type::kFrequencyFactors) {
+    return absl::UnimplementedError("per-frequency RoPE factors (a GGUF rope_freqs tensor) have no config.json form");
+  }
 
   nlohmann::json config;
   const std::string arch = c.architecture.empty() ? "llama" : c.architecture;

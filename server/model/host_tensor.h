@@ -52,8 +52,8 @@ struct LoadedModel {
                                                 const std::vector<int64_t>& shape) const;
 };
 
-// Loads any supported checkpoint: a llama2.c `.bin` file, or a Hugging Face directory (config.json +
-// safetensors). Errors name the file and the problem.
+// Loads any supported checkpoint: a llama2.c `.bin` file, a GGUF file (by its `.gguf` suffix or its magic;
+// gguf_loader.h), or a Hugging Face directory (config.json + safetensors). Errors name the file and the problem.
 absl::StatusOr<LoadedModel> LoadCheckpoint(const std::string& path);
 
 }  // namespace qrag::model

@@ -1,5 +1,8 @@
 #include "server/model/model_config.h"
 
+#include <cmath>
+
+
 #include "absl/strings/str_cat.h"
 
 namespace qrag::model {
@@ -36,6 +39,14 @@ absl::Status ValidateModelConfig(const ModelConfig& c, const std::string& source
   if (c.sliding_window < 0) return Bad(source, absl::StrCat("sliding_window = ", c.sliding_window));
   if (c.rope_scaling.type != RopeScaling::Type::kNone && !(c.rope_scaling.factor > 0.0f))
     return Bad(source, absl::StrCat("rope_scaling.factor = ", c.rope_scaling.factor));
+  if (c.rope_scaling.type == RopeScaling::Type::kFrequencyFactors) {
+    if (c.rope_scaling.freq_factors.size() != static_cast<size_t>(c.head_dim / 2))
+      return Bad(source, absl::StrCat(c.rope_scaling.freq_factors.size(), " RoPE frequency factors for head_dim ",
+                                      c.head_dim, " (need head_dim / 2)"));
+    for (float f : c.rope_scaling.freq_factors) {
+      if (!(f > 0.0f) || !std::isfinite(f)) return Bad(source, absl::StrCat("RoPE frequency factor ", f));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -17,14 +17,16 @@ namespace qrag::model {
 enum class RopeStyle { kInterleaved, kRotateHalf };
 
 // rope_scaling of config.json. kLlama3 is Llama-3.1/3.2's frequency-dependent scaling; kLinear divides
-// positions by `factor`.
+// positions by `factor`; kFrequencyFactors divides the frequency of pair i by freq_factors[i] (llama.cpp's
+// `rope_freqs.weight` tensor, which GGUF files of Llama 3.1/3.2 carry instead of the llama3 parameters).
 struct RopeScaling {
-  enum class Type { kNone, kLinear, kLlama3 };
+  enum class Type { kNone, kLinear, kLlama3, kFrequencyFactors };
   Type type = Type::kNone;
   float factor = 1.0f;
   float low_freq_factor = 1.0f;
   float high_freq_factor = 4.0f;
   int original_max_position_embeddings = 8192;
+  std::vector<float> freq_factors;  // kFrequencyFactors: head_dim / 2 divisors, each > 0
 };
 
 struct ModelConfig {

@@ -121,7 +121,7 @@ absl::StatusOr<ModelConfig> NamedModelShape(const std::string& name) {
     c.max_seq_len = 131072;
     c.norm_eps = 1e-5f;
     c.rope_theta = 500000.0f;
-    c.rope_scaling = {RopeScaling::Type::kLlama3, 32.0f, 1.0f, 4.0f, 8192};
+    c.rope_scaling = {RopeScaling::Type::kLlama3, 32.0f, 1.0f, 4.0f, 8192, {}};
     c.tie_embeddings = true;
     c.bos_token_id = 128000;
     c.eos_token_ids = {128001, 128008, 128009};

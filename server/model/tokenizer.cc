@@ -10,6 +10,8 @@
 #include "absl/strings/str_join.h"
 #include "server/common/status.h"
 #include "server/model/bpe_tokenizer.h"
+#include "server/model/gguf.h"
+#include "server/model/gguf_tokenizer.h"
 #include "server/model/llama2c_tokenizer.h"
 #include "server/model/sentencepiece_tokenizer.h"
 #include "server/model/utf8.h"
@@ -19,7 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-enum class Format { kHfJson, kSentencePiece, kLlama2c, kUnknown };
+enum class Format { kHfJson, kSentencePiece, kLlama2c, kGguf, kUnknown };
 
 // The first bytes of `path` (for content sniffing); empty when unreadable.
 std::string Head(const std::string& path, size_t n) {
@@ -40,6 +42,7 @@ bool LooksLikeJson(std::string_view head) {
 Format DetectFormat(const std::string& path) {
   const std::string name = fs::path(path).filename().string();
   const std::string head = Head(path, 64);
+  if (LooksLikeGguf(path)) return Format::kGguf;
   if (LooksLikeJson(head) || absl::EndsWith(name, ".json")) return Format::kHfJson;
   if (absl::EndsWith(name, ".model")) return Format::kSentencePiece;
   if (absl::EndsWith(name, ".bin")) return Format::kLlama2c;
@@ -90,6 +93,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path
     case Format::kSentencePiece:
       tok = Upcast(SentencePieceTokenizer::Load(file));
       break;
+    case Format::kGguf: {
+      QRAG_ASSIGN_OR_RETURN(GgufFile gguf, GgufFile::Open(file));
+      tok = LoadGgufTokenizer(gguf);
+      break;
+    }
     case Format::kLlama2c:
       if (vocab_size_hint <= 0) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -129,6 +137,8 @@ absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path, int 
   std::error_code ec;
   std::vector<std::string> candidates;
   const fs::path p(model_path);
+  // A GGUF file carries its own tokenizer.
+  if (fs::is_regular_file(p, ec) && LooksLikeGguf(model_path)) return model_path;
   if (fs::is_directory(p, ec)) {
     candidates = {(p / "tokenizer.json").string(), (p / "tokenizer.model").string()};
   } else {

@@ -47,12 +47,14 @@ class Tokenizer {
   virtual std::string_view kind() const = 0;
 };
 
-// Loads a tokenizer file; the format is chosen by content and name: `tokenizer.json` (HF), a SentencePiece
-// ModelProto (`*.model`), or a llama2.c tokenizer (`*.bin`). `vocab_size_hint` (> 0) is the model's vocab
+// Loads a tokenizer file; the format is chosen by content and name: a GGUF file (its metadata,
+// gguf_tokenizer.h), `tokenizer.json` (HF), a SentencePiece ModelProto (`*.model`), or a llama2.c tokenizer
+// (`*.bin`). `vocab_size_hint` (> 0) is the model's vocab
 // size: llama2.c tokenizer files do not record their own size.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path, int vocab_size_hint);
 
-// Finds the tokenizer that belongs to a checkpoint: for a Hugging Face directory, its tokenizer.json or
+// Finds the tokenizer that belongs to a checkpoint: for a GGUF file, the file itself; for a Hugging Face
+// directory, its tokenizer.json or
 // tokenizer.model; for a llama2.c `.bin`, `tokenizer.bin`, `tok<vocab>.bin`, or a `tok<vocab>.model` /
 // `tokenizer.model` next to it. NOT_FOUND lists what was looked for.
 absl::StatusOr<std::string> FindTokenizerFor(const std::string& model_path, int vocab_size);

@@ -35,6 +35,9 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& c) {
   const RopeScaling& s = c.rope_scaling;
   if (s.type == RopeScaling::Type::kLinear) {
     for (float& f : inv) f /= s.factor;
+  } else if (s.type == RopeScaling::Type::kFrequencyFactors) {
+    // ggml_rope_ext: theta_i = pos * base^(-2i/d) / freq_factors[i].
+    for (int i = 0; i < half; ++i) inv[i] /= s.freq_factors[i];
   } else if (s.type == RopeScaling::Type::kLlama3) {
     // transformers' _compute_llama3_parameters (Llama 3.1 rope scaling).
     const double old_ctx = s.original_max_position_embeddings;

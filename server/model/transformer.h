@@ -83,7 +83,7 @@ class Transformer {
 };
 
 // Inverse RoPE frequencies for each pair i < head_dim/2: 1 / theta^(2i / head_dim), with the config's
-// rope_scaling applied (Llama-3 frequency bands, or linear).
+// rope_scaling applied (Llama-3 frequency bands, linear, or per-frequency factors).
 std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
 
 }  // namespace qrag::model

@@ -24,7 +24,8 @@ struct ModelFlags {
 };
 
 inline void AddModelFlags(CLI::App& app, ModelFlags* f) {
-  app.add_option("--model", f->model, "llama2.c checkpoint (.bin) or Hugging Face directory (required)")
+  app.add_option("--model", f->model,
+                 "llama2.c checkpoint (.bin), GGUF file (.gguf) or Hugging Face directory (required)")
       ->type_name("PATH");
   app.add_option("--tokenizer", f->tokenizer, "tokenizer file (default: found next to the model)")->type_name("PATH");
   app.add_option("--quant", f->quant, "weight and GEMM precision (w4: CPU backend only)")

@@ -122,8 +122,8 @@ absl::Status Run(const RunFlags& args) {
 
 int Main(int argc, char** argv) {
   std::unique_ptr<CLI::App> app = cli::NewApp(
-      kProgram, "Generates text offline with a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 "
-                "directory: the completion to stdout, the speed to stderr.");
+      kProgram, "Generates text offline with a llama2.c checkpoint (.bin), a GGUF file (llama, qwen2) or a Hugging "
+                "Face Llama/Mistral/Qwen2 directory: the completion to stdout, the speed to stderr.");
   RunFlags flags;
   AddRunFlags(*app, &flags);
   cli::ParseFlagsOrExit(*app, argc, argv, [&] { return ValidateRunFlags(&flags); });

@@ -427,8 +427,8 @@ int Main(int argc, char** argv) {
       cli::ExpandConfigFlags(std::vector<std::string>(argv, argv + argc), cli::ProcessEnv());
   if (!expanded.ok()) cli::UsageError(kProgram, expanded.status().message());
   std::unique_ptr<CLI::App> app = cli::NewApp(
-      kProgram, "Serves a llama2.c checkpoint (.bin) or a Hugging Face Llama/Mistral/Qwen2 directory over gRPC "
-                "(qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, server reflection).");
+      kProgram, "Serves a llama2.c checkpoint (.bin), a GGUF file or a Hugging Face Llama/Mistral/Qwen2 directory "
+                "over gRPC (qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, server reflection).");
   ServerFlags flags;
   AddServerFlags(*app, &flags);
   cli::ParseFlagsOrExit(*app, *expanded, [&] { return ValidateServerFlags(&flags); });

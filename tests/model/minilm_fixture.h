@@ -3,8 +3,6 @@
 #ifndef QRAG_TESTS_MODEL_MINILM_FIXTURE_H_
 #define QRAG_TESTS_MODEL_MINILM_FIXTURE_H_
 
-#include <cstdlib>
-#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -13,16 +11,7 @@
 namespace qrag::testing {
 
 inline std::optional<std::string> MiniLmDir() {
-  std::string dir;
-  if (const char* env = std::getenv("QRAG_MINILM_DIR"); env != nullptr && *env != '\0') {
-    dir = env;
-  } else if (const char* cache = std::getenv("QRAG_CACHE_DIR"); cache != nullptr && *cache != '\0') {
-    dir = std::string(cache) + "/all-MiniLM-L6-v2";
-  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
-    dir = std::string(home) + "/.cache/qrag/all-MiniLM-L6-v2";
-  }
-  if (dir.empty() || !std::filesystem::exists(dir + "/model.safetensors")) return std::nullopt;
-  return dir;
+  return CachedModelPath("QRAG_MINILM_DIR", "all-MiniLM-L6-v2", "model.safetensors");
 }
 
 }  // namespace qrag::testing

@@ -14,6 +14,7 @@
 #include "server/model/llama2c_tokenizer.h"
 #include "server/model/sentencepiece_tokenizer.h"
 #include "server/model/utf8.h"
+#include "tests/model/llama_cpp_vocab_test.h"
 #include "tests/test_util.h"
 
 namespace qrag::model {
@@ -22,6 +23,9 @@ namespace {
 using ::qrag::testing::ReadFile;
 using ::qrag::testing::TempDir;
 using ::qrag::testing::WriteFile;
+using ::qrag::testing::ParseIds;
+using ::qrag::testing::ReadVocabTest;
+using ::qrag::testing::VocabCase;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -44,13 +48,6 @@ std::unique_ptr<Tokenizer> MustLoad(const std::string& path, int vocab) {
   return tok.ok() ? *std::move(tok) : nullptr;
 }
 
-std::vector<int32_t> ParseIds(const std::string& text) {
-  std::vector<int32_t> ids;
-  std::istringstream in(text);
-  for (int32_t id; in >> id;) ids.push_back(id);
-  return ids;
-}
-
 std::vector<int32_t> MustEncode(const Tokenizer& tok, std::string_view text, EncodeOptions options) {
   auto ids = tok.Encode(text, options);
   EXPECT_TRUE(ids.ok()) << ids.status();
@@ -61,34 +58,6 @@ std::string MustDecode(const Tokenizer& tok, absl::Span<const int32_t> ids) {
   auto text = tok.Decode(ids);
   EXPECT_TRUE(text.ok()) << text.status();
   return text.ok() ? *text : std::string();
-}
-
-// llama.cpp's vocab test files, read as llama.cpp's tests/test-tokenizer-0.cpp reads them: the .inp is
-// split at "\n__ggml_vocab_test__\n" and the .out at "\n", keeping the (empty) piece after the last
-// separator. convert_hf_to_gguf_update.py writes every string followed by that separator, so 46 strings
-// give 47 cases, the last one the empty string with no ids.
-struct VocabCase {
-  std::string text;
-  std::vector<int32_t> ids;
-};
-std::vector<std::string> SplitLikeLlamaCpp(const std::string& s, const std::string& delimiter) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  for (size_t end = s.find(delimiter); end != std::string::npos; end = s.find(delimiter, start)) {
-    parts.push_back(s.substr(start, end - start));
-    start = end + delimiter.size();
-  }
-  parts.push_back(s.substr(start));
-  return parts;
-}
-std::vector<VocabCase> ReadVocabTest(const std::string& inp_path, const std::string& out_path) {
-  const std::vector<std::string> texts = SplitLikeLlamaCpp(ReadFile(inp_path), "\n__ggml_vocab_test__\n");
-  const std::vector<std::string> lines = SplitLikeLlamaCpp(ReadFile(out_path), "\n");
-  EXPECT_EQ(texts.size(), lines.size()) << inp_path;
-  std::vector<VocabCase> cases;
-  for (size_t i = 0; i < texts.size() && i < lines.size(); ++i)
-    cases.push_back({texts[i], ParseIds(lines[i])});
-  return cases;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs the real qrag-run binary as a user would, against llama2.c's gold outputs for stories260K.
+"""Runs the real qrag-run binary as a user would, against llama2.c's gold outputs for stories260K, and on GGUF
+files (the real SmolLM2-135M-Instruct GGUF fetched by tests/fetch_smollm2.sh, and broken ones).
 
 usage: qrag_run_test.py PATH/TO/qrag-run
 Shared data: $QRAG_SHARED_DIR, else ../shared beside the repository. Missing data skips the tests, or
@@ -171,6 +172,41 @@ class Errors(unittest.TestCase):
             f.write(b"abc\xff\xfe")
             f.flush()
             self.assert_fails(["--model", MODEL, "--prompt-file", f.name], 1, "INVALID_ARGUMENT", "UTF-8")
+
+
+def smollm2_gguf():
+    """The SmolLM2 GGUF of tests/fetch_smollm2.sh: $QRAG_SMOLLM2_GGUF, else the cache."""
+    if os.environ.get("QRAG_SMOLLM2_GGUF"):
+        return os.environ["QRAG_SMOLLM2_GGUF"]
+    cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
+    return os.path.join(cache, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+class GgufModels(unittest.TestCase):
+    assert_fails = Errors.assert_fails
+
+    def test_smollm2_greedy_capital_of_france(self):
+        path = smollm2_gguf()
+        shared_data.require(self, path)
+        out = run("--model", path, "--prompt", "The capital of France is", "--temperature", "0",
+                  "--max-tokens", "2").stdout
+        self.assertEqual(out, b" Paris.\n")
+
+    def test_broken_gguf_files_exit_1_naming_the_problem(self):
+        gold = os.path.join(REPO, "tests", "data", "gguf", "gold.gguf")
+        with open(gold, "rb") as f:
+            data = f.read()
+        with tempfile.TemporaryDirectory() as d:
+            truncated = os.path.join(d, "truncated.gguf")
+            with open(truncated, "wb") as f:
+                f.write(data[: len(data) // 2])
+            self.assert_fails(["--model", truncated], 1, "DATA_LOSS", "truncated.gguf")
+            v9 = os.path.join(d, "v9.gguf")
+            with open(v9, "wb") as f:
+                f.write(data[:4] + bytes([9, 0, 0, 0]) + data[8:])
+            self.assert_fails(["--model", v9], 1, "UNIMPLEMENTED", "GGUF version 9")
+            # gold.gguf says llama but has no model keys.
+            self.assert_fails(["--model", gold], 1, "INVALID_ARGUMENT", "'llama.embedding_length'")
 
 
 if __name__ == "__main__":

