@@ -3,6 +3,7 @@
 #include "server/rag/collections.h"
 
 #include <cmath>
+#include <filesystem>
 
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/rag/chunker.h"
