@@ -4,8 +4,11 @@
 #   1. ASan + UBSan (build-asan, also the libFuzzer targets): the unit tests and the serving / RAG integration
 #      tests against the instrumented binaries; leaks are findings.
 #   2. Fuzzing: every fuzz target for QRAG_FUZZ_SECONDS (default 30) from its seeds (tests/run-fuzz.sh).
-#   3. TSan (build-tsan): the engine, scheduler, work queue, thread pool and serving tests.
-# QRAG_HARDENING_STEPS=asan,fuzz,tsan selects steps. Prints each step's time. Exits non-zero on any finding.
+#   3. TSan (build-tsan): the engine, scheduler, work queue and thread pool (two-thread GEMM) tests.
+#   tsan-serving (not in CI's default: building the whole server under TSan does not fit CI's time budget):
+#      the C++ client/server tests and the serving integration test against a TSan-built qrag-server.
+# QRAG_HARDENING_STEPS=asan,fuzz,tsan (the default) selects steps. Prints each step's time. Exits non-zero on any
+# finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps="${QRAG_HARDENING_STEPS:-asan,fuzz,tsan}"
@@ -44,9 +47,18 @@ fuzz() {
 tsan() {
   bash tests/configure-sanitized.sh build-tsan thread
   timed "tsan build" cmake --build build-tsan --parallel "$jobs" --target engine_test scheduler_test common_test \
-    cpu_backend_test client_server_test qrag-server qrag-run qrag-make-model qrag
+    cpu_gemm_test
+  # The thread pool through the GEMMs that split work across two threads.
   timed "tsan tests" ctest --test-dir build-tsan --output-on-failure --timeout 1800 -j "$test_jobs" \
-    -R '^(EngineTest|SchedulerTest|Scheduler|WorkQueue|ThreadPool|CpuBackend|client_server_test|serving_integration|ClientServer)'
+    -R '^(EngineTest|BlockManager|Scheduler|SchedulerTrace|RequestLimits|WorkQueue|Echo|CpuGemmBatchInvariance\..*_M64_.*Threads2)'
+}
+
+tsan_serving() {
+  bash tests/configure-sanitized.sh build-tsan thread
+  timed "tsan serving build" cmake --build build-tsan --parallel "$jobs" --target client_server_test qrag-server \
+    qrag-run qrag-make-model qrag
+  timed "tsan serving tests" ctest --test-dir build-tsan --output-on-failure --timeout 1800 -j "$test_jobs" \
+    -R '^(ClientServerTest|ClientTest|serving_integration)'
 }
 
 IFS=, read -ra wanted <<< "$steps"
@@ -56,7 +68,8 @@ for s in "${wanted[@]}"; do
     asan) asan ;;
     fuzz) fuzz ;;
     tsan) tsan ;;
-    *) echo "run-hardening: unknown step '$s' (asan, fuzz, tsan)" >&2; exit 2 ;;
+    tsan-serving) tsan_serving ;;
+    *) echo "run-hardening: unknown step '$s' (asan, fuzz, tsan, tsan-serving)" >&2; exit 2 ;;
   esac
 done
 echo "hardening: all steps (${steps}) passed in $((SECONDS - t_all)) s"

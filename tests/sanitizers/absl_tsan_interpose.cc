@@ -6,7 +6,9 @@
 // for every caller, the library itself included), calls the library's own code found with
 // dlsym(RTLD_NEXT), and tells TSan what happened with its mutex annotations (sanitizer/tsan_interface.h).
 // The waits (Await, CondVar::Wait, the LockWhen family's) release and re-take the lock inside; they are
-// annotated as an unlock before and a lock after.
+// annotated as an unlock before and a lock after. The library evaluates their Condition while it holds the lock
+// internally (on the waiting thread or on the thread that unlocks), which TSan cannot see: the Condition is
+// wrapped so that its evaluation acquires the mutex's clock before and releases into it after.
 #include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
 
@@ -39,6 +41,18 @@ void PreLock(const void* m, unsigned flags) { __tsan_mutex_pre_lock(const_cast<v
 void PostLock(const void* m, unsigned flags) { __tsan_mutex_post_lock(const_cast<void*>(m), flags, 0); }
 void PreUnlock(const void* m, unsigned flags) { __tsan_mutex_pre_unlock(const_cast<void*>(m), flags); }
 void PostUnlock(const void* m, unsigned flags) { __tsan_mutex_post_unlock(const_cast<void*>(m), flags); }
+
+// A Condition evaluated "under" the mutex as far as TSan knows.
+struct Guarded {
+  const Condition* cond;
+  void* mu;
+};
+bool EvalGuarded(Guarded* g) {
+  __tsan_acquire(g->mu);
+  const bool r = g->cond->Eval();
+  __tsan_release(g->mu);
+  return r;
+}
 
 }  // namespace
 
@@ -93,23 +107,29 @@ bool Mutex::ReaderTryLock() {
 
 void Mutex::LockWhen(const Condition& cond) {
   QRAG_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, 0);
-  real(this, cond);
+  real(this, wrapped);
   PostLock(this, 0);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   QRAG_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, kRead);
-  real(this, cond);
+  real(this, wrapped);
   PostLock(this, kRead);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Duration),
             "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, 0);
-  const bool r = real(this, cond, timeout);
+  const bool r = real(this, wrapped, timeout);
   PostLock(this, 0);
   return r;
 }
@@ -117,17 +137,21 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Time),
             "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, 0);
-  const bool r = real(this, cond, deadline);
+  const bool r = real(this, wrapped, deadline);
   PostLock(this, 0);
   return r;
 }
 
 void Mutex::Await(const Condition& cond) {
   QRAG_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreUnlock(this, 0);
   PostUnlock(this, 0);
-  real(this, cond);
+  real(this, wrapped);
   PreLock(this, 0);
   PostLock(this, 0);
 }
@@ -135,9 +159,11 @@ void Mutex::Await(const Condition& cond) {
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Duration),
             "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreUnlock(this, 0);
   PostUnlock(this, 0);
-  const bool r = real(this, cond, timeout);
+  const bool r = real(this, wrapped, timeout);
   PreLock(this, 0);
   PostLock(this, 0);
   return r;
@@ -146,9 +172,11 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Time),
             "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  Guarded g{&cond, this};
+  const Condition wrapped(&EvalGuarded, &g);
   PreUnlock(this, 0);
   PostUnlock(this, 0);
-  const bool r = real(this, cond, deadline);
+  const bool r = real(this, wrapped, deadline);
   PreLock(this, 0);
   PostLock(this, 0);
   return r;
