@@ -42,6 +42,15 @@ void PostLock(const void* m, unsigned flags) { __tsan_mutex_post_lock(const_cast
 void PreUnlock(const void* m, unsigned flags) { __tsan_mutex_pre_unlock(const_cast<void*>(m), flags); }
 void PostUnlock(const void* m, unsigned flags) { __tsan_mutex_post_unlock(const_cast<void*>(m), flags); }
 
+// The library's entry points call each other (AwaitWithTimeout calls AwaitWithDeadline, ...), and those calls
+// land here too: only the outermost call on a thread is annotated.
+thread_local int nesting = 0;
+struct Nest {
+  Nest() : outer(nesting++ == 0) {}
+  ~Nest() { --nesting; }
+  const bool outer;
+};
+
 // A Condition evaluated "under" the mutex as far as TSan knows.
 struct Guarded {
   const Condition* cond;
@@ -63,6 +72,8 @@ ABSL_NAMESPACE_BEGIN
 
 void Mutex::Lock() {
   QRAG_REAL(void (*)(Mutex*), "_ZN4absl7debian35Mutex4LockEv");
+  Nest nest;
+  if (!nest.outer) return real(this);
   PreLock(this, 0);
   real(this);
   PostLock(this, 0);
@@ -70,6 +81,8 @@ void Mutex::Lock() {
 
 void Mutex::Unlock() {
   QRAG_REAL(void (*)(Mutex*), "_ZN4absl7debian35Mutex6UnlockEv");
+  Nest nest;
+  if (!nest.outer) return real(this);
   PreUnlock(this, 0);
   real(this);
   PostUnlock(this, 0);
@@ -77,6 +90,8 @@ void Mutex::Unlock() {
 
 void Mutex::ReaderLock() {
   QRAG_REAL(void (*)(Mutex*), "_ZN4absl7debian35Mutex10ReaderLockEv");
+  Nest nest;
+  if (!nest.outer) return real(this);
   PreLock(this, kRead);
   real(this);
   PostLock(this, kRead);
@@ -84,6 +99,8 @@ void Mutex::ReaderLock() {
 
 void Mutex::ReaderUnlock() {
   QRAG_REAL(void (*)(Mutex*), "_ZN4absl7debian35Mutex12ReaderUnlockEv");
+  Nest nest;
+  if (!nest.outer) return real(this);
   PreUnlock(this, kRead);
   real(this);
   PostUnlock(this, kRead);
@@ -91,6 +108,8 @@ void Mutex::ReaderUnlock() {
 
 bool Mutex::TryLock() {
   QRAG_REAL(bool (*)(Mutex*), "_ZN4absl7debian35Mutex7TryLockEv");
+  Nest nest;
+  if (!nest.outer) return real(this);
   PreLock(this, __tsan_mutex_try_lock);
   const bool ok = real(this);
   PostLock(this, __tsan_mutex_try_lock | (ok ? 0 : __tsan_mutex_try_lock_failed));
@@ -99,6 +118,8 @@ bool Mutex::TryLock() {
 
 bool Mutex::ReaderTryLock() {
   QRAG_REAL(bool (*)(Mutex*), "_ZN4absl7debian35Mutex13ReaderTryLockEv");
+  Nest nest;
+  if (!nest.outer) return real(this);
   PreLock(this, kRead | __tsan_mutex_try_lock);
   const bool ok = real(this);
   PostLock(this, kRead | __tsan_mutex_try_lock | (ok ? 0 : __tsan_mutex_try_lock_failed));
@@ -107,6 +128,8 @@ bool Mutex::ReaderTryLock() {
 
 void Mutex::LockWhen(const Condition& cond) {
   QRAG_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, 0);
@@ -116,6 +139,8 @@ void Mutex::LockWhen(const Condition& cond) {
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   QRAG_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, kRead);
@@ -126,6 +151,8 @@ void Mutex::ReaderLockWhen(const Condition& cond) {
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Duration),
             "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond, timeout);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, 0);
@@ -137,6 +164,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Time),
             "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond, deadline);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreLock(this, 0);
@@ -147,6 +176,8 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
 
 void Mutex::Await(const Condition& cond) {
   QRAG_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreUnlock(this, 0);
@@ -159,6 +190,8 @@ void Mutex::Await(const Condition& cond) {
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Duration),
             "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond, timeout);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreUnlock(this, 0);
@@ -172,6 +205,8 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
   QRAG_REAL(bool (*)(Mutex*, const Condition&, Time),
             "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
+  Nest nest;
+  if (!nest.outer) return real(this, cond, deadline);
   Guarded g{&cond, this};
   const Condition wrapped(&EvalGuarded, &g);
   PreUnlock(this, 0);
@@ -184,6 +219,8 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
 
 void CondVar::Wait(Mutex* mu) {
   QRAG_REAL(void (*)(CondVar*, Mutex*), "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE");
+  Nest nest;
+  if (!nest.outer) return real(this, mu);
   PreUnlock(mu, 0);
   PostUnlock(mu, 0);
   real(this, mu);
@@ -194,6 +231,8 @@ void CondVar::Wait(Mutex* mu) {
 bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
   QRAG_REAL(bool (*)(CondVar*, Mutex*, Duration),
             "_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
+  Nest nest;
+  if (!nest.outer) return real(this, mu, timeout);
   PreUnlock(mu, 0);
   PostUnlock(mu, 0);
   const bool r = real(this, mu, timeout);
@@ -205,6 +244,8 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
   QRAG_REAL(bool (*)(CondVar*, Mutex*, Time),
             "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  Nest nest;
+  if (!nest.outer) return real(this, mu, deadline);
   PreUnlock(mu, 0);
   PostUnlock(mu, 0);
   const bool r = real(this, mu, deadline);
