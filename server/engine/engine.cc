@@ -172,12 +172,13 @@ void Engine::Impl::Finish(Request* r, const absl::Status& status, FinishReason r
   t.queue_seconds = absl::ToDoubleSeconds((r->scheduled ? r->first_scheduled : now) - r->arrival);
   t.time_to_first_token_seconds = r->has_token ? absl::ToDoubleSeconds(r->first_token - r->arrival) : 0;
   t.total_seconds = absl::ToDoubleSeconds(now - r->arrival);
-  // The sequence leaves the scheduler (its KV blocks freed) and the stats are published before the client
-  // hears the end: a caller that reads Stats() after its call ended never sees it still running.
+  // The sequence leaves the scheduler (its KV blocks freed), the metrics record it and the stats are published
+  // before the client hears the end: a caller that reads Stats() or scrapes the metrics after its call ended,
+  // or once running is back to 0, sees the request finished and counted.
   scheduler_.Remove(&r->seq);
+  if (hooks_.observer != nullptr) hooks_.observer->OnRequestFinished(status, usage, t);
   PublishStats();
   r->observer->OnFinish(status, reason, usage, t);
-  if (hooks_.observer != nullptr) hooks_.observer->OnRequestFinished(status, usage, t);
   const bool was_queued = !r->scheduled;
   requests_.erase(r->id);
   std::lock_guard<std::mutex> lock(mu_);

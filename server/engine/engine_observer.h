@@ -54,7 +54,8 @@ class EngineObserver {
   virtual ~EngineObserver() = default;
   // After every iteration that ran a forward step (also a failed one).
   virtual void OnIteration(const IterationFacts& facts) = 0;
-  // Once per request that was accepted by Submit, when it ends (after its RequestObserver::OnFinish):
+  // Once per request that was accepted by Submit, when it ends (before the engine's stats stop counting it and
+  // before its RequestObserver::OnFinish, so that whoever sees the end also sees it recorded):
   // `status` as given to OnFinish (OK, CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL, ...).
   virtual void OnRequestFinished(const absl::Status& status, const Usage& usage, const Timings& timings) = 0;
   // A request Submit refused (INVALID_ARGUMENT, OUT_OF_RANGE, RESOURCE_EXHAUSTED, UNAVAILABLE, ...). Called on

@@ -492,6 +492,55 @@ class FactsRecorder : public EngineObserver {
   std::vector<absl::StatusCode> rejected;
 };
 
+// The metrics observer has recorded a request when its client hears the end, and before Stats() stops counting
+// it: a /metrics scrape made after the call ended (or once running is back to 0) includes it.
+class FinishedCountAtFinish : public RequestObserver {
+ public:
+  FinishedCountAtFinish(FactsRecorder* facts, Engine* const* engine) : facts_(facts), engine_(engine) {}
+  void OnText(std::string_view, absl::Span<const TokenLogprob>) override {}
+  void OnFinish(const absl::Status&, FinishReason, const Usage&, const Timings&) override {
+    int recorded;
+    {
+      std::lock_guard<std::mutex> lock(facts_->mu);
+      recorded = facts_->finished;
+    }
+    const EngineStats stats = (*engine_)->Stats();
+    std::lock_guard<std::mutex> lock(mu);
+    finished_recorded = recorded;
+    running = stats.running;
+    done = true;
+    cv.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return done; }));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int finished_recorded = -1;
+  int running = -1;
+
+ private:
+  FactsRecorder* facts_;
+  Engine* const* engine_;
+};
+
+TEST_F(EngineTest, MetricsRecordARequestBeforeItsClientHearsTheEnd) {
+  FactsRecorder facts;
+  EngineHooks hooks;
+  hooks.observer = &facts;
+  auto e = Make({}, hooks);
+  Engine* raw = e.get();
+  for (int i = 1; i <= 3; ++i) {
+    auto o = std::make_shared<FinishedCountAtFinish>(&facts, &raw);
+    ASSERT_TRUE(e->Submit(Greedy("the cat", 3), o).ok());
+    o->Wait();
+    EXPECT_EQ(o->finished_recorded, i);
+    EXPECT_EQ(o->running, 0);
+  }
+}
+
 TEST_F(EngineTest, FakeMeter_EightConcurrentChunkedRequests_AttributionSumsToMeteredEnergy_OpsExact) {
   runner_.count_ops = true;
   FakeEnergy energy;
