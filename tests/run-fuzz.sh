@@ -33,6 +33,7 @@ run_one() {
   mkdir -p "$dir/corpus" "$dir/artifacts"
   cp -n tests/fuzz/corpus/"$t"/* "$dir/corpus/" 2>/dev/null || true
   if [ -d "tests/fuzz/regressions/$t" ]; then cp -n tests/fuzz/regressions/"$t"/* "$dir/corpus/" 2>/dev/null || true; fi
+  if [ "$t" = fuzz_gguf ]; then cp -n tests/data/gguf/gold.gguf "$dir/corpus/gold.gguf"; fi
   if [ "$t" = fuzz_jinja ] && [ -d "$shared/data/chat-templates" ]; then
     for f in "$shared"/data/chat-templates/*.jinja; do cp -n "$f" "$dir/corpus/shared_$(basename "$f")"; done
   fi

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -183,11 +184,15 @@ class EngineTest : public ::testing::Test {
 // observer reads Stats() inside OnFinish, the moment a client hears the end (gRPC answers from there).
 class StatsAtFinish : public RequestObserver {
  public:
-  explicit StatsAtFinish(Engine* const* engine) : engine_(engine) {}
+  // `probe`, when set, is also read at that moment (e.g. what the metrics observer has recorded).
+  explicit StatsAtFinish(Engine* const* engine, std::function<int()> probe = nullptr)
+      : engine_(engine), probe_(std::move(probe)) {}
   void OnText(std::string_view, absl::Span<const TokenLogprob>) override {}
   void OnFinish(const absl::Status& status, FinishReason, const Usage&, const Timings&) override {
+    const int probed = probe_ ? probe_() : -1;
     std::lock_guard<std::mutex> lock(mu);
     stats = (*engine_)->Stats();
+    probe_value = probed;
     this->status = status;
     done = true;
     cv.notify_all();
@@ -200,10 +205,12 @@ class StatsAtFinish : public RequestObserver {
   std::condition_variable cv;
   bool done = false;
   EngineStats stats;
+  int probe_value = -1;
   absl::Status status;
 
  private:
   Engine* const* engine_;
+  std::function<int()> probe_;
 };
 
 TEST_F(EngineTest, StatsArePublishedBeforeTheClientHearsTheEnd) {
@@ -494,50 +501,22 @@ class FactsRecorder : public EngineObserver {
 
 // The metrics observer has recorded a request when its client hears the end, and before Stats() stops counting
 // it: a /metrics scrape made after the call ended (or once running is back to 0) includes it.
-class FinishedCountAtFinish : public RequestObserver {
- public:
-  FinishedCountAtFinish(FactsRecorder* facts, Engine* const* engine) : facts_(facts), engine_(engine) {}
-  void OnText(std::string_view, absl::Span<const TokenLogprob>) override {}
-  void OnFinish(const absl::Status&, FinishReason, const Usage&, const Timings&) override {
-    int recorded;
-    {
-      std::lock_guard<std::mutex> lock(facts_->mu);
-      recorded = facts_->finished;
-    }
-    const EngineStats stats = (*engine_)->Stats();
-    std::lock_guard<std::mutex> lock(mu);
-    finished_recorded = recorded;
-    running = stats.running;
-    done = true;
-    cv.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return done; }));
-  }
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  int finished_recorded = -1;
-  int running = -1;
-
- private:
-  FactsRecorder* facts_;
-  Engine* const* engine_;
-};
-
 TEST_F(EngineTest, MetricsRecordARequestBeforeItsClientHearsTheEnd) {
   FactsRecorder facts;
   EngineHooks hooks;
   hooks.observer = &facts;
   auto e = Make({}, hooks);
   Engine* raw = e.get();
+  auto recorded = [&facts] {
+    std::lock_guard<std::mutex> lock(facts.mu);
+    return facts.finished;
+  };
   for (int i = 1; i <= 3; ++i) {
-    auto o = std::make_shared<FinishedCountAtFinish>(&facts, &raw);
+    auto o = std::make_shared<StatsAtFinish>(&raw, recorded);
     ASSERT_TRUE(e->Submit(Greedy("the cat", 3), o).ok());
     o->Wait();
-    EXPECT_EQ(o->finished_recorded, i);
-    EXPECT_EQ(o->running, 0);
+    EXPECT_EQ(o->probe_value, i);
+    EXPECT_EQ(o->stats.running, 0);
   }
 }
 

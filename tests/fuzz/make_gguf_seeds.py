@@ -5,11 +5,10 @@
 
 Seeds (tests/fuzz/make_seeds.py writes those of the other targets; this one needs gguf-py): a tiny llama
 model with a gpt2 tokenizer and a tiny qwen2 model with biases and a SentencePiece-style tokenizer (F32, Q8_0,
-Q4_0, Q4_1, Q5_0, Q5_1 tensors), a metadata-only file with nested arrays, a header cut short, and a copy of
-the reader's gold file tests/data/gguf/gold.gguf (every block type, K-quants included).
+Q4_0, Q4_1, Q5_0, Q5_1 tensors), a metadata-only file with nested arrays, a header cut short. The reader's gold file tests/data/gguf/gold.gguf (every block type, K-quants included)
+is added to the fuzzer's working corpus by tests/run-fuzz.sh (one committed copy, not two).
 """
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -94,7 +93,6 @@ def main():
     with open(os.path.join(out, "truncated_header.gguf"), "wb") as f:
         f.write(head)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    shutil.copyfile(os.path.join(root, "tests", "data", "gguf", "gold.gguf"), os.path.join(out, "gold.gguf"))
 
 
 if __name__ == "__main__":
