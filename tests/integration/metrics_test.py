@@ -382,9 +382,16 @@ class MeteredServers(unittest.TestCase):
             self.assertGreater(r.usage.energy_joules, 0, r.usage)
             self.assertEqual(r.usage.tensor_ops,
                              analytic_ops(llama2c_shape(st.MODEL), r.usage.prompt_tokens, r.usage.completion_tokens))
-        text = server.scrape()
+        # The device energy counter grows between two samples of the meter's thread (every 20 ms), not with
+        # the requests: wait (up to 10 s) until it has, so a fast run is not read before the second sample.
+        deadline = time.time() + 10
+        while True:
+            text = server.scrape()
+            s = parse_exposition(text)
+            if values(s, "qrag_gpu_energy_joules_total")[0] > 0 or time.time() > deadline:
+                break
+            time.sleep(0.05)
         self.promtool(text)
-        s = parse_exposition(text)
         attributed = values(s, "qrag_attributed_energy_joules_total")[0]
         charged = sum(r.usage.energy_joules for r in replies)
         self.assertAlmostEqual(charged, attributed, delta=0.01 * attributed)  # the shares sum to the metered energy
