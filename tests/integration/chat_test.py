@@ -161,6 +161,63 @@ class SmolLM2Chat(unittest.TestCase):
         self.server.wait_idle()
 
 
+    # --- the qrag CLI ---------------------------------------------------------------------------------------
+
+    def cli(self, *args, **kwargs):
+        return subprocess.run([st.ARGS.cli_bin, "chat", "--server", self.server.address, *args], capture_output=True,
+                              timeout=300, **kwargs)
+
+    def test_cli_one_shot(self):
+        p = self.cli("--message", "What is the capital of France?", "--temperature", "0")
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        expected = self.stub.Chat(chat(("user", "What is the capital of France?"), max_tokens=512), timeout=120)
+        self.assertEqual(p.stdout.decode(), expected.message.content + "\n")
+        self.assertIn("finish=stop", p.stderr.decode())
+        p = self.cli("--message", "x", "--model", "nope")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("qrag: NOT_FOUND", p.stderr.decode())
+        p = self.cli("--message", "")
+        self.assertEqual(p.returncode, 2)
+
+    def test_cli_session_keeps_history_and_commands(self):
+        script = ("My name is Ada.\n/system You always answer in one short sentence.\nWhat is my name?\n"
+                  "/reset\n/help\n/quit\nnever sent\n")
+        p = self.cli("--temperature", "0", "--max-tokens", "40", "--show-prompt", input=script.encode())
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("system prompt set", err)
+        self.assertIn("conversation cleared", err)
+        self.assertIn("/rag [COLLECTION]", err)
+        # The second turn's prompt holds the first exchange and the system prompt.
+        prompts = err.split("qrag: prompt (")
+        self.assertEqual(len(prompts), 3, err)  # two turns; "never sent" came after /quit
+        self.assertIn("<|im_start|>system\nYou always answer in one short sentence.<|im_end|>", prompts[2])
+        self.assertIn("<|im_start|>user\nMy name is Ada.<|im_end|>\n<|im_start|>assistant\n", prompts[2])
+        self.assertEqual(p.stdout.decode().count("\n"), 2)
+
+    def test_cli_ctrl_c_cancels_the_answer_not_the_session(self):
+        proc = subprocess.Popen([st.ARGS.cli_bin, "chat", "--server", self.server.address, "--temperature", "0",
+                                 "--max-tokens", "900"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            proc.stdin.write(b"Write a very long story about a dragon, with many chapters.\n")
+            proc.stdin.flush()
+            proc.stdout.read1(1)  # the answer has started streaming
+            proc.send_signal(2)   # SIGINT
+            st.wait_for(lambda: self.server.stats().running == 0, 60, "the cancelled answer to leave the engine")
+            proc.stdin.write(b"What is the capital of France?\n/quit\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        self.assertEqual(proc.returncode, 0, err.decode())
+        self.assertIn("answer cancelled", err.decode())
+        self.assertIn("Paris", out.decode())
+        self.assertEqual(err.decode().count("finish=stop"), 1)  # only the second question was answered
+        self.server.wait_idle()
+
+
 class TemplateSources(unittest.TestCase):
     """--chat-template, a model without a template, a template that rejects or does not parse."""
 
