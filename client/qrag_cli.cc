@@ -325,10 +325,12 @@ int Models(Client& client, const Args& a) {
   absl::StatusOr<std::vector<qrag::v1::ModelInfo>> models = client.ListModels(CallOptionsOf(a));
   if (!models.ok()) return RpcError(models.status());
   for (const qrag::v1::ModelInfo& m : *models) {
-    std::printf("%s%s  %s %s, %lld parameters, %d layers, dim %d, vocab %d, context %d, tokenizer %s\n",
+    std::printf("%s%s  %s %s, %lld parameters, %d layers, dim %d, vocab %d, context %d, tokenizer %s, %s\n",
                 m.name().c_str(), m.is_default() ? " (default)" : "", m.architecture().c_str(),
                 m.precision().c_str(), static_cast<long long>(m.parameters()), m.n_layers(), m.dim(),
-                m.vocab_size(), m.context_length(), m.tokenizer().c_str());
+                m.vocab_size(), m.context_length(), m.tokenizer().c_str(),
+                m.chat_template().empty() ? "no chat template"
+                                          : absl::StrCat("chat template from ", m.chat_template()).c_str());
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 //
 //   qrag-run --model PATH [--quant fp32|bf16|fp8|int8|w4] [--device cuda|cpu|auto] --prompt TEXT --max-tokens N
 //            [--temperature T --top-p P --top-k K --min-p P --repetition-penalty R --seed S --stop STR]
+//   qrag-run --model PATH --chat --message TEXT [--system TEXT] [--chat-template FILE] ...   (one chat turn)
 //
 // Prints the completion (not the prompt) to stdout as it is generated, followed by a newline, and the
 // speed to stderr. Exit status 0 on success, 2 for bad command-line usage, 1 for any other error.
@@ -9,15 +10,18 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "server/common/cli.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/registry.h"
 #include "server/common/mapped_file.h"
 #include "server/common/status.h"
+#include "server/chat/chat_format.h"
 #include "server/engine/generator.h"
 #include "server/engine/model_bundle.h"
 #include "server/model/host_tensor.h"
@@ -42,6 +46,9 @@ struct RunFlags {
   }();
   std::vector<std::string> stop;
   bool reference = false;
+  // --chat: the model's chat template over --message (and --system) instead of a raw prompt.
+  bool chat = false;
+  std::string message, system;
 };
 
 void AddRunFlags(CLI::App& app, RunFlags* f) {
@@ -57,6 +64,11 @@ void AddRunFlags(CLI::App& app, RunFlags* f) {
   cli::AddNumber(app, "--seed", &f->sampling.seed, "random seed (default: random)");
   cli::AddRepeated(app, "--stop", &f->stop, "stop before this text (repeatable)");
   cli::AddNumber(app, "--context", &f->context, "context length to allocate (0: min(model's, 4096))");
+  app.add_flag("--chat", f->chat,
+               "one chat turn: --message (and --system) through the model's chat template (see --chat-template); "
+               "prints the answer");
+  app.add_option("--message", f->message, "with --chat: the user's message")->type_name("TEXT");
+  app.add_option("--system", f->system, "with --chat: the system prompt")->type_name("TEXT");
   app.add_flag("--reference", f->reference,
                "use the CPU backend's plain-loop reference kernels (slow; for checking; implies --device cpu)");
 }
@@ -66,6 +78,14 @@ absl::Status ValidateRunFlags(RunFlags* f) {
   QRAG_RETURN_IF_ERROR(tools::ValidateModelFlags(f->model));
   if (!f->prompt.empty() && !f->prompt_file.empty()) {
     return absl::InvalidArgumentError("give --prompt or --prompt-file, not both");
+  }
+  if (f->chat) {
+    if (f->message.empty()) return absl::InvalidArgumentError("--chat needs --message TEXT");
+    if (!f->prompt.empty() || !f->prompt_file.empty()) {
+      return absl::InvalidArgumentError("--chat takes --message, not --prompt / --prompt-file");
+    }
+  } else if (!f->message.empty() || !f->system.empty()) {
+    return absl::InvalidArgumentError("--message and --system go with --chat");
   }
   if (f->reference) {
     if (f->model.device == backend::Device::kCuda) {
@@ -96,6 +116,25 @@ absl::Status Run(const RunFlags& args) {
 
   engine::GenerateRequest request;
   request.prompt = prompt;
+  std::unique_ptr<chat::ChatFormat> chat_format;
+  if (args.chat) {
+    QRAG_ASSIGN_OR_RETURN(std::optional<chat::TemplateSource> source,
+                          chat::FindChatTemplate(args.model.model, args.model.chat_template));
+    if (!source.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(args.model.model, " has no chat template; give one with --chat-template FILE"));
+    }
+    QRAG_ASSIGN_OR_RETURN(chat_format, chat::ChatFormat::Create(*std::move(source), tokenizer));
+    std::vector<chat::Message> messages;
+    if (!args.system.empty()) messages.push_back({"system", args.system});
+    messages.push_back({"user", args.message});
+    QRAG_ASSIGN_OR_RETURN(chat::ChatPrompt rendered, chat_format->Apply(messages, /*add_generation_prompt=*/true));
+    request.prompt = std::move(rendered.text);
+    request.prompt_ids = std::move(rendered.token_ids);
+    request.extra_stop_ids = chat_format->end_of_turn_ids();
+  } else if (!args.model.chat_template.empty()) {
+    return absl::InvalidArgumentError("--chat-template goes with --chat");
+  }
   request.max_tokens = args.max_tokens;
   request.sampling = args.sampling;
   request.stop = args.stop;

@@ -161,6 +161,23 @@ class SmolLM2Chat(unittest.TestCase):
         self.server.wait_idle()
 
 
+    def test_qrag_run_chat_offline_equals_the_server(self):
+        q = "Name three colours."
+        p = subprocess.run([st.ARGS.run_bin, "--model", SMOLLM2, "--chat", "--system", "Be brief.", "--message", q,
+                            "--temperature", "0", "--max-tokens", "48", "--threads", "1"], capture_output=True,
+                           timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        served = self.stub.Chat(chat(("system", "Be brief."), ("user", q)), timeout=120)
+        self.assertEqual(p.stdout.decode(), served.message.content + "\n")
+        self.assertIn("finish=" + served.finish_reason, p.stderr.decode())
+        p = subprocess.run([st.ARGS.run_bin, "--model", st.MODEL, "--chat", "--message", "hi"], capture_output=True,
+                           timeout=120)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--chat-template", p.stderr.decode())
+        p = subprocess.run([st.ARGS.run_bin, "--model", SMOLLM2, "--chat"], capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--message", p.stderr.decode())
+
     # --- the qrag CLI ---------------------------------------------------------------------------------------
 
     def cli(self, *args, **kwargs):
