@@ -49,7 +49,9 @@ if ! "$build/client/qrag" health --server "$addr" --wait 600; then
   exit 1
 fi
 "$build/client/qrag" models --server "$addr"
+next="chat --server 127.0.0.1:50051"
 if "$build/client/qrag" models --server "$addr" | grep -q "no chat template"; then
+  next="generate --server 127.0.0.1:50051 --prompt \"Once upon a time\" --stream"
   echo "setup: this model has no chat template: qrag generate --server $addr --prompt ... --stream"
   echo "----"
   "$build/client/qrag" generate --server "$addr" --prompt "$message" --max-tokens 200 --temperature 0.8 \
@@ -67,6 +69,6 @@ wait "$server_pid" || status=$?
 trap 'rm -f "$log"' EXIT
 cat "$log" >&2
 if [ "$status" -ne 0 ]; then echo "setup: qrag-server exited with status $status" >&2; exit 1; fi
-echo "setup: done (qrag-server stopped cleanly). Chat interactively:"
+echo "setup: done (qrag-server stopped cleanly). Serve it again and talk to it:"
 echo "  $build/server/tools/qrag-server --model $model --listen 127.0.0.1:50051 &"
-echo "  $build/client/qrag chat --server 127.0.0.1:50051"
+echo "  $build/client/qrag $next"
