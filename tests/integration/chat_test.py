@@ -14,6 +14,7 @@ QRAG_REQUIRE_SHARED=1.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -174,9 +175,20 @@ class SmolLM2Chat(unittest.TestCase):
                            timeout=120)
         self.assertEqual(p.returncode, 1)
         self.assertIn("--chat-template", p.stderr.decode())
-        p = subprocess.run([st.ARGS.run_bin, "--model", SMOLLM2, "--chat"], capture_output=True, timeout=60)
+        p = subprocess.run([st.ARGS.run_bin, "--model", SMOLLM2, "--chat", "--prompt", "x"], capture_output=True,
+                           timeout=60)
         self.assertEqual(p.returncode, 2)
         self.assertIn("--message", p.stderr.decode())
+        # Without --message: a conversation, one message per line, history kept (the second prompt is longer
+        # by the first exchange), /reset and /quit.
+        p = subprocess.run([st.ARGS.run_bin, "--model", SMOLLM2, "--chat", "--temperature", "0", "--max-tokens", "16",
+                            "--threads", "1"], input=b"My name is Ada.\nWhat is my name?\n/reset\nHi\n/quit\nx\n",
+                           capture_output=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        sizes = [int(m) for m in re.findall(r"prompt (\d+) tokens, generated", p.stderr.decode())]
+        self.assertEqual(len(sizes), 3, p.stderr.decode())
+        self.assertGreater(sizes[1], sizes[0] + 16)
+        self.assertLess(sizes[2], sizes[1])
 
     # --- the qrag CLI ---------------------------------------------------------------------------------------
 
