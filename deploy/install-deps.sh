@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates curl
   # the layer libraries (common, quant, backend, model, engine, rag: docs/architecture.md "Layers")
   libabsl-dev libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   # tests and benchmarks

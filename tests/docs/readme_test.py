@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Runs the README's command blocks as written ("Chat", "Serve it", "RAG"): each ```sh block of those sections
+"""Runs the README's command blocks as written ("Chat", "Serve it", "RAG", "Metrics") and its first command
+(deploy/setup-and-run.sh): each ```sh block of those sections
 becomes one bash script (set -euo pipefail), run from the repository root with the built programs, and its
 output is checked for what the README promises (an answer, passages, the nominee's name).
 
@@ -74,6 +75,24 @@ class ReadmeCommands(unittest.TestCase):
         out, err = run_block(self, self.sections["Serve it"][0])
         self.assertIn("SERVING", out)
         self.assertIn("finish=length", err)  # 100 tokens generated
+
+    def test_metrics_section_runs_as_written(self):
+        out, err = run_block(self, self.sections["Metrics"][0])
+        self.assertRegex(out, r'qrag_generated_tokens_total\{[^}]*\} [1-9]')
+
+    def test_setup_and_run_script(self):
+        """The README's first command (deploy/setup-and-run.sh): packages present, build up to date here, then
+        the default model (the cached SmolLM2 GGUF) served and one streamed chat answer."""
+        env = dict(os.environ, QRAG_DEPS_NO_UPDATE="1")
+        env.pop("QRAG_MODEL", None)
+        p = subprocess.run(["bash", "deploy/setup-and-run.sh"], cwd=REPO, capture_output=True, timeout=1800,
+                           env=env, stdin=subprocess.DEVNULL)
+        out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, out[-3000:] + err[-3000:])
+        self.assertIn("setup: qrag chat --server", out)
+        self.assertIn("finish=", err)
+        self.assertIn("qrag-server: stopped", err)
+        self.assertIn("setup: done", out)
 
     def test_rag_section_runs_as_written(self):
         data = os.path.join(REPO, "rag-data")
