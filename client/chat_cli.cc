@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -21,6 +22,8 @@ namespace qrag::client {
 namespace {
 
 constexpr int32_t kDefaultMaxTokens = 512;
+// Fewer tokens than this left for the answer: the oldest exchange of the conversation is dropped.
+constexpr int32_t kMinAnswerTokens = 64;
 
 std::atomic<bool> g_interrupted{false};
 
@@ -51,9 +54,29 @@ class ChatSession {
   absl::Status Turn(const std::string& text) {
     history_.push_back({"user", text});
     qrag::v1::ChatRequest request = Request();
-    if (args_.show_prompt) {
+    if (!args_.max_tokens.has_value() || args_.show_prompt) {
+      // Without --max-tokens the answer may use what the context leaves (up to kDefaultMaxTokens), and the
+      // oldest exchanges are dropped when the conversation outgrows the context. (Passages of --rag are added
+      // by the server and fitted there; they are not counted here.)
       absl::StatusOr<qrag::v1::ApplyChatTemplateResponse> shown = client_.ApplyChatTemplate(request, call_);
-      if (shown.ok()) {
+      if (shown.ok() && !args_.max_tokens.has_value()) {
+        absl::StatusOr<qrag::v1::ModelInfo> info = client_.GetModelInfo(args_.model, call_);
+        if (info.ok()) {
+          while (info->context_length() - shown->token_ids_size() < kMinAnswerTokens && history_.size() > 2) {
+            history_.erase(history_.begin(), history_.begin() + 2);
+            std::fprintf(stderr, "qrag: the conversation outgrew the context (%d tokens); dropped its oldest exchange\n",
+                         info->context_length());
+            request = Request();
+            shown = client_.ApplyChatTemplate(request, call_);
+            if (!shown.ok()) break;
+          }
+          if (shown.ok()) {
+            const int room = info->context_length() - shown->token_ids_size();
+            request.set_max_tokens(std::max(1, std::min(kDefaultMaxTokens, room)));
+          }
+        }
+      }
+      if (shown.ok() && args_.show_prompt) {
         std::fprintf(stderr, "qrag: prompt (%d tokens):\n%s\n", shown->token_ids_size(), shown->prompt().c_str());
       }
     }

@@ -13,6 +13,8 @@
 // it for every turn; /rag alone turns retrieval off), /help, /quit (or end of input). Ctrl-C while an answer
 // streams cancels that answer (the server frees its work at once; the unanswered message is dropped from the
 // history); Ctrl-C at the prompt does not end the session. An RPC error is printed and the session goes on.
+// Without --max-tokens an answer may take what the context leaves, up to 512 tokens, and when fewer than 64
+// tokens are left the oldest exchanges are dropped (said on stderr) so the conversation can go on.
 #ifndef QRAG_CLIENT_CHAT_CLI_H_
 #define QRAG_CLIENT_CHAT_CLI_H_
 

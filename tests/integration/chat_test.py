@@ -224,6 +224,16 @@ class SmolLM2Chat(unittest.TestCase):
         self.assertIn("<|im_start|>user\nMy name is Ada.<|im_end|>\n<|im_start|>assistant\n", prompts[2])
         self.assertEqual(p.stdout.decode().count("\n"), 2)
 
+    def test_cli_session_outgrowing_the_context_drops_the_oldest_exchange(self):
+        line = "Reply with one word only. " + "blah " * 200 + "\n"  # about 210 tokens; the context is 1024
+        p = self.cli("--temperature", "0", input=(line * 6).encode())
+        err = p.stderr.decode()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(err.count("finish="), 6, err)  # every message answered
+        self.assertIn("dropped its oldest exchange", err)
+        self.assertNotIn("qrag: INVALID_ARGUMENT", err)
+        self.assertNotIn("qrag: OUT_OF_RANGE", err)
+
     def test_cli_ctrl_c_cancels_the_answer_not_the_session(self):
         proc = subprocess.Popen([st.ARGS.cli_bin, "chat", "--server", self.server.address, "--temperature", "0",
                                  "--max-tokens", "900"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
