@@ -181,7 +181,7 @@ INSTANTIATE_TEST_SUITE_P(Schemes, Stories260KQuant,
                          ::testing::Values(QuantCase{Precision::kBF16, 0.97, 0.002},
                                            QuantCase{Precision::kFP8, 0.90, 0.05},
                                            QuantCase{Precision::kInt8, 0.95, 0.01},
-                                           QuantCase{Precision::kW4, 0.75, 0.3}),
+                                           QuantCase{Precision::kW4, 0.85, 0.1}),
                          [](const auto& info) { return std::string(backend::PrecisionName(info.param.precision)); });
 
 // Fast kernels agree with the reference kernels in every precision, position by position.
