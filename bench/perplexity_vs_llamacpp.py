@@ -2,7 +2,7 @@
 """qrag's perplexity (`qrag-run --perplexity`) beside llama.cpp's on the same GGUF model and text.
 
 usage: perplexity_vs_llamacpp.py --model M.gguf --text FILE [--ctx 512] [--qrag-run build/server/tools/qrag-run]
-                                 [--quants fp32,bf16,fp8,int8,w4] [--threads 2]
+                                 [--quants "fp32,bf16,fp8,int8,w4,w4 --w4-grid symmetric"] [--threads 2]
 
 Needs numpy and llama-cpp-python (e.g. /work/venv-gguf/bin/python, or `python3 -m venv v && v/bin/pip install
 numpy llama-cpp-python`). llama.cpp's side uses the definition of server/engine/perplexity.h, computed here
@@ -50,9 +50,10 @@ def llamacpp_perplexity(model, text, ctx, threads):
             "tok_s": windows * ctx / seconds}
 
 
-def qrag_perplexity(binary, model, text_file, ctx, quant, threads):
-    cmd = [binary, "--model", model, "--quant", quant, "--device", "cpu", "--perplexity", text_file, "--ctx",
-           str(ctx)]
+def qrag_perplexity(binary, model, text_file, ctx, run, threads):
+    quant, *extra = run.split()
+    cmd = [binary, "--model", model, "--quant", quant, *extra, "--device", "cpu", "--perplexity", text_file,
+           "--ctx", str(ctx)]
     if threads:
         cmd += ["--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -72,7 +73,9 @@ def main():
     ap.add_argument("--text", required=True)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--qrag-run", default=os.path.join("build", "server", "tools", "qrag-run"))
-    ap.add_argument("--quants", default="fp32,bf16,fp8,int8,w4")
+    ap.add_argument("--quants", default="fp32,bf16,fp8,int8,w4",
+                    help="comma-separated qrag runs: a --quant value, optionally followed by more qrag-run flags "
+                         "(e.g. 'w4 --w4-grid symmetric --classifier-quant w4')")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     with open(args.text, encoding="utf-8") as f:
@@ -80,9 +83,9 @@ def main():
 
     ref = llamacpp_perplexity(args.model, text, args.ctx, args.threads)
     rows = [("llama.cpp (GGUF as stored)", ref)]
-    for quant in [q for q in args.quants.split(",") if q]:
-        rows.append((f"qrag --quant {quant}", qrag_perplexity(args.qrag_run, args.model, args.text, args.ctx,
-                                                              quant, args.threads)))
+    for run in [q.strip() for q in args.quants.split(",") if q.strip()]:
+        rows.append((f"qrag --quant {run}", qrag_perplexity(args.qrag_run, args.model, args.text, args.ctx, run,
+                                                            args.threads)))
     print(f"model {os.path.basename(args.model)}, text {os.path.basename(args.text)}, window {args.ctx}\n")
     print("| run | text tokens | scored | mean NLL (nats) | perplexity | vs llama.cpp | tokens/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
