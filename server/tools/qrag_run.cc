@@ -183,7 +183,12 @@ int Main(int argc, char** argv) {
                 "Face Llama/Mistral/Qwen2 directory: the completion to stdout, the speed to stderr.");
   RunFlags flags;
   AddRunFlags(*app, &flags);
-  cli::ParseFlagsOrExit(*app, argc, argv, [&] { return ValidateRunFlags(&flags); });
+  cli::ParseFlagsOrExit(*app, argc, argv, [&]() -> absl::Status {
+    if (app->count("--ctx") > 0 && flags.perplexity_file.empty()) {
+      return absl::InvalidArgumentError("--ctx is the --perplexity window: give --perplexity FILE with it");
+    }
+    return ValidateRunFlags(&flags);
+  });
   if (absl::Status s = Run(flags); !s.ok()) {
     std::fprintf(stderr, "qrag-run: error: %s\n", s.ToString().c_str());
     return 1;

@@ -206,6 +206,13 @@ TEST_F(Stories260KPerplexity, QragRunErrorsExitOne) {
     EXPECT_THAT(run.output, HasSubstr("qrag-run: error:")) << c.args;
     EXPECT_THAT(run.output, HasSubstr(c.message)) << c.args;
   }
+  // Usage errors (exit 2): --ctx without --perplexity, --perplexity with a prompt.
+  for (const std::string& args : {std::string("--ctx 64 --max-tokens 4"),
+                                  absl::StrCat("--perplexity '", text, "' --prompt hi")}) {
+    const RunResult run = RunQragRun(model + args, true);
+    EXPECT_EQ(run.exit_code, 2) << args << ": " << run.output;
+    EXPECT_THAT(run.output, HasSubstr("--perplexity")) << args;
+  }
 }
 
 }  // namespace
