@@ -123,6 +123,36 @@ absl::StatusOr<qrag::v1::GenerateResponse> Client::Generate(const qrag::v1::Gene
   return response;
 }
 
+namespace {
+
+// Reads a server stream into `on_message` (false: cancel); the last message, which must carry finish_reason.
+template <typename Response, typename Callback>
+absl::StatusOr<Response> ReadStream(grpc::ClientContext& context, grpc::ClientReader<Response>& reader,
+                                    const Callback& on_message) {
+  Response message, last;
+  bool cancelled = false;
+  while (reader.Read(&message)) {
+    if (on_message && !on_message(message)) {
+      cancelled = true;
+      context.TryCancel();
+      while (reader.Read(&message)) {  // drain what is already in flight
+      }
+      break;
+    }
+    last = std::move(message);
+    message.Clear();
+  }
+  grpc::Status s = reader.Finish();
+  if (cancelled) return absl::CancelledError("stream cancelled by the caller");
+  if (!s.ok()) return FromGrpcStatus(s);
+  if (last.finish_reason().empty()) {
+    return absl::InternalError("the stream ended without a final message (no finish_reason)");
+  }
+  return last;
+}
+
+}  // namespace
+
 absl::StatusOr<qrag::v1::GenerateStreamResponse> Client::GenerateStream(const qrag::v1::GenerateRequest& request,
                                                                         const StreamCallback& on_message,
                                                                         const CallOptions& call) {
@@ -130,26 +160,36 @@ absl::StatusOr<qrag::v1::GenerateStreamResponse> Client::GenerateStream(const qr
   Prepare(options_, call, &context);
   std::unique_ptr<grpc::ClientReader<qrag::v1::GenerateStreamResponse>> reader =
       stubs_->inference->GenerateStream(&context, request);
-  qrag::v1::GenerateStreamResponse message, last;
-  bool cancelled = false;
-  while (reader->Read(&message)) {
-    if (on_message && !on_message(message)) {
-      cancelled = true;
-      context.TryCancel();
-      while (reader->Read(&message)) {  // drain what is already in flight
-      }
-      break;
-    }
-    last = std::move(message);
-    message.Clear();
-  }
-  grpc::Status s = reader->Finish();
-  if (cancelled) return absl::CancelledError("stream cancelled by the caller");
+  return ReadStream(context, *reader, on_message);
+}
+
+absl::StatusOr<qrag::v1::ChatResponse> Client::Chat(const qrag::v1::ChatRequest& request, const CallOptions& call) {
+  grpc::ClientContext context;
+  Prepare(options_, call, &context);
+  qrag::v1::ChatResponse response;
+  grpc::Status s = stubs_->inference->Chat(&context, request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
-  if (last.finish_reason().empty()) {
-    return absl::InternalError("the stream ended without a final message (no finish_reason)");
-  }
-  return last;
+  return response;
+}
+
+absl::StatusOr<qrag::v1::ChatStreamResponse> Client::ChatStream(const qrag::v1::ChatRequest& request,
+                                                                const ChatStreamCallback& on_message,
+                                                                const CallOptions& call) {
+  grpc::ClientContext context;
+  Prepare(options_, call, &context);
+  std::unique_ptr<grpc::ClientReader<qrag::v1::ChatStreamResponse>> reader =
+      stubs_->inference->ChatStream(&context, request);
+  return ReadStream(context, *reader, on_message);
+}
+
+absl::StatusOr<qrag::v1::ApplyChatTemplateResponse> Client::ApplyChatTemplate(const qrag::v1::ChatRequest& request,
+                                                                              const CallOptions& call) {
+  grpc::ClientContext context;
+  Prepare(options_, call, &context);
+  qrag::v1::ApplyChatTemplateResponse response;
+  grpc::Status s = stubs_->inference->ApplyChatTemplate(&context, request, &response);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return response;
 }
 
 absl::StatusOr<std::vector<qrag::v1::ModelInfo>> Client::ListModels(const CallOptions& call) {

@@ -70,6 +70,9 @@ const char* HealthStatusName(HealthStatus status);
 // returns CANCELLED and the server frees the request's resources.
 using StreamCallback = std::function<bool(const qrag::v1::GenerateStreamResponse&)>;
 
+// Called with every ChatStream message, in order; false cancels the call, as for GenerateStream.
+using ChatStreamCallback = std::function<bool(const qrag::v1::ChatStreamResponse&)>;
+
 // grpc::Status -> absl::Status, same code and message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
@@ -90,6 +93,15 @@ class Client {
   absl::StatusOr<qrag::v1::GenerateStreamResponse> GenerateStream(const qrag::v1::GenerateRequest& request,
                                                                   const StreamCallback& on_message,
                                                                   const CallOptions& call = {});
+
+  // A conversation answered with the model's chat template (qrag.v1.Inference.Chat / ChatStream).
+  absl::StatusOr<qrag::v1::ChatResponse> Chat(const qrag::v1::ChatRequest& request, const CallOptions& call = {});
+  absl::StatusOr<qrag::v1::ChatStreamResponse> ChatStream(const qrag::v1::ChatRequest& request,
+                                                          const ChatStreamCallback& on_message,
+                                                          const CallOptions& call = {});
+  // The rendered template and the token ids the model would see.
+  absl::StatusOr<qrag::v1::ApplyChatTemplateResponse> ApplyChatTemplate(const qrag::v1::ChatRequest& request,
+                                                                        const CallOptions& call = {});
 
   absl::StatusOr<std::vector<qrag::v1::ModelInfo>> ListModels(const CallOptions& call = {});
   absl::StatusOr<qrag::v1::ModelInfo> GetModelInfo(std::string_view model, const CallOptions& call = {});

@@ -1,5 +1,6 @@
 // qrag: the command-line client of a qrag server.
 //
+//   qrag chat     --server ADDR [--message TEXT] [--system TEXT] [--rag C] ...   (client/chat_cli.h)
 //   qrag generate --server ADDR --prompt TEXT [--max-tokens N --temperature T --top-p P --top-k K --min-p P
 //                 --repetition-penalty R --seed S --stop STR --logprobs N --model NAME --stream
 //                 --timeout SECONDS]
@@ -35,6 +36,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/bench.h"
+#include "client/chat_cli.h"
 #include "client/client.h"
 #include "client/rag_cli.h"
 #include "server/common/cli.h"
@@ -90,6 +92,8 @@ struct Args {
   std::string stats_model;
   // RAG commands and generate --rag (client/rag_cli.h)
   RagArgs rag;
+  // chat (client/chat_cli.h)
+  ChatArgs chat;
   // bench
   int concurrency = 1;
   int requests = 16;
@@ -203,7 +207,9 @@ void AddCommands(CLI::App& app, Args* a) {
       ->type_name("SECONDS");
   bench->add_flag("--json", a->json, "print the report as JSON");
 
-  std::vector<CLI::App*> commands = {generate, models, health, stats, bench};
+  CLI::App* chat = AddChatCommand(app, &a->chat, &a->rag);
+
+  std::vector<CLI::App*> commands = {chat, generate, models, health, stats, bench};
   for (CLI::App* rag : AddRagCommands(app, &a->rag)) commands.push_back(rag);
   for (CLI::App* command : commands) AddConnectionFlags(*command, &a->connection);
 }
@@ -226,6 +232,7 @@ absl::Status ValidateArgs(const std::string& command, Args* a) {
     }
   }
   if (IsRagCommand(command)) QRAG_RETURN_IF_ERROR(ValidateRagArgs(command, a->rag));
+  if (command == "chat") QRAG_RETURN_IF_ERROR(ValidateChatArgs(a->chat));
   if (command == "bench") {
     if (a->concurrency < 1 || a->concurrency > 1024) return Usage("--concurrency must be in [1, 1024]");
     if (a->requests < 1 || a->requests > 1000000) return Usage("--requests must be in [1, 1000000]");
@@ -318,10 +325,12 @@ int Models(Client& client, const Args& a) {
   absl::StatusOr<std::vector<qrag::v1::ModelInfo>> models = client.ListModels(CallOptionsOf(a));
   if (!models.ok()) return RpcError(models.status());
   for (const qrag::v1::ModelInfo& m : *models) {
-    std::printf("%s%s  %s %s, %lld parameters, %d layers, dim %d, vocab %d, context %d, tokenizer %s\n",
+    std::printf("%s%s  %s %s, %lld parameters, %d layers, dim %d, vocab %d, context %d, tokenizer %s, %s\n",
                 m.name().c_str(), m.is_default() ? " (default)" : "", m.architecture().c_str(),
                 m.precision().c_str(), static_cast<long long>(m.parameters()), m.n_layers(), m.dim(),
-                m.vocab_size(), m.context_length(), m.tokenizer().c_str());
+                m.vocab_size(), m.context_length(), m.tokenizer().c_str(),
+                m.chat_template().empty() ? "no chat template"
+                                          : absl::StrCat("chat template from ", m.chat_template()).c_str());
   }
   return 0;
 }
@@ -397,6 +406,7 @@ int Main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(options);
   if (!client.ok()) return RpcError(client.status());
   if (IsRagCommand(command)) return RunRagCommand(**client, command, args.rag, CallOptionsOf(args));
+  if (command == "chat") return RunChat(**client, args.chat, args.rag, CallOptionsOf(args));
   if (command == "generate") return Generate(**client, args);
   if (command == "models") return Models(**client, args);
   if (command == "health") return Health(**client, args);

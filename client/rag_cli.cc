@@ -335,14 +335,19 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
   return 0;
 }
 
+std::optional<qrag::v1::RagOptions> RagOptionsOf(const RagArgs& a) {
+  if (a.collection.empty()) return std::nullopt;
+  qrag::v1::RagOptions r;
+  r.set_collection(a.collection);
+  r.set_top_k(a.top_k);
+  r.set_min_score(static_cast<float>(a.min_score.value_or(0.0)));
+  r.set_prompt_template(a.rag_template);
+  *r.mutable_filter() = FilterOf(a.filter);
+  return r;
+}
+
 void ApplyRagToGenerate(const RagArgs& a, qrag::v1::GenerateRequest* request) {
-  if (a.collection.empty()) return;
-  qrag::v1::RagOptions* r = request->mutable_rag();
-  r->set_collection(a.collection);
-  r->set_top_k(a.top_k);
-  r->set_min_score(static_cast<float>(a.min_score.value_or(0.0)));
-  r->set_prompt_template(a.rag_template);
-  *r->mutable_filter() = FilterOf(a.filter);
+  if (std::optional<qrag::v1::RagOptions> r = RagOptionsOf(a)) *request->mutable_rag() = *std::move(r);
 }
 
 void PrintPassages(const google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage>& passages,

@@ -53,6 +53,8 @@ absl::Status ValidateRagArgs(const std::string& command, const RagArgs& args);
 // Runs a RAG command; returns the process exit code (0 ok, 1 RPC or file error).
 int RunRagCommand(const Client& client, const std::string& command, const RagArgs& args, const CallOptions& call);
 
+// The RagOptions of generate's / chat's --rag flags; nullopt without --rag.
+std::optional<qrag::v1::RagOptions> RagOptionsOf(const RagArgs& args);
 // generate --rag: fills request->rag; PrintPassages writes what came back to stderr.
 void ApplyRagToGenerate(const RagArgs& args, qrag::v1::GenerateRequest* request);
 void PrintPassages(const google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage>& passages,

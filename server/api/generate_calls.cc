@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "qrag/v1/inference.grpc.pb.h"
+#include "server/api/chat_generation.h"
 #include "server/api/rag_generation.h"
 #include "server/api/status_mapping.h"
 #include "server/api/validation.h"
@@ -148,9 +149,17 @@ void SubmitAdmitted(Admission admission, Prelude prelude, const StartHooks& hook
 // fitting: milliseconds to seconds of CPU) runs on the work queue, never on the gRPC thread that started the
 // call: gRPC's callback threads are few, and health checks and cheap calls must not wait behind an encoder.
 // Every way the request fails to reach the engine ends in exactly one hooks.fail.
-void StartGeneration(ServingState* state, WorkQueue* work, const grpc::CallbackServerContext& context,
+void StartGeneration(CallKind kind, ServingState* state, WorkQueue* work, const grpc::CallbackServerContext& context,
                      const grpc::ByteBuffer& request, StartHooks hooks) {
-  absl::StatusOr<Admission> admission = AdmitGenerate(*state, context, request);
+  absl::StatusOr<Admission> admission =
+      kind == CallKind::kChat ? AdmitChat(*state, context, request) : AdmitGenerate(*state, context, request);
+  if (admission.ok() && admission->chat.has_value() && !admission->rag.has_value()) {
+    // Rendering and tokenizing a conversation costs what tokenizing a Generate prompt costs (done on this
+    // thread by Engine::Submit too); with rag it runs on the work queue below.
+    if (absl::Status s = RenderChatPrompt(*admission->model, *admission->chat, {}, &admission->request); !s.ok()) {
+      admission = s;
+    }
+  }
   if (!admission.ok()) {
     state->ReportRejected(admission.status());
     hooks.fail(admission.status());
@@ -172,7 +181,10 @@ void StartGeneration(ServingState* state, WorkQueue* work, const grpc::CallbackS
   const absl::Status queued = work->Submit([state, ctx, admitted, pending, hooks, rejected] {
     if (ctx->IsCancelled()) return rejected(EndedBeforeSubmit(*ctx, "while waiting for retrieval"));
     const absl::Status s =
-        PrepareRagRequest(*state, *admitted->model, *admitted->rag, &admitted->request, &pending->rag);
+        admitted->chat.has_value()
+            ? PrepareChatRagRequest(*state, *admitted->model, *admitted->rag, *admitted->chat, &admitted->request,
+                                    &pending->rag)
+            : PrepareRagRequest(*state, *admitted->model, *admitted->rag, &admitted->request, &pending->rag);
     if (!s.ok()) return rejected(s);
     SubmitAdmitted(std::move(*admitted), std::move(*pending), hooks);
   });
@@ -182,12 +194,37 @@ void StartGeneration(ServingState* state, WorkQueue* work, const grpc::CallbackS
 // ---------------------------------------------------------------------------------------------------------
 // Unary Generate.
 
+// The response messages of the two kinds of call. Generate's and Chat's share their field names except for
+// where the text goes (GenerateResponse.text, ChatResponse.message.content); the stream messages share all.
+template <CallKind kKind>
+struct CallMessages;
+template <>
+struct CallMessages<CallKind::kGenerate> {
+  using Unary = qrag::v1::GenerateResponse;
+  using Stream = qrag::v1::GenerateStreamResponse;
+  static void Begin(Unary*) {}
+  static void Begin(Stream*) {}
+  static void AppendText(Unary* m, std::string_view text) { m->mutable_text()->append(text); }
+};
+template <>
+struct CallMessages<CallKind::kChat> {
+  using Unary = qrag::v1::ChatResponse;
+  using Stream = qrag::v1::ChatStreamResponse;
+  static void Begin(Unary* m) { m->mutable_message()->set_role("assistant"); }
+  static void Begin(Stream* m) { m->set_role("assistant"); }
+  static void AppendText(Unary* m, std::string_view text) { m->mutable_message()->mutable_content()->append(text); }
+};
+
+template <CallKind kKind>
 class GenerateCall final : public grpc::ServerUnaryReactor {
  public:
+  using Messages = CallMessages<kKind>;
+
   GenerateCall(ServingState* state, WorkQueue* work, grpc::CallbackServerContext* context,
                grpc::ByteBuffer* response)
       : state_(state), work_(work), context_(context), response_(response) {
     state_->CallStarted();
+    Messages::Begin(&message_);
   }
 
   void Start(const grpc::ByteBuffer& request) {
@@ -201,12 +238,12 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
     hooks.fail = [this](const absl::Status& s) { Finish(ToGrpcStatus(s)); };
     hooks.observer = std::make_shared<Forwarder<GenerateCall>>(this);
     hooks.link = &link_;
-    StartGeneration(state_, work_, *context_, request, std::move(hooks));
+    StartGeneration(kKind, state_, work_, *context_, request, std::move(hooks));
   }
 
   void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
     absl::MutexLock lock(&mu_);
-    message_.mutable_text()->append(text);
+    Messages::AppendText(&message_, text);
     AddLogprobs(tokens, message_.mutable_logprobs());
   }
 
@@ -240,18 +277,22 @@ class GenerateCall final : public grpc::ServerUnaryReactor {
   grpc::ByteBuffer* const response_;
   EngineLink link_;
   absl::Mutex mu_;
-  qrag::v1::GenerateResponse message_ ABSL_GUARDED_BY(mu_);
+  typename Messages::Unary message_ ABSL_GUARDED_BY(mu_);
   std::optional<rag::RetrieveTimings> rag_timings_ ABSL_GUARDED_BY(mu_);
 };
 
 // ---------------------------------------------------------------------------------------------------------
 // Server-streaming GenerateStream.
 
+template <CallKind kKind>
 class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
+  using Messages = CallMessages<kKind>;
+
   GenerateStreamCall(ServingState* state, WorkQueue* work, grpc::CallbackServerContext* context)
       : state_(state), work_(work), context_(context) {
     state_->CallStarted();
+    Messages::Begin(&pending_);  // rides on the first message
   }
 
   void Start(const grpc::ByteBuffer& request) {
@@ -266,7 +307,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
     hooks.fail = [this](const absl::Status& s) { Finish(ToGrpcStatus(s)); };
     hooks.observer = std::make_shared<Forwarder<GenerateStreamCall>>(this);
     hooks.link = &link_;
-    StartGeneration(state_, work_, *context_, request, std::move(hooks));
+    StartGeneration(kKind, state_, work_, *context_, request, std::move(hooks));
   }
 
   void OnEngineText(std::string_view text, absl::Span<const engine::TokenLogprob> tokens) {
@@ -376,7 +417,7 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   EngineLink link_;
   absl::Mutex mu_;
   std::string model_ ABSL_GUARDED_BY(mu_);
-  qrag::v1::GenerateStreamResponse pending_ ABSL_GUARDED_BY(mu_);  // coalesced, not yet written
+  typename Messages::Stream pending_ ABSL_GUARDED_BY(mu_);  // coalesced, not yet written
   bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ByteBuffer in_flight_;  // owned by the write in flight (writing_)
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -388,8 +429,11 @@ class GenerateStreamCall final : public grpc::ServerWriteReactor<grpc::ByteBuffe
 
 }  // namespace
 
-absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
-                                        const grpc::ByteBuffer& request) {
+namespace {
+
+// The front of AdmitGenerate and AdmitChat: serving phase, a call already over, the request's bytes.
+absl::StatusOr<std::string> AdmitBytes(const ServingState& state, const grpc::CallbackServerContext& context,
+                                       const grpc::ByteBuffer& request) {
   QRAG_RETURN_IF_ERROR(state.CheckAccepting());
   // A call cancelled (or past its deadline) before it started: its bytes may be gone already, so this must be
   // said before parsing (it would read as INVALID_ARGUMENT).
@@ -398,7 +442,14 @@ absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::C
   if (context.IsCancelled() || DeadlineOf(context) <= absl::Now() || !request.Valid()) {
     return EndedBeforeSubmit(context, "before the request was read");
   }
-  QRAG_ASSIGN_OR_RETURN(std::string wire, FlattenBytes(request));
+  return FlattenBytes(request);
+}
+
+}  // namespace
+
+absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
+                                        const grpc::ByteBuffer& request) {
+  QRAG_ASSIGN_OR_RETURN(std::string wire, AdmitBytes(state, context, request));
   QRAG_ASSIGN_OR_RETURN(qrag::v1::GenerateRequest parsed, ParseGenerateRequest(wire));
   wire.clear();
   wire.shrink_to_fit();
@@ -412,18 +463,48 @@ absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::C
   return admission;
 }
 
-grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, WorkQueue* work,
+absl::StatusOr<Admission> AdmitChat(const ServingState& state, const grpc::CallbackServerContext& context,
+                                    const grpc::ByteBuffer& request) {
+  QRAG_ASSIGN_OR_RETURN(std::string wire, AdmitBytes(state, context, request));
+  QRAG_ASSIGN_OR_RETURN(qrag::v1::ChatRequest parsed, ParseChatRequest(wire));
+  wire.clear();
+  wire.shrink_to_fit();
+  QRAG_ASSIGN_OR_RETURN(ValidatedChat validated, ValidateChatRequest(parsed, state.validation()));
+  QRAG_ASSIGN_OR_RETURN(const ServedModel* model, state.Find(validated.model));
+  QRAG_RETURN_IF_ERROR(CheckHasChatTemplate(*model));
+  Admission admission;
+  admission.model = model;
+  admission.request = std::move(validated.request);
+  admission.request.deadline = DeadlineOf(context);
+  admission.chat = ChatAdmission{std::move(validated.messages), validated.add_generation_prompt,
+                                 parsed.has_rag() ? parsed.rag().prompt_template() : std::string()};
+  if (parsed.has_rag()) admission.rag = parsed.rag();
+  return admission;
+}
+
+grpc::ServerUnaryReactor* StartGenerateCall(CallKind kind, ServingState* state, WorkQueue* work,
                                             grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                             grpc::ByteBuffer* response) {
-  auto* call = new GenerateCall(state, work, context, response);
+  if (kind == CallKind::kChat) {
+    auto* call = new GenerateCall<CallKind::kChat>(state, work, context, response);
+    call->Start(*request);
+    return call;
+  }
+  auto* call = new GenerateCall<CallKind::kGenerate>(state, work, context, response);
   call->Start(*request);
   return call;
 }
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state, WorkQueue* work,
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(CallKind kind, ServingState* state,
+                                                                     WorkQueue* work,
                                                                      grpc::CallbackServerContext* context,
                                                                      const grpc::ByteBuffer* request) {
-  auto* call = new GenerateStreamCall(state, work, context);
+  if (kind == CallKind::kChat) {
+    auto* call = new GenerateStreamCall<CallKind::kChat>(state, work, context);
+    call->Start(*request);
+    return call;
+  }
+  auto* call = new GenerateStreamCall<CallKind::kGenerate>(state, work, context);
   call->Start(*request);
   return call;
 }

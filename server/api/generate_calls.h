@@ -27,6 +27,7 @@
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
+#include "server/api/chat_generation.h"
 #include "server/api/serving_state.h"
 #include "server/common/work_queue.h"
 #include "server/engine/engine.h"
@@ -38,21 +39,33 @@ struct Admission {
   const ServedModel* model = nullptr;
   engine::EngineRequest request;
   std::optional<qrag::v1::RagOptions> rag;  // set: retrieve first (rag_generation.h)
+  std::optional<ChatAdmission> chat;        // set: a Chat call; the prompt is the rendered conversation
 };
+
+// Generate / GenerateStream, or Chat / ChatStream (the same path: a chat request is rendered with the
+// model's template into prompt token ids, then generates as Generate does).
+enum class CallKind { kGenerate, kChat };
 
 // Serving phase (UNAVAILABLE), a deadline already past (DEADLINE_EXCEEDED), wire parse + validation
 // (INVALID_ARGUMENT / NOT_FOUND), model lookup, and the call's deadline copied into the engine request.
 absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
                                         const grpc::ByteBuffer& request);
+// The same for a ChatRequest, plus FAILED_PRECONDITION when the model has no chat template. The conversation
+// is not rendered yet (RenderChatPrompt, or PrepareChatRagRequest with the rag option).
+absl::StatusOr<Admission> AdmitChat(const ServingState& state, const grpc::CallbackServerContext& context,
+                                    const grpc::ByteBuffer& request);
 
-// Starts a unary Generate call; the returned reactor serializes a qrag.v1.GenerateResponse into `response`.
-// Retrieval for the rag option runs on `work` (RESOURCE_EXHAUSTED when its queue is full).
-grpc::ServerUnaryReactor* StartGenerateCall(ServingState* state, WorkQueue* work,
+// Starts a unary Generate (Chat) call; the returned reactor serializes a qrag.v1.GenerateResponse
+// (ChatResponse) into `response`. Retrieval for the rag option runs on `work` (RESOURCE_EXHAUSTED when its
+// queue is full).
+grpc::ServerUnaryReactor* StartGenerateCall(CallKind kind, ServingState* state, WorkQueue* work,
                                             grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
                                             grpc::ByteBuffer* response);
 
-// Starts a GenerateStream call writing serialized qrag.v1.GenerateStreamResponse messages.
-grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(ServingState* state, WorkQueue* work,
+// Starts a GenerateStream (ChatStream) call writing serialized qrag.v1.GenerateStreamResponse
+// (ChatStreamResponse) messages.
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStreamCall(CallKind kind, ServingState* state,
+                                                                     WorkQueue* work,
                                                                      grpc::CallbackServerContext* context,
                                                                      const grpc::ByteBuffer* request);
 

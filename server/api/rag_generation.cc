@@ -10,17 +10,51 @@
 #include "server/rag/prompt_builder.h"
 
 namespace qrag::api {
+namespace {
 
-absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& model,
-                               const qrag::v1::RagOptions& options, engine::EngineRequest* request,
-                               RagOutcome* outcome) {
+// The checks before any retrieval: an embedder, a collection name.
+absl::StatusOr<rag::Collections*> CheckRagOptions(const ServingState& state, const qrag::v1::RagOptions& options) {
   rag::Collections* collections = state.rag();
   if (collections == nullptr) {
     return absl::FailedPreconditionError(
         "rag: this server runs without an embedder; start qrag-server with --embedder DIR --data-dir DIR");
   }
   if (options.collection().empty()) return absl::InvalidArgumentError("rag.collection is required");
+  return collections;
+}
+
+}  // namespace
+
+absl::StatusOr<RetrievedForRag> RetrieveForRag(const ServingState& state, const qrag::v1::RagOptions& options,
+                                               const std::string& question) {
+  QRAG_RETURN_IF_ERROR(CheckRagOptions(state, options).status());
+  rag::Collections* collections = state.rag();
   QRAG_ASSIGN_OR_RETURN(const int top_k, collections->CheckQuery(options.top_k(), options.min_score(), "rag."));
+  RetrievedForRag out;
+  QRAG_ASSIGN_OR_RETURN(out.hits,
+                        collections->Retrieve(options.collection(), question, top_k, options.min_score(),
+                                              rag::Metadata(options.filter().begin(), options.filter().end()),
+                                              &out.timings));
+  for (const rag::RetrievedChunk& h : out.hits) out.passages.push_back(h.chunk.text);
+  return out;
+}
+
+void FillRagOutcome(const RetrievedForRag& retrieved, const rag::PassageFit& fit, RagOutcome* outcome) {
+  for (int i = 0; i < fit.passages_used; ++i) {
+    qrag::v1::RetrievedPassage* p = outcome->passages.Add();
+    FillPassage(retrieved.hits[i], p);
+    if (fit.last_truncated && i == fit.passages_used - 1) {
+      p->set_text(retrieved.passages[i].substr(0, fit.last_passage_bytes));
+      p->set_truncated(true);
+    }
+  }
+  outcome->timings = retrieved.timings;
+}
+
+absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& model,
+                               const qrag::v1::RagOptions& options, engine::EngineRequest* request,
+                               RagOutcome* outcome) {
+  QRAG_RETURN_IF_ERROR(CheckRagOptions(state, options).status());
   // The passages are fitted to the generator's context below: room for the prompt is what max_tokens leaves.
   // Checked before retrieving, so a request that cannot fit costs no encoder work.
   const model::Tokenizer* tokenizer = model.engine->tokenizer();
@@ -37,27 +71,16 @@ absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& mod
     QRAG_ASSIGN_OR_RETURN(const int question_tokens, count_tokens(bare));
     QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(question_tokens, request->max_tokens, context));
   }
-  rag::RetrieveTimings timings;
-  QRAG_ASSIGN_OR_RETURN(std::vector<rag::RetrievedChunk> hits,
-                        collections->Retrieve(options.collection(), request->prompt, top_k, options.min_score(),
-                                              rag::Metadata(options.filter().begin(), options.filter().end()),
-                                              &timings));
-  std::vector<std::string> passages;
-  for (const rag::RetrievedChunk& h : hits) passages.push_back(h.chunk.text);
+  QRAG_ASSIGN_OR_RETURN(const RetrievedForRag retrieved, RetrieveForRag(state, options, request->prompt));
   QRAG_ASSIGN_OR_RETURN(
       rag::FittedRagPrompt fitted,
-      rag::FitRagPrompt(request->prompt, passages, options.prompt_template(), context - request->max_tokens,
+      rag::FitRagPrompt(request->prompt, retrieved.passages, options.prompt_template(), context - request->max_tokens,
                         count_tokens));
-  for (int i = 0; i < fitted.passages_used; ++i) {
-    qrag::v1::RetrievedPassage* p = outcome->passages.Add();
-    FillPassage(hits[i], p);
-    if (fitted.last_truncated && i == fitted.passages_used - 1) {
-      p->set_text(passages[i].substr(0, fitted.last_passage_bytes));
-      p->set_truncated(true);
-    }
-  }
+  FillRagOutcome(retrieved,
+                 {.passages_used = fitted.passages_used, .last_truncated = fitted.last_truncated,
+                  .last_passage_bytes = fitted.last_passage_bytes, .prompt_tokens = fitted.prompt_tokens},
+                 outcome);
   request->prompt = std::move(fitted.prompt);
-  outcome->timings = timings;
   return absl::OkStatus();
 }
 

@@ -5,12 +5,15 @@
 #define QRAG_SERVER_API_RAG_GENERATION_H_
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "qrag/v1/inference.pb.h"
 #include "server/api/serving_state.h"
 #include "server/engine/engine.h"
 #include "server/rag/collections.h"
+#include "server/rag/prompt_builder.h"
 
 namespace qrag::api {
 
@@ -18,6 +21,22 @@ struct RagOutcome {
   google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage> passages;
   std::optional<rag::RetrieveTimings> timings;  // set when retrieval ran
 };
+
+// What retrieval found for a question: the hits, best first, their texts, and the timings.
+struct RetrievedForRag {
+  std::vector<rag::RetrievedChunk> hits;
+  std::vector<std::string> passages;  // hits[i].chunk.text
+  rag::RetrieveTimings timings;
+};
+
+// The retrieval step shared by Generate's and Chat's rag option: FAILED_PRECONDITION without an embedder;
+// INVALID_ARGUMENT for a missing collection name, top_k or min_score outside rag::Collections::CheckQuery's
+// rules; the collection's own errors (NOT_FOUND, ...).
+absl::StatusOr<RetrievedForRag> RetrieveForRag(const ServingState& state, const qrag::v1::RagOptions& options,
+                                               const std::string& question);
+
+// Lists the passages `fit` kept (the last one cut as it says) in outcome->passages, with the timings.
+void FillRagOutcome(const RetrievedForRag& retrieved, const rag::PassageFit& fit, RagOutcome* outcome);
 
 // The prompt is fitted to `model`'s context (rag::FitRagPrompt, with room for max_tokens): lower-ranked
 // passages are dropped, or the best one cut, and outcome->passages lists only what the prompt holds.

@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "qrag/v1/inference.pb.h"
 #include "server/api/validation.h"
+#include "server/chat/chat_format.h"
 #include "server/engine/engine.h"
 
 namespace qrag::rag {
@@ -38,6 +39,7 @@ struct ServedModel {
   engine::Engine* engine = nullptr;  // not owned
   qrag::v1::ModelInfo info;          // name, shape, precision, context served, ...
   int kv_block_size = 0;
+  const chat::ChatFormat* chat = nullptr;  // not owned; null: the model has no chat template
 };
 
 class ServingState {

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "qrag/v1/inference.pb.h"
+#include "server/chat/chat_format.h"
 #include "server/engine/engine.h"
 
 namespace qrag::api {
@@ -54,6 +55,22 @@ absl::StatusOr<std::string> ResolveModel(std::string_view requested, const std::
 // reported).
 absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const qrag::v1::GenerateRequest& request,
                                                          const ValidationOptions& options);
+
+// A chat request: the conversation to render with the model's template, and everything else as for Generate.
+struct ValidatedChat {
+  std::string model;
+  engine::EngineRequest request;  // sampling, stop, logprobs, max_tokens; the prompt is set once rendered
+  std::vector<chat::Message> messages;
+  bool add_generation_prompt = true;
+};
+
+// ParseGenerateRequest for a serialized ChatRequest (naming messages[i].role / .content for invalid UTF-8).
+absl::StatusOr<qrag::v1::ChatRequest> ParseChatRequest(std::string_view wire);
+
+// model; messages (not empty, known roles, contents UTF-8 and together at most max_prompt_bytes); then the
+// fields shared with GenerateRequest by ValidateGenerateRequest's rules.
+absl::StatusOr<ValidatedChat> ValidateChatRequest(const qrag::v1::ChatRequest& request,
+                                                  const ValidationOptions& options);
 
 }  // namespace qrag::api
 

@@ -115,10 +115,24 @@ absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<R
     return absl::InvalidArgumentError(
         absl::StrCat("logprobs must be in [0, ", options_.max_logprobs, "], got ", r.logprobs));
   }
-  if (r.prompt.empty()) return absl::InvalidArgumentError("prompt is empty: give the text to continue");
+  if (r.prompt.empty() && r.prompt_ids.empty()) {
+    return absl::InvalidArgumentError("prompt is empty: give the text to continue");
+  }
   const absl::Time now = absl::Now();
   if (r.deadline <= now) return absl::DeadlineExceededError("deadline already passed before the request was queued");
-  QRAG_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer_->Encode(r.prompt, model::EncodeOptions{}));
+  std::vector<int32_t> ids;
+  if (!r.prompt_ids.empty()) {
+    ids = std::move(r.prompt_ids);
+    const int32_t vocab = tokenizer_->vocab_size();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("prompt token id ", ids[i], " at position ", i,
+                                                       " is outside the vocabulary [0, ", vocab, ")"));
+      }
+    }
+  } else {
+    QRAG_ASSIGN_OR_RETURN(ids, tokenizer_->Encode(r.prompt, model::EncodeOptions{}));
+  }
   const int ctx = options_.context_length;
   const int n = static_cast<int>(ids.size());
   QRAG_RETURN_IF_ERROR(CheckFitsContext(n, r.max_tokens, ctx));
@@ -130,6 +144,7 @@ absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<R
   o.max_tokens = r.max_tokens;
   o.stop = std::move(r.stop);
   o.stop_ids = stop_ids_;
+  o.stop_ids.insert(o.stop_ids.end(), r.extra_stop_ids.begin(), r.extra_stop_ids.end());
   o.logprobs = r.logprobs;
   req->output = std::make_unique<OutputProcessor>(tokenizer_, std::move(o), ids);
   req->observer = std::move(observer);

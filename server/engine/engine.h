@@ -42,6 +42,13 @@ struct EngineOptions {
 
 struct EngineRequest {
   std::string prompt;
+  // Set (non-empty): the prompt's token ids exactly as the model is to see them (BOS included when wanted),
+  // e.g. a chat template's rendering tokenized with its special tokens; `prompt` is then not tokenized
+  // (it may stay empty). Every id must be in the vocabulary (INVALID_ARGUMENT).
+  std::vector<int32_t> prompt_ids;
+  // Tokens that end this request's generation besides the model's EOS ids (a chat template's end-of-turn
+  // token, e.g. <|im_end|>); like EOS, they are not part of the text.
+  std::vector<int32_t> extra_stop_ids;
   int max_tokens = 16;
   SamplingParams sampling;
   std::vector<std::string> stop;

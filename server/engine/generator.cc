@@ -55,7 +55,17 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
   QRAG_RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
   QRAG_RETURN_IF_ERROR(CheckMaxTokens(request.max_tokens));
   GenerateResult result;
-  QRAG_ASSIGN_OR_RETURN(result.prompt_ids, tokenizer_->Encode(request.prompt, model::EncodeOptions{}));
+  if (!request.prompt_ids.empty()) {
+    const int32_t vocab = transformer_->config().vocab_size;
+    for (int32_t id : request.prompt_ids) {
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " is outside [0, ", vocab, ")"));
+      }
+    }
+    result.prompt_ids = request.prompt_ids;
+  } else {
+    QRAG_ASSIGN_OR_RETURN(result.prompt_ids, tokenizer_->Encode(request.prompt, model::EncodeOptions{}));
+  }
   const int ctx = options_.context_length;
   const int prompt_len = static_cast<int>(result.prompt_ids.size());
   if (prompt_len == 0) {
@@ -87,6 +97,7 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
   out_options.max_tokens = request.max_tokens;
   out_options.stop = request.stop;
   out_options.stop_ids = stop_ids_;
+  out_options.stop_ids.insert(out_options.stop_ids.end(), request.extra_stop_ids.begin(), request.extra_stop_ids.end());
   OutputProcessor output(tokenizer_, std::move(out_options), result.prompt_ids);
   result.seed = output.seed();
   auto t0 = std::chrono::steady_clock::now();

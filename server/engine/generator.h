@@ -32,6 +32,10 @@ struct GenerateRequest {
   int max_tokens = 16;
   SamplingParams sampling;
   std::vector<std::string> stop;  // generation ends before the first occurrence of any of these
+  // As engine.h's EngineRequest: the prompt's token ids when set (then `prompt` is not tokenized), and stop
+  // tokens besides EOS (a chat template's end of turn).
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> extra_stop_ids;
 };
 
 struct GenerateResult {

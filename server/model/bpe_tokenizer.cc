@@ -254,7 +254,8 @@ struct HfBpeTokenizer::Impl {
   };
   struct Segment {
     std::string text;
-    int32_t id = -1;  // an added token, or -1 for text still to tokenize
+    int32_t id = -1;    // an added token, or -1 for text still to tokenize
+    size_t begin = 0;   // where it starts in the encoded text
   };
   enum class StepKind { kSplit, kByteLevel };
   struct PreStep {
@@ -283,22 +284,31 @@ struct HfBpeTokenizer::Impl {
   std::optional<int32_t> bos;
   std::vector<int32_t> eos;
 
-  // Splits `text` at the added tokens of `matcher` (tokenizers' AddedVocabulary::find_matches).
-  void SplitAdded(std::string_view text, const AddedMatcher& matcher, bool parse_special,
-                  std::vector<Segment>* out) const;
+  // Splits `text` at the added tokens of `matcher` (tokenizers' AddedVocabulary::find_matches). `text` came
+  // from bytes `origin` of the text being encoded; when `exact`, it is those very bytes (offsets map one to
+  // one), otherwise normalization changed them and a special token may match in it only when all of `origin`
+  // may hold one (SpecialTokenAllowed). Segments record where they start in the encoded text.
+  void SplitAdded(std::string_view text, TextRange origin, bool exact, const AddedMatcher& matcher,
+                  const EncodeOptions& options, std::vector<Segment>* out) const;
   absl::Status PreTokenize(std::string_view text, std::vector<std::string>* words) const;
   // BPE of one pre-tokenized word, already mapped through the byte table (tokenizers' BPE::tokenize).
   void EncodeWord(std::string_view word, std::vector<int32_t>* ids) const;
 };
 
-void HfBpeTokenizer::Impl::SplitAdded(std::string_view text, const AddedMatcher& matcher, bool parse_special,
+void HfBpeTokenizer::Impl::SplitAdded(std::string_view text, TextRange origin, bool exact,
+                                      const AddedMatcher& matcher, const EncodeOptions& options,
                                       std::vector<Segment>* out) const {
+  const bool whole_allowed = SpecialTokenAllowed(options, origin.begin, origin.end);
+  auto at = [&](size_t offset) { return exact ? origin.begin + offset : origin.begin; };
   size_t start_offset = 0, pos = 0;
   while (pos < text.size()) {
     const AddedToken* tok = nullptr;
     for (int index : matcher.by_first_byte[static_cast<uint8_t>(text[pos])]) {
       const AddedToken& t = added[index];
-      if (t.special && !parse_special) continue;
+      if (t.special && !(exact ? SpecialTokenAllowed(options, at(pos), at(pos + t.content.size()))
+                               : whole_allowed)) {
+        continue;
+      }
       if (text.compare(pos, t.content.size(), t.content) == 0) {
         tok = &t;
         break;
@@ -317,12 +327,14 @@ void HfBpeTokenizer::Impl::SplitAdded(std::string_view text, const AddedMatcher&
     }
     if (tok->lstrip) start = std::max(start - TrailingSpaceBytes(text.substr(0, start)), start_offset);
     if (tok->rstrip) stop += LeadingSpaceBytes(text.substr(stop));
-    if (start_offset < start) out->push_back({std::string(text.substr(start_offset, start - start_offset))});
-    out->push_back({std::string(text.substr(start, stop - start)), tok->id});
+    if (start_offset < start) {
+      out->push_back({std::string(text.substr(start_offset, start - start_offset)), -1, at(start_offset)});
+    }
+    out->push_back({std::string(text.substr(start, stop - start)), tok->id, at(start)});
     start_offset = stop;
     pos = std::max(pos, stop);
   }
-  if (start_offset < text.size()) out->push_back({std::string(text.substr(start_offset))});
+  if (start_offset < text.size()) out->push_back({std::string(text.substr(start_offset)), -1, at(start_offset)});
 }
 
 absl::Status HfBpeTokenizer::Impl::PreTokenize(std::string_view text, std::vector<std::string>* words) const {
@@ -874,16 +886,20 @@ absl::StatusOr<std::vector<int32_t>> HfBpeTokenizer::Encode(std::string_view tex
   if (options.add_bos && im.bos.has_value()) ids.push_back(*im.bos);
 
   std::vector<Impl::Segment> raw, segments;
-  im.SplitAdded(text, im.raw_matcher, options.parse_special, &raw);
+  im.SplitAdded(text, {0, text.size()}, /*exact=*/true, im.raw_matcher, options, &raw);
   for (Impl::Segment& seg : raw) {
     if (seg.id >= 0) {
       segments.push_back(std::move(seg));
       continue;
     }
+    const TextRange origin{seg.begin, seg.begin + seg.text.size()};
+    bool exact = true;
     if (im.nfc) {
-      QRAG_ASSIGN_OR_RETURN(seg.text, NfcNormalize(seg.text));
+      QRAG_ASSIGN_OR_RETURN(std::string normalized, NfcNormalize(seg.text));
+      exact = normalized == seg.text;
+      seg.text = std::move(normalized);
     }
-    im.SplitAdded(seg.text, im.normalized_matcher, options.parse_special, &segments);
+    im.SplitAdded(seg.text, origin, exact, im.normalized_matcher, options, &segments);
   }
   std::vector<std::string> words;
   for (const Impl::Segment& seg : segments) {

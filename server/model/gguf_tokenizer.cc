@@ -174,14 +174,17 @@ struct Fragment {
   std::string_view text;
   int32_t id = -1;
 };
+// Only matches that `options` allows (SpecialTokenAllowed) split.
 std::vector<Fragment> SplitAtSpecials(std::string_view text,
-                                      const std::vector<std::pair<std::string, int32_t>>& specials) {
+                                      const std::vector<std::pair<std::string, int32_t>>& specials,
+                                      const EncodeOptions& options) {
   std::vector<Fragment> out;
   size_t start = 0, pos = 0;
   while (pos < text.size()) {
     const std::pair<std::string, int32_t>* hit = nullptr;
     for (const auto& s : specials) {  // sorted longest first
-      if (text.compare(pos, s.first.size(), s.first) == 0) {
+      if (text.compare(pos, s.first.size(), s.first) == 0 &&
+          SpecialTokenAllowed(options, pos, pos + s.first.size())) {
         hit = &s;
         break;
       }
@@ -213,7 +216,7 @@ class GgufSpmTokenizer final : public Tokenizer {
     std::vector<int32_t> ids;
     if (options.add_bos && special_.add_bos && special_.bos.has_value()) ids.push_back(*special_.bos);
     const std::vector<Fragment> parts =
-        options.parse_special ? SplitAtSpecials(text, controls_) : std::vector<Fragment>{{text}};
+        options.parse_special ? SplitAtSpecials(text, controls_, options) : std::vector<Fragment>{{text}};
     for (const Fragment& part : parts) {
       if (part.id >= 0) {
         ids.push_back(part.id);

@@ -17,6 +17,18 @@
 #include "server/model/utf8.h"
 
 namespace qrag::model {
+
+bool SpecialTokenAllowed(const EncodeOptions& options, size_t begin, size_t end) {
+  if (!options.parse_special) return false;
+  if (options.special_ranges == nullptr) return true;
+  const std::vector<TextRange>& r = *options.special_ranges;
+  // The last range that starts at or before `begin` is the only one that can hold [begin, end).
+  auto it = std::upper_bound(r.begin(), r.end(), begin, [](size_t b, const TextRange& t) { return b < t.begin; });
+  if (it == r.begin()) return false;
+  --it;
+  return it->begin <= begin && end <= it->end;
+}
+
 namespace {
 
 namespace fs = std::filesystem;

@@ -18,11 +18,25 @@
 
 namespace qrag::model {
 
+// A half-open byte range [begin, end) of a text.
+struct TextRange {
+  size_t begin = 0;
+  size_t end = 0;
+};
+
 struct EncodeOptions {
   bool add_bos = true;         // prepend the BOS id when the tokenizer has one
   bool parse_special = false;  // match special added tokens (e.g. "<|eot_id|>") written in the text;
                                // off for user text so a prompt cannot forge control tokens
+  // With parse_special: when set, a special token's text is matched only where it lies wholly inside one of
+  // these byte ranges (sorted, disjoint; e.g. the trusted spans of a rendered chat template); elsewhere it is
+  // ordinary text. The text is still tokenized as one piece, so the ids equal those of a plain
+  // parse_special encode whenever no special-token text occurs outside the ranges. Not owned.
+  const std::vector<TextRange>* special_ranges = nullptr;
 };
+
+// Whether `options` lets a special token whose text is bytes [begin, end) of the encoded text match.
+bool SpecialTokenAllowed(const EncodeOptions& options, size_t begin, size_t end);
 
 class Tokenizer {
  public:

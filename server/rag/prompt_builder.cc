@@ -34,33 +34,29 @@ std::vector<size_t> CharBoundaries(const std::string& text) {
 
 }  // namespace
 
-absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
-                                             const std::string& prompt_template, int budget,
-                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens) {
-  FittedRagPrompt out;
+absl::StatusOr<PassageFit> FitPassages(const std::vector<std::string>& passages, int budget,
+                                       const PassageMeasure& measure) {
   // Whole passages: the most that fit. The prompt only grows with each passage added, so after the common
   // case (all fit) a binary search finds the count with O(log k) tokenizations rather than k.
   const int n = static_cast<int>(passages.size());
-  auto attempt = [&](int used) -> absl::StatusOr<FittedRagPrompt> {
-    QRAG_ASSIGN_OR_RETURN(std::string prompt,
-                          BuildRagPrompt(question, {passages.begin(), passages.begin() + used}, prompt_template));
-    QRAG_ASSIGN_OR_RETURN(int tokens, count_tokens(prompt));
-    return FittedRagPrompt{.prompt = std::move(prompt), .passages_used = used, .prompt_tokens = tokens};
+  auto attempt = [&](int used) -> absl::StatusOr<PassageFit> {
+    QRAG_ASSIGN_OR_RETURN(int tokens, measure({passages.begin(), passages.begin() + used}));
+    return PassageFit{.passages_used = used, .prompt_tokens = tokens};
   };
-  QRAG_ASSIGN_OR_RETURN(out, attempt(n));
+  QRAG_ASSIGN_OR_RETURN(PassageFit out, attempt(n));
   if (out.prompt_tokens <= budget) return out;
   QRAG_ASSIGN_OR_RETURN(out, attempt(0));
   if (out.prompt_tokens > budget) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "rag: the prompt template and question alone are ", out.prompt_tokens, " tokens, more than the ", budget,
-        " the generator's context leaves after max_tokens: shorten the question or lower max_tokens"));
+    return absl::OutOfRangeError(absl::StrCat("rag: the prompt without passages is ", out.prompt_tokens,
+                                              " tokens, more than the ", budget,
+                                              " the generator's context leaves after max_tokens"));
   }
   for (int lo = 0, hi = n; hi - lo > 1;) {  // `lo` passages fit (out holds them), `hi` do not
     const int mid = lo + (hi - lo) / 2;
-    QRAG_ASSIGN_OR_RETURN(FittedRagPrompt f, attempt(mid));
+    QRAG_ASSIGN_OR_RETURN(PassageFit f, attempt(mid));
     if (f.prompt_tokens <= budget) {
       lo = mid;
-      out = std::move(f);
+      out = f;
     } else {
       hi = mid;
     }
@@ -69,21 +65,43 @@ absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const 
   // Not even the best passage fits whole: keep its longest fitting prefix (if any character fits).
   const std::vector<size_t> bounds = CharBoundaries(passages[0]);
   size_t lo = 0, hi = bounds.size() - 1;  // prefix of bounds[lo] bytes fits; bounds[hi] does not
-  FittedRagPrompt best = out;
   while (hi - lo > 1) {
     const size_t mid = lo + (hi - lo) / 2;
-    QRAG_ASSIGN_OR_RETURN(std::string prompt,
-                          BuildRagPrompt(question, {passages[0].substr(0, bounds[mid])}, prompt_template));
-    QRAG_ASSIGN_OR_RETURN(int tokens, count_tokens(prompt));
+    QRAG_ASSIGN_OR_RETURN(int tokens, measure({passages[0].substr(0, bounds[mid])}));
     if (tokens <= budget) {
       lo = mid;
-      best = {.prompt = std::move(prompt), .passages_used = 1, .last_truncated = true,
-              .last_passage_bytes = bounds[mid], .prompt_tokens = tokens};
+      out = {.passages_used = 1, .last_truncated = true, .last_passage_bytes = bounds[mid], .prompt_tokens = tokens};
     } else {
       hi = mid;
     }
   }
-  return best;
+  return out;
+}
+
+std::vector<std::string> FittedPassages(const std::vector<std::string>& passages, const PassageFit& fit) {
+  std::vector<std::string> kept(passages.begin(), passages.begin() + fit.passages_used);
+  if (fit.last_truncated && !kept.empty()) kept.back().resize(fit.last_passage_bytes);
+  return kept;
+}
+
+absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
+                                             const std::string& prompt_template, int budget,
+                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens) {
+  // A template without {question} is refused before anything is counted.
+  QRAG_RETURN_IF_ERROR(BuildRagPrompt(question, {}, prompt_template).status());
+  absl::StatusOr<PassageFit> fit =
+      FitPassages(passages, budget, [&](const std::vector<std::string>& kept) -> absl::StatusOr<int> {
+        QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, kept, prompt_template));
+        return count_tokens(prompt);
+      });
+  if (absl::IsOutOfRange(fit.status())) {  // the template and question alone do not fit
+    return absl::OutOfRangeError(absl::StrCat(fit.status().message(), ": shorten the question or lower max_tokens"));
+  }
+  QRAG_RETURN_IF_ERROR(fit.status());
+  QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, FittedPassages(passages, *fit), prompt_template));
+  return FittedRagPrompt{.prompt = std::move(prompt), .passages_used = fit->passages_used,
+                         .last_truncated = fit->last_truncated, .last_passage_bytes = fit->last_passage_bytes,
+                         .prompt_tokens = fit->prompt_tokens};
 }
 
 }  // namespace qrag::rag

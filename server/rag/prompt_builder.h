@@ -32,8 +32,24 @@ struct FittedRagPrompt {
   size_t last_passage_bytes = 0;  // ... to its first last_passage_bytes bytes
   int prompt_tokens = 0;
 };
-// OUT_OF_RANGE when the template and question alone exceed the budget (the message gives both numbers and
-// says to shorten the question or lower max_tokens); INVALID_ARGUMENT for a template without {question};
+// The general fitting: `measure(passages)` gives the token count of the prompt holding those passages (the
+// caller's prompt form: a text template, a chat conversation...). Returns how many of `passages` fit, and the
+// cut of the last one, by the rules above; OUT_OF_RANGE "rag: the prompt without passages is N tokens, more
+// than the B ..." when even none fit; measure's errors.
+struct PassageFit {
+  int passages_used = 0;
+  bool last_truncated = false;
+  size_t last_passage_bytes = 0;
+  int prompt_tokens = 0;
+};
+using PassageMeasure = std::function<absl::StatusOr<int>(const std::vector<std::string>& passages)>;
+absl::StatusOr<PassageFit> FitPassages(const std::vector<std::string>& passages, int budget,
+                                       const PassageMeasure& measure);
+// The passages `fit` keeps (the last one cut as it says).
+std::vector<std::string> FittedPassages(const std::vector<std::string>& passages, const PassageFit& fit);
+
+// OUT_OF_RANGE when the template and question alone exceed the budget (FitPassages' message, which gives
+// both numbers, plus: shorten the question or lower max_tokens); INVALID_ARGUMENT for a template without {question};
 // count_tokens' errors.
 absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
                                              const std::string& prompt_template, int budget,

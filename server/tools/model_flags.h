@@ -19,6 +19,7 @@ namespace qrag::tools {
 struct ModelFlags {
   std::string model;           // required
   std::string tokenizer;       // empty: found next to the model
+  std::string chat_template;   // empty: the model's own (chat/chat_format.h FindChatTemplate)
   std::string quant = "fp32";  // checked when the model loads (an unknown precision is a load error, exit 1)
   std::string w4_grid = "asymmetric";  // --quant w4's grid (quant/w4.h), checked like --quant
   std::string classifier_quant;        // empty: model::DefaultClassifierPrecision(--quant)
@@ -31,6 +32,9 @@ inline void AddModelFlags(CLI::App& app, ModelFlags* f) {
                  "llama2.c checkpoint (.bin), GGUF file (.gguf) or Hugging Face directory (required)")
       ->type_name("PATH");
   app.add_option("--tokenizer", f->tokenizer, "tokenizer file (default: found next to the model)")->type_name("PATH");
+  app.add_option("--chat-template", f->chat_template,
+                 "Jinja chat template file, overriding the model's own (GGUF metadata, tokenizer_config.json)")
+      ->type_name("FILE");
   app.add_option("--quant", f->quant, "weight and GEMM precision (w4: CPU backend only)")
       ->type_name("{fp32,bf16,fp8,int8,w4}");
   app.add_option("--w4-grid", f->w4_grid,

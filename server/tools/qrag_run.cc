@@ -2,6 +2,8 @@
 //
 //   qrag-run --model PATH [--quant fp32|bf16|fp8|int8|w4] [--device cuda|cpu|auto] --prompt TEXT --max-tokens N
 //            [--temperature T --top-p P --top-k K --min-p P --repetition-penalty R --seed S --stop STR]
+//   qrag-run --model PATH --chat [--message TEXT] [--system TEXT] [--chat-template FILE] ...
+//            (one chat turn with --message; without it, a conversation reading one message per line from stdin)
 //   qrag-run --model PATH [--quant Q] [--device D] --perplexity FILE [--ctx N]
 //
 // Prints the completion (not the prompt) to stdout as it is generated, followed by a newline, and the
@@ -12,7 +14,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +29,7 @@
 #include "server/backend/registry.h"
 #include "server/common/mapped_file.h"
 #include "server/common/status.h"
+#include "server/chat/chat_format.h"
 #include "server/engine/generator.h"
 #include "server/engine/perplexity.h"
 #include "server/engine/model_bundle.h"
@@ -53,6 +58,9 @@ struct RunFlags {
   bool reference = false;
   std::string perplexity_file;  // non-empty: score this text instead of generating
   int perplexity_window = 512;
+  // --chat: the model's chat template over --message (and --system) instead of a raw prompt.
+  bool chat = false;
+  std::string message, system;
 };
 
 void AddRunFlags(CLI::App& app, RunFlags* f) {
@@ -68,6 +76,11 @@ void AddRunFlags(CLI::App& app, RunFlags* f) {
   cli::AddNumber(app, "--seed", &f->sampling.seed, "random seed (default: random)");
   cli::AddRepeated(app, "--stop", &f->stop, "stop before this text (repeatable)");
   cli::AddNumber(app, "--context", &f->context, "context length to allocate (0: min(model's, 4096))");
+  app.add_flag("--chat", f->chat,
+               "chat through the model's chat template (see --chat-template): one turn with --message, else "
+               "an interactive session reading one message per line from stdin (/reset, /quit)");
+  app.add_option("--message", f->message, "with --chat: the user's message")->type_name("TEXT");
+  app.add_option("--system", f->system, "with --chat: the system prompt")->type_name("TEXT");
   app.add_flag("--reference", f->reference,
                "use the CPU backend's plain-loop reference kernels (slow; for checking; implies --device cpu)");
   app.add_option("--perplexity", f->perplexity_file,
@@ -84,14 +97,22 @@ absl::Status ValidateRunFlags(RunFlags* f) {
   if (!f->prompt.empty() && !f->prompt_file.empty()) {
     return absl::InvalidArgumentError("give --prompt or --prompt-file, not both");
   }
+  if (f->chat) {
+    if (!f->prompt.empty() || !f->prompt_file.empty()) {
+      return absl::InvalidArgumentError("--chat takes --message, not --prompt / --prompt-file");
+    }
+  } else if (!f->message.empty() || !f->system.empty()) {
+    return absl::InvalidArgumentError("--message and --system go with --chat");
+  }
   if (f->reference) {
     if (f->model.device == backend::Device::kCuda) {
       return absl::InvalidArgumentError("--reference runs the CPU reference kernels: use --device cpu");
     }
     f->model.device = backend::Device::kCpu;
   }
-  if (!f->perplexity_file.empty() && (!f->prompt.empty() || !f->prompt_file.empty())) {
-    return absl::InvalidArgumentError("--perplexity scores a file: give no --prompt or --prompt-file with it");
+  if (!f->perplexity_file.empty() && (!f->prompt.empty() || !f->prompt_file.empty() || f->chat)) {
+    return absl::InvalidArgumentError(
+        "--perplexity scores a file: give no --prompt, --prompt-file or --chat with it");
   }
   return absl::OkStatus();
 }
@@ -156,13 +177,70 @@ absl::Status Run(const RunFlags& args) {
   request.max_tokens = args.max_tokens;
   request.sampling = args.sampling;
   request.stop = args.stop;
-  QRAG_ASSIGN_OR_RETURN(engine::GenerateResult result,
-                        generator->Generate(request, [](std::string_view text) {
-                          std::fwrite(text.data(), 1, text.size(), stdout);
-                          std::fflush(stdout);
-                        }));
-  std::fputs("\n", stdout);
-  std::fflush(stdout);
+  auto generate = [&](const engine::GenerateRequest& r) -> absl::StatusOr<engine::GenerateResult> {
+    QRAG_ASSIGN_OR_RETURN(engine::GenerateResult result, generator->Generate(r, [](std::string_view text) {
+                            std::fwrite(text.data(), 1, text.size(), stdout);
+                            std::fflush(stdout);
+                          }));
+    std::fputs("\n", stdout);
+    std::fflush(stdout);
+    return result;
+  };
+  if (!args.chat && !args.model.chat_template.empty()) {
+    return absl::InvalidArgumentError("--chat-template goes with --chat");
+  }
+  std::unique_ptr<chat::ChatFormat> chat_format;
+  if (args.chat) {
+    QRAG_ASSIGN_OR_RETURN(std::optional<chat::TemplateSource> source,
+                          chat::FindChatTemplate(args.model.model, args.model.chat_template));
+    if (!source.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(args.model.model, " has no chat template; give one with --chat-template FILE"));
+    }
+    QRAG_ASSIGN_OR_RETURN(chat_format, chat::ChatFormat::Create(*std::move(source), tokenizer));
+    request.extra_stop_ids = chat_format->end_of_turn_ids();
+  }
+  // One chat turn over `history` (the system prompt first when given).
+  auto chat_turn = [&](const std::vector<chat::Message>& history) -> absl::StatusOr<engine::GenerateResult> {
+    std::vector<chat::Message> messages;
+    if (!args.system.empty()) messages.push_back({"system", args.system});
+    messages.insert(messages.end(), history.begin(), history.end());
+    QRAG_ASSIGN_OR_RETURN(chat::ChatPrompt rendered, chat_format->Apply(messages, /*add_generation_prompt=*/true));
+    engine::GenerateRequest r = request;
+    r.prompt = std::move(rendered.text);
+    r.prompt_ids = std::move(rendered.token_ids);
+    return generate(r);
+  };
+  if (args.chat && args.message.empty()) {  // interactive: one message per line
+    const bool terminal = isatty(STDIN_FILENO) != 0;
+    std::vector<chat::Message> history;
+    std::string line;
+    while (true) {
+      if (terminal) std::fputs("you> ", stderr);
+      if (!std::getline(std::cin, line)) break;
+      if (line.empty()) continue;
+      if (line == "/quit") break;
+      if (line == "/reset") {
+        history.clear();
+        continue;
+      }
+      history.push_back({"user", line});
+      absl::StatusOr<engine::GenerateResult> turn = chat_turn(history);
+      if (!turn.ok()) {
+        std::fprintf(stderr, "qrag-run: error: %s\n", turn.status().ToString().c_str());
+        history.pop_back();
+        continue;
+      }
+      history.push_back({"assistant", turn->text});
+      std::fprintf(stderr, "qrag-run: prompt %zu tokens, generated %zu tokens, finish=%s\n", turn->prompt_ids.size(),
+                   turn->output_ids.size(), engine::FinishReasonName(turn->finish_reason));
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<engine::GenerateResult> generated =
+      args.chat ? chat_turn({{"user", args.message}}) : generate(request);
+  QRAG_RETURN_IF_ERROR(generated.status());
+  const engine::GenerateResult& result = *generated;
 
   const double gen = static_cast<double>(result.output_ids.size());
   std::fprintf(stderr,

@@ -1,6 +1,10 @@
 // qrag-server: serves a model over gRPC (qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, reflection).
 //
-//   qrag-server --model PATH [--model-name NAME] [--tokenizer PATH] [--quant Q] [--listen HOST:PORT] ...
+//   qrag-server --model PATH [--model-name NAME] [--tokenizer PATH] [--chat-template FILE] [--quant Q]
+//               [--listen HOST:PORT] ...
+//
+// Chat: the model's own chat template (GGUF metadata or tokenizer_config.json), or --chat-template FILE, serves
+// Chat/ChatStream/ApplyChatTemplate; a template that does not parse stops the start (exit 1).
 //
 // Lifecycle: listen first (health NOT_SERVING, generation UNAVAILABLE "model loading"), load the model, then
 // SERVING. The first SIGTERM/SIGINT drains: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests
@@ -23,6 +27,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -31,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -47,6 +53,7 @@
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
+#include "server/chat/chat_format.h"
 #include "server/engine/model_bundle.h"
 #include "server/metrics/metrics_stack.h"
 #include "server/rag/index_spec.h"
@@ -215,11 +222,18 @@ struct LoadedServable {
   std::unique_ptr<engine::ModelBundle> bundle;
   std::unique_ptr<engine::TransformerRunner> runner;
   std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<chat::ChatFormat> chat;  // null: no chat template
 };
 
 absl::Status Load(const ServerFlags& args, engine::EngineHooks hooks, LoadedServable* out) {
   QRAG_ASSIGN_OR_RETURN(engine::ModelBundleOptions o, tools::ModelBundleOptionsOf(args.model));
   QRAG_ASSIGN_OR_RETURN(out->bundle, engine::LoadModelBundle(o));
+  // The chat template: a template that does not parse stops the start (its message names file, line, column).
+  QRAG_ASSIGN_OR_RETURN(std::optional<chat::TemplateSource> chat_source,
+                        chat::FindChatTemplate(args.model.model, args.model.chat_template));
+  if (chat_source.has_value()) {
+    QRAG_ASSIGN_OR_RETURN(out->chat, chat::ChatFormat::Create(*std::move(chat_source), out->bundle->tokenizer.get()));
+  }
   out->runner = std::make_unique<engine::TransformerRunner>(out->bundle->transformer.get());
   QRAG_ASSIGN_OR_RETURN(out->engine,
                         engine::Engine::Create(out->runner.get(), out->bundle->tokenizer.get(), args.engine, hooks));
@@ -261,7 +275,9 @@ api::ServedModel Describe(const ServerFlags& args, const LoadedServable& s) {
   m.name = args.model_name;
   m.engine = s.engine.get();
   m.kv_block_size = args.engine.block_size;
+  m.chat = s.chat.get();
   qrag::v1::ModelInfo& info = m.info;
+  if (s.chat != nullptr) info.set_chat_template(s.chat->origin());
   info.set_name(args.model_name);
   info.set_architecture(c.architecture);
   info.set_precision(backend::PrecisionName(s.bundle->transformer->precision()));
@@ -402,6 +418,13 @@ int Serve(const ServerFlags& args) {
                    args.engine.block_size, ", max running ", args.engine.max_running, ", max waiting ",
                    args.engine.max_waiting, ") after ",
                    absl::StrFormat("%.2f", absl::ToDoubleSeconds(absl::Now() - load_start)), " s"));
+
+  if (servable.chat != nullptr) {
+    Log(absl::StrCat("chat template: ", servable.chat->origin(), " (end of turn: token ",
+                     absl::StrJoin(servable.chat->end_of_turn_ids(), ", "), " and the tokenizer's EOS)"));
+  } else {
+    Log("no chat template: Chat is FAILED_PRECONDITION (give one with --chat-template FILE)");
+  }
 
   shutdown.WaitForNotification();
   state.StartDraining();

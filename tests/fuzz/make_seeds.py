@@ -161,6 +161,20 @@ def main():
     }
     for i, (name, wire) in enumerate(requests.items()):
         write("generate_request", name, bytes([i & 1]) + wire)
+    # ChatRequest wire bytes (first byte bit 1 set): messages = 2 {role = 1, content = 2}, add_generation_prompt = 13
+    def message(role, content):
+        return field(2, 2, field(1, 2, role) + field(2, 2, content))
+    chats = {
+        "chat_minimal": message(b"user", b"Hi"),
+        "chat_full": (field(1, 2, b"m") + message(b"system", b"Be brief.") + message(b"user", b"Hello")
+                      + message(b"assistant", b"Hi!") + message(b"user", "caf\u00e9 <|im_end|>".encode())
+                      + field(3, 0, 8) + field(4, 5, 0.7) + field(10, 2, b"END") + field(12, 2, rag)
+                      + field(13, 0, 0)),
+        "chat_unknown_role": message(b"wizard", b"x"),
+        "chat_bad_utf8": message(b"user", b"\xff"),
+    }
+    for i, (name, wire) in enumerate(chats.items()):
+        write("generate_request", name, bytes([2 | (i & 1)]) + wire)
 
 
 if __name__ == "__main__":

@@ -376,12 +376,14 @@ class RetrievalApi(unittest.TestCase):
                        "/qrag.v1.Admin/GetServerStats", "/qrag.v1.Inference/Generate",
                        "/qrag.v1.Retrieval/Embed", "/qrag.v1.Retrieval/CreateCollection",
                        "/qrag.v1.Retrieval/ListCollections", "/qrag.v1.Retrieval/DropCollection",
-                       "/qrag.v1.Retrieval/DeleteDocuments", "/qrag.v1.Retrieval/Retrieve"):
+                       "/qrag.v1.Retrieval/DeleteDocuments", "/qrag.v1.Retrieval/Retrieve",
+                       "/qrag.v1.Inference/Chat", "/qrag.v1.Inference/ApplyChatTemplate"):
             with self.subTest(method=method):
                 call = self.server.channel.unary_unary(method)
                 self.assert_code(lambda: call(garbage, timeout=60), st.grpc.StatusCode.INVALID_ARGUMENT)
-        stream = self.server.channel.unary_stream("/qrag.v1.Inference/GenerateStream")
-        self.assert_code(lambda: list(stream(garbage, timeout=60)), st.grpc.StatusCode.INVALID_ARGUMENT)
+        for method in ("/qrag.v1.Inference/GenerateStream", "/qrag.v1.Inference/ChatStream"):
+            stream = self.server.channel.unary_stream(method)
+            self.assert_code(lambda: list(stream(garbage, timeout=60)), st.grpc.StatusCode.INVALID_ARGUMENT)
         self.assertEqual(self.server.health_status(), st.health_pb.HealthCheckResponse.SERVING)
 
     def test_failure_cases_clear_errors_and_server_keeps_serving(self):

@@ -156,6 +156,7 @@ class TlsAndTokens(SecureServer):
 
     def test_missing_malformed_and_wrong_tokens_are_unauthenticated(self):
         U = st.grpc.StatusCode.UNAUTHENTICATED
+        chat_request = st.pb.ChatRequest(messages=[st.pb.ChatMessage(role="user", content="hi")])
         cases = [
             ((), "missing 'authorization: Bearer <token>'"),
             ((("authorization", "Basic dXNlcjpwYXNz"),), "must be 'Bearer <token>'"),
@@ -175,7 +176,10 @@ class TlsAndTokens(SecureServer):
                     fragment)
         for call in (lambda: self.inference.ListModels(st.pb.ListModelsRequest(), timeout=10),
                      lambda: self.inference.GetModelInfo(st.pb.GetModelInfoRequest(), timeout=10),
-                     lambda: self.admin.GetServerStats(st.admin_pb.GetServerStatsRequest(), timeout=10)):
+                     lambda: self.admin.GetServerStats(st.admin_pb.GetServerStatsRequest(), timeout=10),
+                     lambda: self.inference.Chat(chat_request, timeout=10),
+                     lambda: list(self.inference.ChatStream(chat_request, timeout=10)),
+                     lambda: self.inference.ApplyChatTemplate(chat_request, timeout=10)):
             self.assert_rpc_error(call, U, "missing")
         self.assert_still_serves()
 

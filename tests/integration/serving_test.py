@@ -246,7 +246,8 @@ class StoriesServer(unittest.TestCase):
         inference = [f for f in files if f.name == "qrag/v1/inference.proto"]
         self.assertEqual(len(inference), 1, [f.name for f in files])
         methods = {m.name for m in inference[0].service[0].method}
-        self.assertEqual(methods, {"Generate", "GenerateStream", "ListModels", "GetModelInfo"})
+        self.assertEqual(methods, {"Generate", "GenerateStream", "ListModels", "GetModelInfo", "Chat", "ChatStream",
+                                   "ApplyChatTemplate"})
 
     def test_list_models_and_model_info(self):
         models = self.stub.ListModels(pb.ListModelsRequest(), timeout=10).models

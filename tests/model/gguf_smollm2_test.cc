@@ -2,7 +2,8 @@
 // tests/fetch_smollm2.sh). Metadata, tensor types and shapes, spot values equal to gguf-py's dequantization,
 // every tensor dequantizes to finite values, and the loaded model's fp32 logits equal an independent float64
 // numpy forward (tests/model/make_gguf_forward_gold.py); the tokenizer's ids equal llama.cpp's
-// (tests/model/make_gguf_tokenizer_gold.py).
+// (tests/model/make_gguf_tokenizer_gold.py); greedy decoding with --quant fp32 equals transformers' fp32 greedy
+// tokens (tests/model/make_smollm2_greedy_gold.py).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/backend/cpu/cpu_backend.h"
+#include "server/engine/generator.h"
 #include "server/engine/perplexity.h"
 #include "server/model/gguf.h"
 #include "server/model/gguf_loader.h"
@@ -254,6 +256,39 @@ TEST(GgufSmolLm2, W4PerplexityCloseToFp32) {
   EXPECT_GT(fp32, 5.0);
   EXPECT_LT(std::fabs(w4 / fp32 - 1), 0.02);
   EXPECT_GT(w4_before / fp32 - 1, 0.10);
+}
+
+// transformers' fp32 greedy continuation (48 tokens, on the GGUF dequantized by transformers itself, from
+// llama.cpp's prompt ids) reproduced token for token by qrag's fp32 Generator. transformers generated past the
+// end-of-sequence token; qrag stops at it, so its output is a prefix that ends where the gold holds EOS.
+TEST(GgufSmolLm2, Fp32GreedyEqualsTransformers) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  const nlohmann::json gold = nlohmann::json::parse(
+      ::qrag::testing::ReadFile(std::string(QRAG_SOURCE_DIR) + "/tests/data/gguf/smollm2_greedy_gold.json"));
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  backend::CpuBackend cpu(backend::CpuBackendOptions{});
+  auto t = Transformer::Create(*m, &cpu, {});
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto tok = LoadTokenizer(path, 49152);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto generator = engine::Generator::Create(t->get(), tok->get(), {.context_length = 512});
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  ASSERT_GE(gold["cases"].size(), 10u);
+  for (const nlohmann::json& c : gold["cases"]) {
+    SCOPED_TRACE(c["prompt"].get<std::string>());
+    const std::vector<int32_t> want = c["output_ids"].get<std::vector<int32_t>>();
+    engine::GenerateRequest request;
+    request.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();
+    request.max_tokens = static_cast<int>(want.size());
+    request.sampling.temperature = 0;
+    auto got = (*generator)->Generate(request, [](std::string_view) {});
+    ASSERT_TRUE(got.ok()) << got.status();
+    const std::vector<int32_t>& ids = got->output_ids;
+    ASSERT_LE(ids.size(), want.size());
+    EXPECT_EQ(ids, std::vector<int32_t>(want.begin(), want.begin() + ids.size()));
+    if (ids.size() < want.size()) EXPECT_EQ(want[ids.size()], 2) << "qrag stopped early, not at EOS";
+  }
 }
 
 // llama.cpp's ids (llama-cpp-python, tokenize(add_bos=False, special=...)) for every committed string, and
