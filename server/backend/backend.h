@@ -52,8 +52,9 @@ class DeviceBuffer {
 };
 
 // A linear layer y = x W^T (+ b) in device memory. W is [n, k] (out, in), stored per `precision`:
-// fp32 floats, bf16 uint16, fp8 E4M3 bytes, int8, or w4 packed INT4 codes (quant/w4.h layout). fp8/int8
-// carry one fp32 scale per output row, w4 one per vector of `vector_size` elements of a row.
+// fp32 floats, bf16 uint16, fp8 E4M3 bytes, int8, or w4 packed 4-bit codes (quant/w4.h layout). fp8/int8
+// carry one fp32 scale per output row, w4 one per vector of `vector_size` elements of a row (and one
+// minimum per vector on w4's asymmetric grid).
 struct Weight {
   Precision precision = Precision::kF32;
   int64_t n = 0;
@@ -61,6 +62,7 @@ struct Weight {
   int vector_size = 0;  // w4 only
   DeviceBuffer data;
   DeviceBuffer scales;  // [n] fp32 for fp8/int8, [n, ceil(k / vector_size)] for w4, empty otherwise
+  DeviceBuffer mins;    // w4 on the asymmetric grid: [n, ceil(k / vector_size)] fp32; empty otherwise
   DeviceBuffer bias;    // [n] fp32 or empty
 };
 
@@ -113,7 +115,7 @@ class Backend {
 
   // Converts a host fp32 matrix [n, k] (+ optional bias [n]) into a Weight of `precision`, quantizing
   // per output channel for fp8/int8 (scale = row amax / qmax, amax 0 -> scale 1) and by quant::QuantizeW4
-  // (32-element vectors, OCTAV) for w4.
+  // (32-element vectors, the backend's grid: CpuBackendOptions::w4) for w4.
   virtual absl::StatusOr<Weight> UploadWeight(const float* host, int64_t n, int64_t k, Precision precision,
                                               const float* host_bias) = 0;
   // Uploads an already quantized w4 weight (e.g. from a quantized checkpoint) as is. UNIMPLEMENTED on

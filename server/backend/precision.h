@@ -15,9 +15,10 @@ namespace qrag::backend {
 //           token dynamically (scale = amax / 448); fp32 accumulation of exact products.
 //  - kInt8: W8A8 symmetric int8, per-channel weight scales x per-token activation scales (amax / 127);
 //           int32 accumulation.
-//  - kW4:   weight-only INT4 (quant/w4.h): one fp32 scale per vector of 32 weights along k, each vector
-//           clipped by OCTAV; weights dequantized to fp32 inside the GEMM, fp32 activations. CPU backend only
-//           so far.
+//  - kW4:   weight-only 4-bit (quant/w4.h): per vector of 32 weights along k one fp32 scale and, on the
+//           asymmetric grid (the default; llama.cpp's Q4_1 grid), one fp32 minimum (the symmetric grid:
+//           INT4 codes, OCTAV clip, no minimum); weights dequantized to fp32 inside the GEMM, fp32
+//           activations. CPU backend only so far.
 enum class Precision { kF32, kBF16, kFP8, kInt8, kW4 };
 
 inline constexpr int kNumPrecisions = 5;

@@ -22,6 +22,7 @@ absl::StatusOr<std::unique_ptr<ModelBundle>> LoadModelBundle(const ModelBundleOp
   b->backend = std::move(device);
   model::TransformerOptions to;
   to.precision = options.precision;
+  to.classifier_precision = options.classifier_precision;
   QRAG_ASSIGN_OR_RETURN(b->transformer, model::Transformer::Create(b->checkpoint, b->backend.get(), to));
   return b;
 }

@@ -21,6 +21,7 @@ struct ModelBundleOptions {
   std::string model_path;      // llama2.c .bin or Hugging Face directory
   std::string tokenizer_path;  // empty: model::FindTokenizerFor
   backend::Precision precision = backend::Precision::kF32;
+  std::optional<backend::Precision> classifier_precision;  // unset: model::DefaultClassifierPrecision
   backend::CpuBackendOptions cpu;
   backend::Device device = backend::Device::kAuto;  // cuda when a GPU is present, else cpu
   int cuda_device = 0;

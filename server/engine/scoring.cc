@@ -8,8 +8,8 @@
 
 namespace qrag::engine {
 
-absl::StatusOr<std::vector<float>> ScoreSequence(model::Transformer& t, absl::Span<const int32_t> tokens,
-                                                 const ScoreOptions& options) {
+absl::Status ScoreSequenceChunks(model::Transformer& t, absl::Span<const int32_t> tokens,
+                                 const ScoreOptions& options, const ScoreSink& sink) {
   if (options.chunk <= 0 || options.block_size <= 0) {
     return absl::InvalidArgumentError("chunk and block_size must be positive");
   }
@@ -22,7 +22,7 @@ absl::StatusOr<std::vector<float>> ScoreSequence(model::Transformer& t, absl::Sp
   for (int i = 0; i < kv.num_blocks; ++i) table[i] = kv.num_blocks - 1 - i;
   const backend::AttentionBatch::Sequence seq{table};
   const int vocab = t.config().vocab_size;
-  std::vector<float> logits(static_cast<size_t>(n) * vocab);
+  std::vector<float> logits(static_cast<size_t>(std::min(n, options.chunk)) * vocab);
   std::vector<int32_t> pos, seqs, rows;
   for (int begin = 0; begin < n; begin += options.chunk) {
     const int len = std::min(options.chunk, n - begin);
@@ -39,9 +39,20 @@ absl::StatusOr<std::vector<float>> ScoreSequence(model::Transformer& t, absl::Sp
     batch.sequences = absl::MakeConstSpan(&seq, 1);
     batch.block_size = options.block_size;
     batch.sliding_window = t.config().sliding_window;
-    QRAG_RETURN_IF_ERROR(t.Forward(tokens.subspan(begin, len), batch, rows, cache,
-                                   logits.data() + static_cast<size_t>(begin) * vocab));
+    QRAG_RETURN_IF_ERROR(t.Forward(tokens.subspan(begin, len), batch, rows, cache, logits.data()));
+    QRAG_RETURN_IF_ERROR(sink(begin, len, logits.data()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> ScoreSequence(model::Transformer& t, absl::Span<const int32_t> tokens,
+                                                 const ScoreOptions& options) {
+  const size_t vocab = static_cast<size_t>(t.config().vocab_size);
+  std::vector<float> logits(tokens.size() * vocab);
+  QRAG_RETURN_IF_ERROR(ScoreSequenceChunks(t, tokens, options, [&](int begin, int len, const float* chunk) {
+    std::copy_n(chunk, static_cast<size_t>(len) * vocab, logits.data() + static_cast<size_t>(begin) * vocab);
+    return absl::OkStatus();
+  }));
   return logits;
 }
 

@@ -4,6 +4,7 @@
 #define QRAG_SERVER_ENGINE_SCORING_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,6 +17,13 @@ struct ScoreOptions {
   int chunk = 64;        // tokens per forward step (1 = token by token, as decode)
   int block_size = 16;   // KV-cache block size; blocks are laid out in reverse order on purpose
 };
+
+// Runs `tokens` at positions 0.. in a fresh KV cache, one forward step per chunk, and hands each step's
+// logits to `sink`: [len][vocab], row r predicts token begin + r + 1. The buffer is reused after `sink`
+// returns; an error from `sink` stops the scoring and is returned.
+using ScoreSink = std::function<absl::Status(int begin, int len, const float* logits)>;
+absl::Status ScoreSequenceChunks(model::Transformer& transformer, absl::Span<const int32_t> tokens,
+                                 const ScoreOptions& options, const ScoreSink& sink);
 
 // Runs `tokens` at positions 0.. and returns logits [tokens.size()][vocab] (row i predicts token i + 1).
 absl::StatusOr<std::vector<float>> ScoreSequence(model::Transformer& transformer, absl::Span<const int32_t> tokens,

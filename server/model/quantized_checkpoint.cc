@@ -16,6 +16,7 @@ namespace {
 
 constexpr char kCodesSuffix[] = ".w4_codes";
 constexpr char kScalesSuffix[] = ".w4_scales";
+constexpr char kMinsSuffix[] = ".w4_mins";
 
 std::string Bytes(const void* p, size_t n) { return std::string(static_cast<const char*>(p), n); }
 
@@ -40,7 +41,6 @@ absl::StatusOr<model::SafetensorsCheckpoint::Entry> Expect(const model::Safetens
 }  // namespace
 
 bool IsQuantizedLinearName(const std::string& name) {
-  if (name == "lm_head.weight") return true;
   if (!absl::StartsWith(name, "model.layers.")) return false;
   for (const char* s : {".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight",
                         ".self_attn.o_proj.weight", ".mlp.gate_proj.weight", ".mlp.up_proj.weight",
@@ -63,7 +63,8 @@ absl::Status WriteQuantizedCheckpoint(const model::LoadedModel& model, const std
   meta["scheme"] = "w4";
   meta["format"] = "int4";
   meta["vector_size"] = options.w4.vector_size;
-  meta["clip"] = ClipMethodName(options.w4.clip);
+  meta["grid"] = quant::W4GridName(options.w4.grid);
+  if (options.w4.grid == quant::W4Grid::kSymmetric) meta["clip"] = ClipMethodName(options.w4.clip);
   meta["tensors"] = nlohmann::ordered_json::object();
   for (const std::string& name : hf.Names()) {
     QRAG_ASSIGN_OR_RETURN(model::HostTensor t, hf.GetHostTensor(name));
@@ -77,6 +78,10 @@ absl::Status WriteQuantizedCheckpoint(const model::LoadedModel& model, const std
                                     Bytes(q.codes.data(), q.codes.size())));
     QRAG_RETURN_IF_ERROR(writer.Add(name + kScalesSuffix, "F32", {q.n, q.vectors_per_row()},
                                     Bytes(q.scales.data(), q.scales.size() * sizeof(float))));
+    if (!q.mins.empty()) {
+      QRAG_RETURN_IF_ERROR(writer.Add(name + kMinsSuffix, "F32", {q.n, q.vectors_per_row()},
+                                      Bytes(q.mins.data(), q.mins.size() * sizeof(float))));
+    }
     meta["tensors"][name] = {q.n, q.k};
   }
   writer.SetMetadata("format", "pt");
@@ -104,6 +109,15 @@ absl::Status AttachQuantizedTensors(const model::SafetensorsCheckpoint& weights,
       return bad("'vector_size' must be an integer in 1..4096");
     }
     if (!meta.contains("tensors") || !meta["tensors"].is_object()) return bad("'tensors' must be an object");
+    // Files written before the asymmetric grid have no "grid": they are symmetric.
+    quant::W4Grid grid = quant::W4Grid::kSymmetric;
+    if (meta.contains("grid")) {
+      absl::StatusOr<quant::W4Grid> g =
+          meta["grid"].is_string() ? quant::ParseW4Grid(meta["grid"].get<std::string>())
+                                   : absl::InvalidArgumentError("not a string");
+      if (!g.ok()) return bad("'grid' must be \"asymmetric\" or \"symmetric\"");
+      grid = *g;
+    }
     const int vector_size = meta["vector_size"];
     for (const auto& [name, shape] : meta["tensors"].items()) {
       if (!shape.is_array() || shape.size() != 2 || !shape[0].is_number_integer() ||
@@ -123,6 +137,11 @@ absl::Status AttachQuantizedTensors(const model::SafetensorsCheckpoint& weights,
       q.codes.assign(codes.info->bytes.begin(), codes.info->bytes.end());
       q.scales.resize(static_cast<size_t>(q.n * q.vectors_per_row()));
       std::memcpy(q.scales.data(), scales.info->bytes.data(), q.scales.size() * sizeof(float));
+      if (grid == quant::W4Grid::kAsymmetric) {
+        QRAG_ASSIGN_OR_RETURN(auto mins, Expect(weights, source, name + kMinsSuffix, "F32", {q.n, q.vectors_per_row()}));
+        q.mins.resize(q.scales.size());
+        std::memcpy(q.mins.data(), mins.info->bytes.data(), q.mins.size() * sizeof(float));
+      }
       QRAG_RETURN_IF_ERROR(quant::ValidateW4(q, absl::StrCat(source, ": tensor '", name, "'")));
       // The fp32 view of the stored weights, for every other precision.
       auto values = std::make_shared<std::vector<float>>(static_cast<size_t>(q.n * q.k));

@@ -3,14 +3,17 @@
 // quantization described in the safetensors "__metadata__".
 //
 // Scheme w4 (w4.h). For each quantized weight W [n, k] named NAME (e.g. model.layers.0.self_attn.q_proj.weight):
-//   NAME.w4_codes   dtype U8,  shape [n, ceil(k / 2)]   packed INT4 codes (low nibble = even column)
+//   NAME.w4_codes   dtype U8,  shape [n, ceil(k / 2)]   packed 4-bit codes (low nibble = even column)
 //   NAME.w4_scales  dtype F32, shape [n, ceil(k / vector_size)]
+//   NAME.w4_mins    dtype F32, shape [n, ceil(k / vector_size)]   (asymmetric grid only)
 // and NAME itself is absent. Metadata key "qrag.quantization" holds a JSON object:
-//   {"version": 1, "scheme": "w4", "format": "int4", "vector_size": 32, "clip": "octav",
+//   {"version": 1, "scheme": "w4", "format": "int4", "vector_size": 32, "grid": "asymmetric",
 //    "tensors": {NAME: [n, k], ...}}
-// Every other tensor (embeddings, norms, biases) is stored in fp32. Quantized: the q/k/v/o projections,
-// the gate/up/down projections and an untied lm_head. A tied classifier is quantized when loaded, by the
-// same QuantizeW4, so it gets the same codes as if it had been stored.
+// with "clip": "octav" (or max, mse) on the symmetric grid. A file without "grid" (written before the
+// asymmetric grid existed) is symmetric.
+// Every other tensor (embeddings, norms, biases, the classifier lm_head) is stored in fp32. Quantized: the
+// q/k/v/o projections and the gate/up/down projections. The classifier, tied or not, is quantized when
+// loaded, to model::DefaultClassifierPrecision (int8 under --quant w4).
 //
 // Loading (model/hf_loader.cc calls AttachQuantizedTensors): each listed weight is validated, kept as a
 // W4Matrix in LoadedModel::w4_weights (served as is by `--quant w4`), and also dequantized into an fp32

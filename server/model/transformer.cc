@@ -61,6 +61,10 @@ Transformer::Transformer(const ModelConfig& config, backend::Backend* backend, c
 
 Transformer::~Transformer() = default;
 
+Precision DefaultClassifierPrecision(Precision precision) {
+  return precision == Precision::kW4 ? Precision::kInt8 : precision;
+}
+
 namespace {
 
 absl::StatusOr<DeviceBuffer> UploadVector(backend::Backend* b, const std::vector<float>& v) {
@@ -72,6 +76,7 @@ absl::StatusOr<DeviceBuffer> UploadVector(backend::Backend* b, const std::vector
 int64_t WeightBytes(const Weight& w) {
   int64_t bytes = static_cast<int64_t>(backend::PrecisionWeightBytes(w.precision) * w.n * w.k);
   if (!w.scales.empty()) bytes += static_cast<int64_t>(w.scales.bytes());
+  if (!w.mins.empty()) bytes += static_cast<int64_t>(w.mins.bytes());
   if (!w.bias.empty()) bytes += w.n * 4;
   return bytes;
 }
@@ -89,8 +94,10 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const LoadedMod
     QRAG_ASSIGN_OR_RETURN(const HostTensor* h, model.Get(name, {n}));
     return UploadVector(backend, h->ToFloatVector());
   };
-  auto load_linear = [&](const std::string& name, int64_t n, int64_t k,
-                         const std::string& bias_name) -> absl::StatusOr<Weight> {
+  const Precision classifier_precision =
+      options.classifier_precision.value_or(DefaultClassifierPrecision(options.precision));
+  auto load_linear = [&](const std::string& name, int64_t n, int64_t k, const std::string& bias_name,
+                         Precision precision) -> absl::StatusOr<Weight> {
     QRAG_ASSIGN_OR_RETURN(const HostTensor* h, model.Get(name, {n, k}));
     std::vector<float> bias;
     if (!bias_name.empty()) {
@@ -98,13 +105,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const LoadedMod
       bias = b->ToFloatVector();
     }
     Weight out;
-    if (auto q = model.w4_weights.find(name); q != model.w4_weights.end() && options.precision == Precision::kW4) {
+    if (auto q = model.w4_weights.find(name); q != model.w4_weights.end() && precision == Precision::kW4) {
       // A w4 checkpoint: serve its stored codes (Get above checked the shape of their fp32 view).
       QRAG_ASSIGN_OR_RETURN(out, backend->UploadW4Weight(q->second, bias.empty() ? nullptr : bias.data()));
     } else {
       std::vector<float> w = h->ToFloatVector();
-      QRAG_ASSIGN_OR_RETURN(out, backend->UploadWeight(w.data(), n, k, options.precision,
-                                                       bias.empty() ? nullptr : bias.data()));
+      QRAG_ASSIGN_OR_RETURN(out, backend->UploadWeight(w.data(), n, k, precision, bias.empty() ? nullptr : bias.data()));
     }
     t->weight_bytes_per_token_ += WeightBytes(out);
     return out;
@@ -116,12 +122,12 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const LoadedMod
     QRAG_ASSIGN_OR_RETURN(t->embedding_, UploadVector(backend, table));
     if (c.tie_embeddings) {
       QRAG_ASSIGN_OR_RETURN(t->classifier_,
-                            backend->UploadWeight(table.data(), c.vocab_size, dim, options.precision, nullptr));
+                            backend->UploadWeight(table.data(), c.vocab_size, dim, classifier_precision, nullptr));
       t->weight_bytes_per_token_ += WeightBytes(t->classifier_);
     }
   }
   if (!c.tie_embeddings) {
-    QRAG_ASSIGN_OR_RETURN(t->classifier_, load_linear("lm_head.weight", c.vocab_size, dim, ""));
+    QRAG_ASSIGN_OR_RETURN(t->classifier_, load_linear("lm_head.weight", c.vocab_size, dim, "", classifier_precision));
   }
   QRAG_ASSIGN_OR_RETURN(t->final_norm_, load_vector("model.norm.weight", dim));
   t->weight_bytes_per_token_ += dim * 4;
@@ -134,15 +140,15 @@ absl::StatusOr<std::unique_ptr<Transformer>> Transformer::Create(const LoadedMod
     QRAG_ASSIGN_OR_RETURN(layer->attn_norm, load_vector(p + "input_layernorm.weight", dim));
     QRAG_ASSIGN_OR_RETURN(layer->ffn_norm, load_vector(p + "post_attention_layernorm.weight", dim));
     QRAG_ASSIGN_OR_RETURN(layer->wq, load_linear(p + "self_attn.q_proj.weight", q_dim, dim,
-                                                 bias ? p + "self_attn.q_proj.bias" : ""));
+                                                 bias ? p + "self_attn.q_proj.bias" : "", options.precision));
     QRAG_ASSIGN_OR_RETURN(layer->wk, load_linear(p + "self_attn.k_proj.weight", kv_dim, dim,
-                                                 bias ? p + "self_attn.k_proj.bias" : ""));
+                                                 bias ? p + "self_attn.k_proj.bias" : "", options.precision));
     QRAG_ASSIGN_OR_RETURN(layer->wv, load_linear(p + "self_attn.v_proj.weight", kv_dim, dim,
-                                                 bias ? p + "self_attn.v_proj.bias" : ""));
-    QRAG_ASSIGN_OR_RETURN(layer->wo, load_linear(p + "self_attn.o_proj.weight", dim, q_dim, ""));
-    QRAG_ASSIGN_OR_RETURN(layer->gate, load_linear(p + "mlp.gate_proj.weight", hidden, dim, ""));
-    QRAG_ASSIGN_OR_RETURN(layer->up, load_linear(p + "mlp.up_proj.weight", hidden, dim, ""));
-    QRAG_ASSIGN_OR_RETURN(layer->down, load_linear(p + "mlp.down_proj.weight", dim, hidden, ""));
+                                                 bias ? p + "self_attn.v_proj.bias" : "", options.precision));
+    QRAG_ASSIGN_OR_RETURN(layer->wo, load_linear(p + "self_attn.o_proj.weight", dim, q_dim, "", options.precision));
+    QRAG_ASSIGN_OR_RETURN(layer->gate, load_linear(p + "mlp.gate_proj.weight", hidden, dim, "", options.precision));
+    QRAG_ASSIGN_OR_RETURN(layer->up, load_linear(p + "mlp.up_proj.weight", hidden, dim, "", options.precision));
+    QRAG_ASSIGN_OR_RETURN(layer->down, load_linear(p + "mlp.down_proj.weight", dim, hidden, "", options.precision));
     t->weight_bytes_per_token_ += 2 * dim * 4;
     t->layers_.push_back(std::move(layer));
   }

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -25,7 +26,14 @@ namespace qrag::model {
 
 struct TransformerOptions {
   backend::Precision precision = backend::Precision::kF32;
+  // The classifier's (vocabulary projection's) GEMM; unset: DefaultClassifierPrecision(precision).
+  std::optional<backend::Precision> classifier_precision;
 };
+
+// `precision`, except w4 -> int8: a 4-bit classifier costs more accuracy than all 4-bit decoder layers
+// together (docs/quantization.md: SmolLM2 +5.6% perplexity from the classifier alone), so w4 keeps it at
+// 8 bits, as llama.cpp's 4-bit files keep their output matrix at 6-8 bits.
+backend::Precision DefaultClassifierPrecision(backend::Precision precision);
 
 // Tensor ops done so far, by precision of the GEMM that did them (attention is counted as fp32 here:
 // it runs on fp32 activations).

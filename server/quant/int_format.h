@@ -29,6 +29,11 @@ inline int8_t UnpackInt4(const uint8_t* packed, int64_t i) {
   const int nib = (i & 1) ? (byte >> 4) : (byte & 0xf);
   return static_cast<int8_t>(nib >= 8 ? nib - 16 : nib);
 }
+// Code `i` of a packed row read unsigned, in [0, 15] (the w4 asymmetric grid, quant/w4.h).
+inline uint8_t UnpackUint4(const uint8_t* packed, int64_t i) {
+  const uint8_t byte = packed[i >> 1];
+  return static_cast<uint8_t>((i & 1) ? (byte >> 4) : (byte & 0xf));
+}
 
 }  // namespace qrag::quant
 

@@ -101,8 +101,12 @@ void AddQuantizeFlags(CLI::App& app, QuantizeFlags* f) {
   app.add_option("--model", f->model, "llama2.c .bin or Hugging Face directory (required)")->type_name("PATH");
   app.add_option("--out", f->out, "output directory, created if missing (required)")->type_name("DIR");
   cli::AddNumber(app, "--vector-size", &f->checkpoint.w4.vector_size, "weights per scale, 1..4096");
+  cli::AddParsed<quant::W4Grid>(app, "--grid", &f->checkpoint.w4.grid, quant::ParseW4Grid,
+                                "4-bit grid of each vector: scale + minimum, or symmetric INT4")
+      ->type_name("{asymmetric,symmetric}")
+      ->default_str(quant::W4GridName(f->checkpoint.w4.grid));
   cli::AddParsed<quant::ClipMethod>(app, "--clip", &f->checkpoint.w4.clip, quant::ParseClipMethod,
-                                    "clipping method of each vector")
+                                    "clipping method of each vector (symmetric grid)")
       ->type_name("{octav,max,mse}")
       ->default_str(quant::ClipMethodName(f->checkpoint.w4.clip));
   app.add_option("--tokenizer", f->tokenizer, "tokenizer to copy into DIR (default: the model's .model/.json, if any)")
@@ -211,8 +215,13 @@ int Quantize(const QuantizeFlags& f) {
   } else {
     std::fprintf(stderr, "%s: no tokenizer found next to the model; pass --tokenizer to qrag-run\n", kProgram);
   }
-  std::printf("wrote %s (w4: int4, %d-element vectors, %s clip)\n", out.c_str(), o.w4.vector_size,
-              quant::ClipMethodName(o.w4.clip));
+  if (o.w4.grid == quant::W4Grid::kSymmetric) {
+    std::printf("wrote %s (w4: symmetric int4, %d-element vectors, %s clip)\n", out.c_str(), o.w4.vector_size,
+                quant::ClipMethodName(o.w4.clip));
+  } else {
+    std::printf("wrote %s (w4: asymmetric, scale + minimum per %d-element vector)\n", out.c_str(),
+                o.w4.vector_size);
+  }
   return 0;
 }
 

@@ -4,9 +4,13 @@
 //            [--temperature T --top-p P --top-k K --min-p P --repetition-penalty R --seed S --stop STR]
 //   qrag-run --model PATH --chat [--message TEXT] [--system TEXT] [--chat-template FILE] ...
 //            (one chat turn with --message; without it, a conversation reading one message per line from stdin)
+//   qrag-run --model PATH [--quant Q] [--device D] --perplexity FILE [--ctx N]
 //
 // Prints the completion (not the prompt) to stdout as it is generated, followed by a newline, and the
-// speed to stderr. Exit status 0 on success, 2 for bad command-line usage, 1 for any other error.
+// speed to stderr. With --perplexity, scores the UTF-8 text FILE instead (engine/perplexity.h has the
+// definition: no BOS, windows of N tokens, a final partial window dropped) and prints
+// "perplexity: P over T tokens" and "mean nll: X nats" to stdout, the windows and the speed to stderr.
+// Exit status 0 on success, 2 for bad command-line usage, 1 for any other error.
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +22,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/common/cli.h"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/registry.h"
@@ -25,10 +31,12 @@
 #include "server/common/status.h"
 #include "server/chat/chat_format.h"
 #include "server/engine/generator.h"
+#include "server/engine/perplexity.h"
 #include "server/engine/model_bundle.h"
 #include "server/model/host_tensor.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
+#include "server/model/utf8.h"
 #include "server/tools/model_flags.h"
 
 namespace qrag {
@@ -48,6 +56,8 @@ struct RunFlags {
   }();
   std::vector<std::string> stop;
   bool reference = false;
+  std::string perplexity_file;  // non-empty: score this text instead of generating
+  int perplexity_window = 512;
   // --chat: the model's chat template over --message (and --system) instead of a raw prompt.
   bool chat = false;
   std::string message, system;
@@ -73,6 +83,12 @@ void AddRunFlags(CLI::App& app, RunFlags* f) {
   app.add_option("--system", f->system, "with --chat: the system prompt")->type_name("TEXT");
   app.add_flag("--reference", f->reference,
                "use the CPU backend's plain-loop reference kernels (slow; for checking; implies --device cpu)");
+  app.add_option("--perplexity", f->perplexity_file,
+                 "print the model's perplexity on this UTF-8 text file (no BOS; windows of --ctx tokens; a final "
+                 "partial window is dropped) instead of generating")
+      ->type_name("FILE");
+  cli::AddNumber(app, "--ctx", &f->perplexity_window,
+                 "--perplexity window in tokens, in [2, the model's context length]");
 }
 
 // Checks the flags; --reference settles the device.
@@ -94,6 +110,42 @@ absl::Status ValidateRunFlags(RunFlags* f) {
     }
     f->model.device = backend::Device::kCpu;
   }
+  if (!f->perplexity_file.empty() && (!f->prompt.empty() || !f->prompt_file.empty() || f->chat)) {
+    return absl::InvalidArgumentError(
+        "--perplexity scores a file: give no --prompt, --prompt-file or --chat with it");
+  }
+  return absl::OkStatus();
+}
+
+// The --perplexity file's text, checked to be UTF-8 (before the model loads, so that a wrong path fails fast).
+absl::StatusOr<std::string> ReadPerplexityText(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("--perplexity: ", text.status().message()));
+  }
+  QRAG_RETURN_IF_ERROR(model::CheckUtf8(*text, absl::StrCat("--perplexity file ", path)));
+  return text;
+}
+
+// Tokenizes `text` without BOS, scores it and prints the result.
+absl::Status RunPerplexity(const RunFlags& args, const std::string& text, engine::ModelBundle& bundle) {
+  model::EncodeOptions encode;
+  encode.add_bos = false;
+  QRAG_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, bundle.tokenizer->Encode(text, encode));
+  engine::PerplexityOptions po;
+  po.window = args.perplexity_window;
+  const absl::Time start = absl::Now();
+  QRAG_ASSIGN_OR_RETURN(engine::PerplexityResult r, engine::ComputePerplexity(*bundle.transformer, tokens, po));
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  std::printf("perplexity: %.4f over %lld tokens\nmean nll: %.6f nats\n", r.perplexity,
+              static_cast<long long>(r.tokens_scored), r.mean_nll);
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "qrag-run: %s, %s weights on %s: %zu tokens, %d windows of %d (each scored from its second token), "
+               "%lld final tokens dropped; %.3f s, %.1f tok/s\n",
+               args.model.model.c_str(), args.model.quant.c_str(), std::string(bundle.backend->name()).c_str(),
+               tokens.size(), r.windows, po.window, static_cast<long long>(r.tokens_dropped), seconds,
+               seconds > 0 ? static_cast<double>(r.windows) * po.window / seconds : 0.0);
   return absl::OkStatus();
 }
 
@@ -104,7 +156,12 @@ absl::Status Run(const RunFlags& args) {
   if (!args.prompt_file.empty()) {
     QRAG_ASSIGN_OR_RETURN(prompt, ReadFileToString(args.prompt_file));
   }
+  std::string perplexity_text;
+  if (!args.perplexity_file.empty()) {
+    QRAG_ASSIGN_OR_RETURN(perplexity_text, ReadPerplexityText(args.perplexity_file));
+  }
   QRAG_ASSIGN_OR_RETURN(std::unique_ptr<engine::ModelBundle> bundle, engine::LoadModelBundle(mo));
+  if (!args.perplexity_file.empty()) return RunPerplexity(args, perplexity_text, *bundle);
   model::Transformer* transformer = bundle->transformer.get();
   model::Tokenizer* tokenizer = bundle->tokenizer.get();
   const std::string& tokenizer_path = bundle->tokenizer_path;
@@ -204,7 +261,12 @@ int Main(int argc, char** argv) {
                 "Face Llama/Mistral/Qwen2 directory: the completion to stdout, the speed to stderr.");
   RunFlags flags;
   AddRunFlags(*app, &flags);
-  cli::ParseFlagsOrExit(*app, argc, argv, [&] { return ValidateRunFlags(&flags); });
+  cli::ParseFlagsOrExit(*app, argc, argv, [&]() -> absl::Status {
+    if (app->count("--ctx") > 0 && flags.perplexity_file.empty()) {
+      return absl::InvalidArgumentError("--ctx is the --perplexity window: give --perplexity FILE with it");
+    }
+    return ValidateRunFlags(&flags);
+  });
   if (absl::Status s = Run(flags); !s.ok()) {
     std::fprintf(stderr, "qrag-run: error: %s\n", s.ToString().c_str());
     return 1;

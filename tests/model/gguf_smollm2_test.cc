@@ -5,7 +5,9 @@
 // (tests/model/make_gguf_tokenizer_gold.py); greedy decoding with --quant fp32 equals transformers' fp32 greedy
 // tokens (tests/model/make_smollm2_greedy_gold.py).
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,10 +17,12 @@
 #include "nlohmann/json.hpp"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/engine/generator.h"
+#include "server/engine/perplexity.h"
 #include "server/model/gguf.h"
 #include "server/model/gguf_loader.h"
 #include "server/model/tokenizer.h"
 #include "server/model/transformer.h"
+#include "server/quant/w4.h"
 #include "tests/model/stories_fixture.h"
 #include "tests/model/smollm2_fixture.h"
 
@@ -177,6 +181,81 @@ TEST(GgufSmolLm2, Fp32LogitsEqualIndependentFloat64Forward) {
     EXPECT_EQ(std::max_element(got, got + vocab) - got, top[0]);
   }
   EXPECT_EQ(gold["positions"][ids.size() - 1]["top_ids"][0].get<int>(), 7042);  // " Paris"
+}
+
+// --quant w4's default (asymmetric) grid is Q4_1's: every Q4_1 weight of the file comes back within a few
+// ulps (the scale is (max - min) / 15 in fp32, Q4_1's d in fp16), so the 4-bit decoder layers cost nothing.
+// The symmetric INT4 grid cannot hold an offset 16-level grid: ~19-20 dB (docs/quantization.md).
+TEST(GgufSmolLm2, W4AsymmetricGridReproducesQ4_1Weights) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  int checked = 0;
+  for (const auto& [name, t] : m->tensors) {
+    if (name.rfind("model.layers.", 0) != 0 || t.shape.size() != 2) continue;
+    const int64_t n = t.shape[0], k = t.shape[1];
+    const std::vector<float> w = t.ToFloatVector();
+    auto q = quant::QuantizeW4(w.data(), n, k, quant::W4Options{});
+    ASSERT_TRUE(q.ok()) << name;
+    std::vector<float> deq(w.size());
+    quant::DequantizeW4Rows(q->view(), 0, n, deq.data());
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n * k; ++i) {
+      const int64_t v = (i / k) * q->vectors_per_row() + (i % k) / q->vector_size;
+      const float bound = 4 * std::numeric_limits<float>::epsilon() * (15 * q->scales[v] + std::fabs(q->mins[v]));
+      bad += !(std::fabs(deq[i] - w[i]) <= bound);
+    }
+    EXPECT_EQ(bad, 0) << name;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 210);  // every Q4_1 tensor (7 per layer)
+
+  const std::vector<float> w = m->tensors.at("model.layers.0.self_attn.q_proj.weight").ToFloatVector();
+  auto sym = quant::QuantizeW4(w.data(), 576, 576, {.grid = quant::W4Grid::kSymmetric});
+  ASSERT_TRUE(sym.ok());
+  std::vector<float> deq(w.size());
+  quant::DequantizeW4Rows(sym->view(), 0, 576, deq.data());
+  double noise = 0, signal = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    noise += (static_cast<double>(deq[i]) - w[i]) * (static_cast<double>(deq[i]) - w[i]);
+    signal += static_cast<double>(w[i]) * w[i];
+  }
+  EXPECT_LT(10 * std::log10(signal / noise), 25.0);
+}
+
+// Perplexity (engine/perplexity.h, two windows of 256 tokens of ../shared's State of the Union) of --quant w4
+// against fp32, and of the scheme w4 had before (symmetric INT4 everywhere, the classifier included).
+TEST(GgufSmolLm2, W4PerplexityCloseToFp32) {
+  QRAG_REQUIRE_SMOLLM2(path);
+  QRAG_REQUIRE_SHARED_PATH(text_path, "data/rag/state_of_the_union.txt");
+  auto m = LoadCheckpoint(path);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto tok = LoadTokenizer(path, 49152);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto tokens = (*tok)->Encode(::qrag::testing::ReadFile(text_path), {.add_bos = false});
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  ASSERT_GE(tokens->size(), 512u);
+  tokens->resize(512);
+  auto perplexity = [&](const backend::CpuBackendOptions& bo, const TransformerOptions& to) -> double {
+    backend::CpuBackend cpu(bo);
+    auto t = Transformer::Create(*m, &cpu, to);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return NAN;
+    auto r = engine::ComputePerplexity(**t, *tokens, {.window = 256});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->perplexity : NAN;
+  };
+  const double fp32 = perplexity({}, {});
+  const double w4 = perplexity({}, {.precision = backend::Precision::kW4});
+  const double w4_before = perplexity({.w4 = {.grid = quant::W4Grid::kSymmetric}},
+                                      {.precision = backend::Precision::kW4,
+                                       .classifier_precision = backend::Precision::kW4});
+  std::printf("SmolLM2 perplexity, 2 x 256 tokens: fp32 %.4f, w4 %.4f (%+.2f%%), symmetric w4 with a w4 classifier "
+              "%.4f (%+.2f%%)\n",
+              fp32, w4, 100 * (w4 / fp32 - 1), w4_before, 100 * (w4_before / fp32 - 1));
+  EXPECT_GT(fp32, 5.0);
+  EXPECT_LT(std::fabs(w4 / fp32 - 1), 0.02);
+  EXPECT_GT(w4_before / fp32 - 1, 0.10);
 }
 
 // transformers' fp32 greedy continuation (48 tokens, on the GGUF dequantized by transformers itself, from

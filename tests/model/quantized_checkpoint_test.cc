@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/engine/scoring.h"
 #include "server/model/checkpoint_writer.h"
@@ -47,7 +48,7 @@ TEST_P(QuantizedCheckpoint, RoundTripAndServedW4EqualsLoadTimeW4) {
   ASSERT_TRUE(f.ok()) << f.status();
 
   // Every linear weight is stored quantized, with exactly the codes quant::QuantizeW4 gives the fp32 weight.
-  const int expected = 7 * config->n_layers + (config->tie_embeddings ? 0 : 1);
+  const int expected = 7 * config->n_layers;  // the classifier (lm_head) stays fp32
   EXPECT_EQ(q->w4_weights.size(), static_cast<size_t>(expected));
   for (const auto& [name, w4] : q->w4_weights) {
     const model::HostTensor& t = f->tensors.at(name);
@@ -55,6 +56,8 @@ TEST_P(QuantizedCheckpoint, RoundTripAndServedW4EqualsLoadTimeW4) {
     auto expect = quant::QuantizeW4(w.data(), t.shape[0], t.shape[1], quant::W4Options{});
     EXPECT_EQ(w4.codes, expect->codes) << name;
     EXPECT_EQ(w4.scales, expect->scales) << name;
+    EXPECT_EQ(w4.mins, expect->mins) << name;
+    EXPECT_EQ(w4.grid(), quant::W4Grid::kAsymmetric) << name;
     // The fp32 view under the original name is the dequantized weight.
     std::vector<float> deq(w.size());
     quant::DequantizeW4Rows(w4.view(), 0, w4.n, deq.data());
@@ -156,7 +159,9 @@ TEST_F(QuantizedCheckpointErrors, ScalesDtypeF16Rejected) {
   EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is F16")));
 }
 
-TEST_F(QuantizedCheckpointErrors, InvalidCodeAndNegativeScale) {
+TEST_F(QuantizedCheckpointErrors, InvalidSymmetricCode) {
+  auto src = model::MakeRandomModel(*model::NamedModelShape("tiny-gqa"), 4);
+  ASSERT_TRUE(WriteQuantizedCheckpoint(*src, dir_.path(), {.w4 = {.grid = quant::W4Grid::kSymmetric}}).ok());
   Rewrite(
       dir_.path(),
       [](const std::string& name, std::string*, std::vector<int64_t>*, std::string* bytes) {
@@ -165,6 +170,36 @@ TEST_F(QuantizedCheckpointErrors, InvalidCodeAndNegativeScale) {
       },
       "");
   EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument, AllOf(HasSubstr(file_), HasSubstr("code -8"))));
+}
+
+TEST_F(QuantizedCheckpointErrors, MissingMinsOnAsymmetricGrid) {
+  Rewrite(dir_.path(), [](const std::string& name, auto*, auto*, auto*) { return name != std::string(kQ) + ".w4_mins"; }, "");
+  EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("w4_mins' is missing")));
+}
+
+TEST_F(QuantizedCheckpointErrors, UnknownGrid) {
+  Rewrite(dir_.path(), [](auto&&...) { return true; },
+          R"({"version":1,"scheme":"w4","vector_size":32,"grid":"skewed","tensors":{}})");
+  EXPECT_THAT(Load(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'grid' must be \"asymmetric\" or")));
+}
+
+// A checkpoint written before the asymmetric grid existed has no "grid" and no mins: it is symmetric.
+TEST(QuantizedCheckpointGrid, NoGridMeansSymmetric) {
+  auto src = model::MakeRandomModel(*model::NamedModelShape("tiny-gqa"), 4);
+  TempDir dir;
+  ASSERT_TRUE(WriteQuantizedCheckpoint(*src, dir.path(), {.w4 = {.grid = quant::W4Grid::kSymmetric}}).ok());
+  auto file = model::SafetensorsFile::Open(dir.path() + "/model.safetensors");
+  ASSERT_TRUE(file.ok());
+  nlohmann::json meta = nlohmann::json::parse(file->metadata().at(kQuantizationMetadataKey));
+  EXPECT_EQ(meta["grid"], "symmetric");
+  EXPECT_EQ(meta["clip"], "octav");
+  meta.erase("grid");
+  Rewrite(dir.path(), [](auto&&...) { return true; }, meta.dump());
+  auto loaded = model::LoadCheckpoint(dir.path());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const quant::W4Matrix& q = loaded->w4_weights.at(kQ);
+  EXPECT_EQ(q.grid(), quant::W4Grid::kSymmetric);
+  EXPECT_EQ(q.scales.size(), static_cast<size_t>(q.n * q.vectors_per_row()));
 }
 
 TEST_F(QuantizedCheckpointErrors, ListedTensorAlsoStoredUnquantized) {
@@ -184,7 +219,7 @@ TEST_F(QuantizedCheckpointErrors, ListedTensorAlsoStoredUnquantized) {
 
 TEST(QuantizedCheckpointNames, LinearWeightsOnly) {
   EXPECT_TRUE(IsQuantizedLinearName("model.layers.3.mlp.down_proj.weight"));
-  EXPECT_TRUE(IsQuantizedLinearName("lm_head.weight"));
+  EXPECT_FALSE(IsQuantizedLinearName("lm_head.weight"));  // quantized when loaded (DefaultClassifierPrecision)
   EXPECT_FALSE(IsQuantizedLinearName("model.embed_tokens.weight"));
   EXPECT_FALSE(IsQuantizedLinearName("model.layers.3.input_layernorm.weight"));
   EXPECT_FALSE(IsQuantizedLinearName("model.layers.3.self_attn.q_proj.bias"));

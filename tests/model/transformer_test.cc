@@ -3,6 +3,7 @@
 #include "server/model/transformer.h"
 
 #include <cmath>
+#include <optional>
 
 #include "server/model/random_model.h"
 #include "tests/model/stories_fixture.h"
@@ -33,9 +34,11 @@ class Stories260K : public ::testing::Test {
     if (HasFatalFailure()) return;
   }
 
-  std::unique_ptr<Transformer> Make(CpuBackend& cpu, Precision p) {
+  std::unique_ptr<Transformer> Make(CpuBackend& cpu, Precision p,
+                                    std::optional<Precision> classifier = std::nullopt) {
     TransformerOptions o;
     o.precision = p;
+    o.classifier_precision = classifier;
     auto t = Transformer::Create(*model_, &cpu, o);
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? std::move(*t) : nullptr;
@@ -178,7 +181,7 @@ INSTANTIATE_TEST_SUITE_P(Schemes, Stories260KQuant,
                          ::testing::Values(QuantCase{Precision::kBF16, 0.97, 0.002},
                                            QuantCase{Precision::kFP8, 0.90, 0.05},
                                            QuantCase{Precision::kInt8, 0.95, 0.01},
-                                           QuantCase{Precision::kW4, 0.75, 0.3}),
+                                           QuantCase{Precision::kW4, 0.85, 0.1}),
                          [](const auto& info) { return std::string(backend::PrecisionName(info.param.precision)); });
 
 // Fast kernels agree with the reference kernels in every precision, position by position.
@@ -186,8 +189,9 @@ class Stories260KFastVsReference : public Stories260K, public ::testing::WithPar
 
 TEST_P(Stories260KFastVsReference, LogitsAgree) {
   CpuBackend fast(CpuBackendOptions{}), ref(CpuBackendOptions{.reference = true});
-  auto tf = Make(fast, GetParam());
-  auto tr = Make(ref, GetParam());
+  // w4 with a w4 classifier too (its default, int8, is the int8 case's): only the w4 kernels are compared.
+  auto tf = Make(fast, GetParam(), GetParam());
+  auto tr = Make(ref, GetParam(), GetParam());
   ASSERT_NE(tf, nullptr);
   ASSERT_NE(tr, nullptr);
   std::vector<int32_t> seq = ReadIds(expected_ + "/greedy_t0.0_n200.tokens.txt", 0);
@@ -314,6 +318,33 @@ TEST(TransformerErrors, BadTokenAndPosition) {
   std::vector<int32_t> long_seq(129, 1);  // context is 128
   EXPECT_THAT(TeacherForcedLogits(**t, long_seq, 64).status(),
               StatusIs(absl::StatusCode::kOutOfRange, HasSubstr("context length 128")));
+}
+
+// --quant w4 keeps the classifier at 8 bits (DefaultClassifierPrecision); classifier_precision overrides it.
+TEST(TransformerClassifierPrecision, W4DefaultsToInt8ClassifierAndCanBeOverridden) {
+  EXPECT_EQ(DefaultClassifierPrecision(Precision::kW4), Precision::kInt8);
+  for (Precision p : {Precision::kF32, Precision::kBF16, Precision::kFP8, Precision::kInt8}) {
+    EXPECT_EQ(DefaultClassifierPrecision(p), p);
+  }
+  const ModelConfig c = *NamedModelShape("tiny-gqa");
+  auto model = MakeRandomModel(c, 1);
+  ASSERT_TRUE(model.ok());
+  const std::vector<int32_t> tokens = {1, 5, 9, 17};
+  const int64_t classifier_ops = 2 * static_cast<int64_t>(tokens.size()) * c.vocab_size * c.dim;
+  for (const std::optional<Precision> classifier : {std::optional<Precision>(), std::optional(Precision::kW4)}) {
+    CpuBackend cpu(CpuBackendOptions{});
+    auto t = Transformer::Create(*model, &cpu, {.precision = Precision::kW4, .classifier_precision = classifier});
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE(TeacherForcedLogits(**t, tokens, 4).ok());
+    const auto& ops = (*t)->ops().by_precision;
+    const auto at = [&](Precision p) { return ops[static_cast<int>(p)]; };
+    if (classifier.has_value()) {
+      EXPECT_EQ(at(Precision::kInt8), 0);
+    } else {
+      EXPECT_EQ(at(Precision::kInt8), classifier_ops);
+    }
+    EXPECT_GT(at(Precision::kW4), 0);
+  }
 }
 
 TEST(RopeFrequencies, Llama3ScalingMatchesTransformers) {

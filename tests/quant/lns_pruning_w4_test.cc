@@ -1,11 +1,17 @@
-// LNS factored dot product == direct LNS sum; 2:4 pruning pattern; w4 quantization and validation.
+// LNS factored dot product == direct LNS sum; 2:4 pruning pattern; w4 quantization (both grids) and validation.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/quant/bf16.h"
 #include "server/quant/clipping.h"
+#include "server/quant/gguf_blocks.h"
 #include "server/quant/lns_dot.h"
 #include "server/quant/log_format.h"
 #include "server/quant/pruning.h"
@@ -135,14 +141,16 @@ TEST(Prune2Of4, RandomMatrixIsValidAndKeepsLargest) {
 
 // ---- w4 ----
 
-TEST(W4, QuantizeOctav_Vector32_CodesScalesAndRaggedLastVector) {
+TEST(W4, QuantizeSymmetricOctav_Vector32_CodesScalesAndRaggedLastVector) {
   std::mt19937 rng(8);
   std::normal_distribution<float> g;
   const int64_t n = 5, k = 70;  // vectors of 32, 32, 6
   std::vector<float> w(n * k);
   for (float& v : w) v = g(rng);
-  auto q = QuantizeW4(w.data(), n, k, W4Options{});
+  auto q = QuantizeW4(w.data(), n, k, W4Options{.grid = W4Grid::kSymmetric});
   ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->grid(), W4Grid::kSymmetric);
+  EXPECT_TRUE(q->mins.empty());
   EXPECT_EQ(q->row_bytes(), 35);
   EXPECT_EQ(q->vectors_per_row(), 3);
   ASSERT_TRUE(ValidateW4(*q, "test").ok());
@@ -165,9 +173,116 @@ TEST(W4, QuantizeOctav_Vector32_CodesScalesAndRaggedLastVector) {
   }
 }
 
+TEST(W4, QuantizeAsymmetric_Vector32_MinMaxGridAndRaggedLastVector) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> g;
+  const int64_t n = 5, k = 70;  // vectors of 32, 32, 6
+  std::vector<float> w(n * k);
+  for (float& v : w) v = g(rng) + 0.3f;  // off-centre, as many real weight vectors are
+  auto q = QuantizeW4(w.data(), n, k, W4Options{});  // the default grid
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->grid(), W4Grid::kAsymmetric);
+  ASSERT_EQ(q->mins.size(), q->scales.size());
+  ASSERT_TRUE(ValidateW4(*q, "test").ok());
+  std::vector<float> deq(n * k);
+  DequantizeW4Rows(q->view(), 0, n, deq.data());
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t v = 0; v < 3; ++v) {
+      const int64_t b = r * k + v * 32, e = r * k + std::min<int64_t>(k, v * 32 + 32);
+      const float lo = *std::min_element(w.begin() + b, w.begin() + e);
+      const float hi = *std::max_element(w.begin() + b, w.begin() + e);
+      const float scale = q->scales[r * 3 + v], min = q->mins[r * 3 + v];
+      EXPECT_EQ(min, lo);
+      EXPECT_EQ(scale, static_cast<float>((static_cast<double>(hi) - lo) / 15));
+      bool has0 = false, has15 = false;
+      for (int64_t i = b; i < e; ++i) {
+        const int u = UnpackUint4(q->codes.data() + r * 35, i - r * k);
+        has0 |= u == 0;
+        has15 |= u == 15;
+        EXPECT_EQ(deq[i], std::fma(static_cast<float>(u), scale, min));
+        EXPECT_EQ(deq[i], q->view().Dequantize(r, i - r * k));
+        EXPECT_LE(std::fabs(deq[i] - w[i]), scale / 2 * 1.0001f);
+      }
+      EXPECT_TRUE(has0 && has15) << "the grid spans the vector's [min, max]";
+    }
+  }
+}
+
+// 10 log10(sum w^2 / sum (q - w)^2), in dB.
+double SqnrDb(const std::vector<float>& w, const std::vector<float>& q) {
+  double noise = 0, signal = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    noise += (static_cast<double>(q[i]) - w[i]) * (static_cast<double>(q[i]) - w[i]);
+    signal += static_cast<double>(w[i]) * w[i];
+  }
+  return 10 * std::log10(signal / std::max(noise, 1e-300));
+}
+
+// A Q4_1 block (llama.cpp: value = d * q + m, codes 0..15 with the vector's minimum at 0 and its maximum at
+// 15) comes back with the same codes and values within an ulp: the asymmetric grid is Q4_1's.
+TEST(W4, AsymmetricGridReproducesQ4_1Blocks) {
+  std::mt19937 rng(10);
+  std::uniform_int_distribution<int> code(0, 15), mantissa(1024, 2047), exponent(-14, -6), offset(-2047, 2047);
+  constexpr int kBlocks = 64;
+  std::vector<uint8_t> blocks(kBlocks * 20);
+  std::vector<int> codes(kBlocks * 32);
+  for (int b = 0; b < kBlocks; ++b) {
+    uint8_t* blk = blocks.data() + b * 20;
+    const uint16_t d = FloatToHalf(std::ldexp(static_cast<float>(mantissa(rng)), exponent(rng) - 10));
+    const uint16_t m = FloatToHalf(std::ldexp(static_cast<float>(offset(rng)), -16));
+    std::memcpy(blk, &d, 2);
+    std::memcpy(blk + 2, &m, 2);
+    int* c = codes.data() + b * 32;
+    for (int i = 0; i < 32; ++i) c[i] = code(rng);
+    c[b % 32] = 0;          // Q4_1 quantization puts the block minimum at 0
+    c[(b + 7) % 32] = 15;   // and its maximum at 15
+    for (int l = 0; l < 16; ++l) blk[4 + l] = static_cast<uint8_t>(c[l] | (c[l + 16] << 4));
+  }
+  std::vector<float> w(kBlocks * 32);
+  ASSERT_TRUE(DequantizeGgml(GgmlType::kQ4_1, blocks.data(), blocks.size(), w.size(), w.data()).ok());
+  auto q = QuantizeW4(w.data(), 2, kBlocks * 16, W4Options{});  // two rows of 32 blocks each
+  ASSERT_TRUE(q.ok());
+  std::vector<float> deq(w.size());
+  DequantizeW4Rows(q->view(), 0, 2, deq.data());
+  for (size_t i = 0; i < w.size(); ++i) {
+    const int64_t r = static_cast<int64_t>(i) / (kBlocks * 16), c = static_cast<int64_t>(i) % (kBlocks * 16);
+    EXPECT_EQ(UnpackUint4(q->codes.data() + r * q->row_bytes(), c), codes[i]) << i;
+    EXPECT_LE(std::fabs(deq[i] - w[i]), 2 * std::numeric_limits<float>::epsilon() * std::fabs(w[i]) + 1e-30f) << i;
+  }
+  EXPECT_GT(SqnrDb(w, deq), 120.0);  // symmetric int4 gets ~20 dB here
+}
+
+// On weights that were never 4-bit, the asymmetric grid (16 levels over [min, max]) still beats the
+// symmetric one (15 levels over an OCTAV-clipped [-c, c]): docs/quantization.md, stories260K ~1.5 dB.
+TEST(W4, AsymmetricBeatsSymmetricOnGaussianWeights) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> g;
+  const int64_t n = 64, k = 256;
+  std::vector<float> w(n * k);
+  for (float& v : w) v = g(rng);
+  auto sqnr = [&](W4Grid grid) {
+    const W4Matrix q = *QuantizeW4(w.data(), n, k, W4Options{.grid = grid});
+    std::vector<float> deq(w.size());
+    DequantizeW4Rows(q.view(), 0, n, deq.data());
+    return SqnrDb(w, deq);
+  };
+  const double asym = sqnr(W4Grid::kAsymmetric), sym = sqnr(W4Grid::kSymmetric);
+  std::printf("w4 SQNR on N(0, 1), vectors of 32: asymmetric %.2f dB, symmetric (OCTAV) %.2f dB\n", asym, sym);
+  EXPECT_GT(asym, sym + 0.5);
+  EXPECT_GT(sym, 15.0);
+}
+
+TEST(W4, GridNames) {
+  EXPECT_STREQ(W4GridName(W4Grid::kAsymmetric), "asymmetric");
+  EXPECT_STREQ(W4GridName(W4Grid::kSymmetric), "symmetric");
+  EXPECT_EQ(*ParseW4Grid("symmetric"), W4Grid::kSymmetric);
+  EXPECT_EQ(*ParseW4Grid("asymmetric"), W4Grid::kAsymmetric);
+  EXPECT_THAT(ParseW4Grid("asym"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("asymmetric or symmetric")));
+}
+
 TEST(W4, ValidateRejectsBadBuffers) {
   const std::vector<float> w(64, 1.0f);
-  W4Matrix q = *QuantizeW4(w.data(), 2, 32, W4Options{});
+  W4Matrix q = *QuantizeW4(w.data(), 2, 32, W4Options{.grid = W4Grid::kSymmetric});
   W4Matrix bad = q;
   bad.codes.pop_back();
   EXPECT_THAT(ValidateW4(bad, "f.safetensors"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("f.safetensors: w4 codes")));
@@ -180,6 +295,16 @@ TEST(W4, ValidateRejectsBadBuffers) {
   EXPECT_THAT(QuantizeW4(w.data(), 0, 32, W4Options{}), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));
   EXPECT_THAT(QuantizeW4(w.data(), 2, 32, W4Options{.vector_size = 0}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("vector size")));
+  // The asymmetric grid: any nibble is a code; the mins must match the scales and be finite.
+  W4Matrix a = *QuantizeW4(w.data(), 2, 32, W4Options{});
+  a.codes[3] = 0x88;
+  EXPECT_TRUE(ValidateW4(a, "f").ok());
+  bad = a;
+  bad.mins.pop_back();
+  EXPECT_THAT(ValidateW4(bad, "f"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("w4 mins hold 1")));
+  bad = a;
+  bad.mins[0] = std::numeric_limits<float>::infinity();
+  EXPECT_THAT(ValidateW4(bad, "f"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("minimum inf is not finite")));
 }
 
 }  // namespace

@@ -126,10 +126,28 @@ class QuantizedCheckpoint(unittest.TestCase):
             self.assertGreater(len(from_checkpoint.strip()), 20)
             # The other precisions serve the dequantized weights of the same file.
             self.assertTrue(run("--model", out, "--quant", "fp32", *gen).strip())
-            # Linear weights at 4.5 bits instead of 32 (embeddings and norms stay fp32).
+            # Linear weights at 6 bits (4-bit codes + an fp32 scale and minimum per 32) instead of 32 (embeddings,
+            # norms and the classifier stay fp32).
             self.assertLess(size, os.path.getsize(MODEL))
             if SERVER:
                 self.assertEqual(serve_and_generate(out, gen), from_checkpoint)
+
+
+    def test_symmetric_checkpoint_equals_load_time_symmetric_w4(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "stories260K-w4-symmetric")
+            p = quant("quantize", "--model", MODEL, "--out", out, "--grid", "symmetric")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn("symmetric int4", p.stdout)
+            gen = ["--temperature", "0", "--max-tokens", "60", "--prompt", "Lily and Ben"]
+            sym = ["--quant", "w4", "--w4-grid", "symmetric"]
+            from_checkpoint = run("--model", out, *sym, *gen)
+            self.assertEqual(from_checkpoint, run("--model", MODEL, *sym, *gen))
+            self.assertTrue(from_checkpoint.strip())
+            bad = subprocess.run([RUN, "--model", MODEL, "--quant", "w4", "--w4-grid", "skewed", *gen],
+                                 capture_output=True, text=True)
+            self.assertEqual(bad.returncode, 1)
+            self.assertIn("unknown w4 grid 'skewed'", bad.stderr)
 
 
 def serve_and_generate(model_dir, gen):

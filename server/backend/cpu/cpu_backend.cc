@@ -90,7 +90,7 @@ absl::StatusOr<Weight> CpuBackend::UploadWeight(const float* host, int64_t n, in
       break;
     }
     case Precision::kW4: {
-      QRAG_ASSIGN_OR_RETURN(quant::W4Matrix q, quant::QuantizeW4(host, n, k, quant::W4Options{}));
+      QRAG_ASSIGN_OR_RETURN(quant::W4Matrix q, quant::QuantizeW4(host, n, k, options_.w4));
       return UploadW4Weight(q, host_bias);
     }
   }
@@ -112,6 +112,10 @@ absl::StatusOr<Weight> CpuBackend::UploadW4Weight(const quant::W4Matrix& q, cons
   std::memcpy(w.data.data(), q.codes.data(), q.codes.size());
   QRAG_ASSIGN_OR_RETURN(w.scales, Allocate(q.scales.size() * sizeof(float)));
   std::memcpy(w.scales.data(), q.scales.data(), q.scales.size() * sizeof(float));
+  if (!q.mins.empty()) {
+    QRAG_ASSIGN_OR_RETURN(w.mins, Allocate(q.mins.size() * sizeof(float)));
+    std::memcpy(w.mins.data(), q.mins.data(), q.mins.size() * sizeof(float));
+  }
   if (host_bias != nullptr) {
     QRAG_ASSIGN_OR_RETURN(w.bias, Allocate(q.n * sizeof(float)));
     std::memcpy(w.bias.data(), host_bias, q.n * sizeof(float));
@@ -175,7 +179,9 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
                              w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
       break;
     case Precision::kW4:
-      status = cpu::GemmW4(x, m, quant::W4View{n, k, w.vector_size, w.data.as<uint8_t>(), w.scales.as<float>()},
+      status = cpu::GemmW4(x, m,
+                           quant::W4View{n, k, w.vector_size, w.data.as<uint8_t>(), w.scales.as<float>(),
+                                         w.mins.empty() ? nullptr : w.mins.as<float>()},
                            bias, y, ko);
       break;
   }

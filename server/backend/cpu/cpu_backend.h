@@ -16,12 +16,14 @@
 
 #include "server/backend/backend.h"
 #include "server/common/thread_pool.h"
+#include "server/quant/w4.h"
 
 namespace qrag::backend {
 
 struct CpuBackendOptions {
   bool reference = false;  // plain-loop oracle instead of the fast kernels
   int num_threads = 0;     // fast mode only; 0 = all hardware threads
+  quant::W4Options w4 = {};  // how UploadWeight quantizes --quant w4 (asymmetric grid by default)
 };
 
 class CpuBackend final : public Backend {

@@ -60,10 +60,13 @@ absl::Status GemmFp8(const uint8_t* x, const float* x_scale, int64_t m, const ui
 absl::Status GemmInt8(const int8_t* x, const float* x_scale, int64_t m, const int8_t* w, const float* w_scale,
                       int64_t n, int64_t k, const float* bias, float* y, const GemmKernelOptions& options);
 
-// w4 (quant/w4.h): y = x W^T (+ bias) with W the dequantized INT4 weight (code * vector scale, one fp32
-// rounding). Reference: products of the fp32 values accumulated in double, rounded once, then + bias[j].
-// Fast: GemmF32 over tiles of 16 dequantized weight rows, so every element equals GemmF32 with the whole
-// dequantized weight, bit for bit (batch-invariant as the fp32 kernel is); threads over tiles.
+// w4 (quant/w4.h): y = x W^T (+ bias) with W the dequantized 4-bit weight (code * vector scale, or
+// fma(code, scale, minimum) on the asymmetric grid: one fp32 rounding). Reference: products of the fp32
+// values accumulated in double, rounded once, then + bias[j]. Fast: every element equals GemmF32 with the
+// whole dequantized weight, bit for bit (batch-invariant as the fp32 kernel is), on each of its paths:
+// up to 16 activation rows with AVX2 and vectors of a multiple of 16 weights, a dot kernel that decodes the
+// weights in registers in the canonical order (threads over weight rows); otherwise weight rows dequantized
+// (AVX2 or portable) into tiles of 16 rows, or slabs for 64 rows and more, that run through GemmF32.
 absl::Status GemmW4(const float* x, int64_t m, const quant::W4View& w, const float* bias, float* y,
                     const GemmKernelOptions& options);
 

@@ -42,6 +42,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "server/quant/w4.h"
+
 // The instruction sets are enabled here, after the includes, for the functions of this file only. The
 // per-file -mavx2 -mfma -mf16c of backend/CMakeLists.txt does not reach this file: source properties are
 // scoped to the directory that sets them, and qrag_core is created in server/. Enabling them only for our
@@ -943,7 +945,153 @@ bool FloatGemm(const typename F::T* x, const typename F::T* w, float* y, int64_t
   return BlockedGemm<F, kMr>(x, w, y, n, k, m_begin, m_end, n_begin, n_end, epilogue);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// w4 (quant/w4.h), sixteen weights per step: eight code bytes split into their nibbles and interleaved back
+// into element order (low nibble = even element), widened to int32 and converted to fp32 (exact), then one
+// multiply by the vector's scale (symmetric: nibble sign-extended) or one FMA with its scale and minimum
+// (asymmetric: nibble unsigned). quant::DequantizeW4Rows does the same single rounding, so the values are
+// bit-identical, and the w4 dot kernel below, which takes them in the canonical order, gives exactly what the
+// fp32 kernels give on the dequantized weight.
+
+template <bool kAsymmetric>
+void W4Decode16(const uint8_t* bytes, __m256 scale, __m256 min, __m256& lo, __m256& hi) {
+  const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  __m128i n = _mm_unpacklo_epi8(_mm_and_si128(raw, mask), _mm_and_si128(_mm_srli_epi16(raw, 4), mask));
+  if constexpr (kAsymmetric) {
+    lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(n)), scale, min);
+    hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(n, 8))), scale, min);
+  } else {
+    n = _mm_sub_epi8(_mm_xor_si128(n, _mm_set1_epi8(8)), _mm_set1_epi8(8));  // sign-extend 4 -> 8 bits
+    lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(n)), scale);
+    hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(n, 8))), scale);
+  }
+}
+
+template <bool kAsymmetric>
+float W4DecodeScalar(const uint8_t* codes, int64_t p, float scale, float min) {
+  if constexpr (kAsymmetric) {
+    return std::fma(static_cast<float>(quant::UnpackUint4(codes, p)), scale, min);
+  } else {
+    return static_cast<float>(quant::UnpackInt4(codes, p)) * scale;
+  }
+}
+
+template <bool kAsymmetric>
+void DequantizeW4Row(const quant::W4View& w, int64_t row, float* out) {
+  const uint8_t* codes = w.codes + row * w.row_bytes();
+  const float* scales = w.scales + row * w.vectors_per_row();
+  const float* mins = kAsymmetric ? w.mins + row * w.vectors_per_row() : nullptr;
+  const int64_t vs = w.vector_size;
+  for (int64_t v = 0, b = 0; b < w.k; ++v, b += vs) {
+    const int64_t e = std::min(w.k, b + vs);
+    const float scale = scales[v];
+    const float min = kAsymmetric ? mins[v] : 0.0f;
+    int64_t p = b;
+    if (b % 2 == 0) {  // the vector starts on a byte boundary
+      for (; p + 16 <= e; p += 16) {
+        __m256 lo, hi;
+        W4Decode16<kAsymmetric>(codes + p / 2, _mm256_set1_ps(scale), _mm256_set1_ps(min), lo, hi);
+        _mm256_storeu_ps(out + p, lo);
+        _mm256_storeu_ps(out + p + 8, hi);
+      }
+    }
+    for (; p < e; ++p) out[p] = W4DecodeScalar<kAsymmetric>(codes, p, scale, min);
+  }
+}
+
+// out[r][c] = canonical sum of activation row r (xd + r * kp, fp32, zero padded to kp) times the dequantized
+// weight row j + c, decoded in registers sixteen at a time (vector_size is a multiple of 16, so the sixteen
+// share one scale); the last k mod 16 weights are decoded one by one and zero padded like the activations.
+template <bool kAsymmetric, int R, int C>
+void DotTileW4(const float* xd, int64_t kp, const quant::W4View& w, int64_t j, float (&out)[R][C]) {
+  __m256 acc[R][C];
+  for (auto& row : acc) {
+    for (auto& a : row) a = _mm256_setzero_ps();
+  }
+  const int64_t k = w.k, k16 = k & ~int64_t{15}, vpr = w.vectors_per_row(), row_bytes = w.row_bytes();
+  const uint8_t* codes[C];
+  const float* scales[C];
+  const float* mins[C];
+  for (int c = 0; c < C; ++c) {
+    codes[c] = w.codes + (j + c) * row_bytes;
+    scales[c] = w.scales + (j + c) * vpr;
+    mins[c] = kAsymmetric ? w.mins + (j + c) * vpr : nullptr;
+  }
+  for (int64_t s = 0; s < k16; s += 16) {
+    const int64_t v = s / w.vector_size;
+    for (int c = 0; c < C; ++c) {
+      __m256 lo, hi;
+      W4Decode16<kAsymmetric>(codes[c] + s / 2, _mm256_set1_ps(scales[c][v]),
+                              kAsymmetric ? _mm256_set1_ps(mins[c][v]) : _mm256_setzero_ps(), lo, hi);
+      for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xd + r * kp + s), acc[r][c]);
+      for (int r = 0; r < R; ++r) {
+        acc[r][c] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xd + r * kp + s + 8), acc[r][c]);
+      }
+    }
+  }
+  if (k16 < k) {
+    const int64_t v = k16 / w.vector_size;
+    for (int c = 0; c < C; ++c) {
+      alignas(32) float tail[16] = {};
+      const float min = kAsymmetric ? mins[c][v] : 0.0f;
+      for (int64_t p = k16; p < k; ++p) tail[p - k16] = W4DecodeScalar<kAsymmetric>(codes[c], p, scales[c][v], min);
+      for (int64_t s = k16; s < k; s += 8) {
+        const __m256 wv = _mm256_load_ps(tail + (s - k16));
+        for (int r = 0; r < R; ++r) acc[r][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xd + r * kp + s), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) out[r][c] = HorizontalSum(acc[r][c]);
+  }
+}
+
+template <bool kAsymmetric>
+void DotGemmW4(const float* xd, int64_t kp, int64_t m, const quant::W4View& w, const float* bias, float* y,
+               int64_t n_begin, int64_t n_end) {
+  const UnscaledEpilogue epilogue{bias};
+  for (int64_t i0 = 0; i0 < m; i0 += kDotGroupRows) {
+    DispatchRows<kDotGroupRows>(std::min<int64_t>(kDotGroupRows, m - i0), [&](auto rows) {
+      constexpr int R = decltype(rows)::value;
+      constexpr int C = kDotTileCols<R>;
+      const float* xi = xd + i0 * kp;
+      auto tile = [&](auto cols, int64_t j) {
+        constexpr int kCols = decltype(cols)::value;
+        float out[R][kCols];
+        DotTileW4<kAsymmetric, R, kCols>(xi, kp, w, j, out);
+        for (int r = 0; r < R; ++r) {
+          for (int c = 0; c < kCols; ++c) y[(i0 + r) * w.n + j + c] = epilogue.Scalar(out[r][c], i0 + r, j + c);
+        }
+      };
+      int64_t j = n_begin;
+      for (; j + C <= n_end; j += C) tile(std::integral_constant<int, C>{}, j);
+      if (j < n_end) DispatchRows<C>(n_end - j, [&](auto cols) { tile(cols, j); });
+    });
+  }
+}
+
 }  // namespace
+
+void Avx2DequantizeW4Rows(const quant::W4View& w, int64_t row_begin, int64_t row_end, float* out) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    float* o = out + (r - row_begin) * w.k;
+    if (w.mins != nullptr) {
+      DequantizeW4Row<true>(w, r, o);
+    } else {
+      DequantizeW4Row<false>(w, r, o);
+    }
+  }
+}
+
+void Avx2GemmW4Dot(const float* xd, int64_t kp, int64_t m, const quant::W4View& w, const float* bias, float* y,
+                   int64_t n_begin, int64_t n_end) {
+  if (w.mins != nullptr) {
+    DotGemmW4<true>(xd, kp, m, w, bias, y, n_begin, n_end);
+  } else {
+    DotGemmW4<false>(xd, kp, m, w, bias, y, n_begin, n_end);
+  }
+}
 
 bool Avx2GemmF32(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t k,
                  int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end, bool avx512) {
