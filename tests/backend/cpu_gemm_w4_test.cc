@@ -65,8 +65,8 @@ TEST_P(GemmW4Exact, FastAndReferenceEqualPlainLoop) {
         const int64_t v = j * w.vectors_per_row() + p / s.vector_size;
         const uint8_t* codes = w.codes.data() + j * w.row_bytes();
         const double weight = grid == W4Grid::kAsymmetric
-                                  ? double{quant::UnpackUint4(codes, p)} * w.scales[v] + w.mins[v]
-                                  : double{quant::UnpackInt4(codes, p)} * w.scales[v];
+                                  ? static_cast<double>(quant::UnpackUint4(codes, p)) * w.scales[v] + w.mins[v]
+                                  : static_cast<double>(quant::UnpackInt4(codes, p)) * w.scales[v];
         acc += x[i * s.k + p] * weight;
       }
       expect[i * s.n + j] = static_cast<float>(acc) + bias[j];
