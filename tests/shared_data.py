@@ -11,6 +11,18 @@ SHARED = os.environ.get("QRAG_SHARED_DIR") or os.path.join(os.path.dirname(REPO)
 STORIES = os.path.join(SHARED, "models", "stories260K")
 
 
+def cached_model(env_var, relative):
+    """A model fetched by tests/fetch_*.sh: $env_var when set, else ${QRAG_CACHE_DIR:-~/.cache/qrag}/relative
+    (whether or not it exists)."""
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
+    return os.path.join(cache, relative)
+
+
+SMOLLM2_RELATIVE = os.path.join("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
 def missing_message(path):
     """None when `path` exists, else the skip/fail message for it."""
     if os.path.exists(path):

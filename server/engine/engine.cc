@@ -122,14 +122,8 @@ absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<R
   if (r.deadline <= now) return absl::DeadlineExceededError("deadline already passed before the request was queued");
   std::vector<int32_t> ids;
   if (!r.prompt_ids.empty()) {
+    QRAG_RETURN_IF_ERROR(CheckPromptIds(r.prompt_ids, tokenizer_->vocab_size()));
     ids = std::move(r.prompt_ids);
-    const int32_t vocab = tokenizer_->vocab_size();
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i] < 0 || ids[i] >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("prompt token id ", ids[i], " at position ", i,
-                                                       " is outside the vocabulary [0, ", vocab, ")"));
-      }
-    }
   } else {
     QRAG_ASSIGN_OR_RETURN(ids, tokenizer_->Encode(r.prompt, model::EncodeOptions{}));
   }

@@ -56,12 +56,7 @@ absl::StatusOr<GenerateResult> Generator::Generate(const GenerateRequest& reques
   QRAG_RETURN_IF_ERROR(CheckMaxTokens(request.max_tokens));
   GenerateResult result;
   if (!request.prompt_ids.empty()) {
-    const int32_t vocab = transformer_->config().vocab_size;
-    for (int32_t id : request.prompt_ids) {
-      if (id < 0 || id >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("prompt token id ", id, " is outside [0, ", vocab, ")"));
-      }
-    }
+    QRAG_RETURN_IF_ERROR(CheckPromptIds(request.prompt_ids, transformer_->config().vocab_size));
     result.prompt_ids = request.prompt_ids;
   } else {
     QRAG_ASSIGN_OR_RETURN(result.prompt_ids, tokenizer_->Encode(request.prompt, model::EncodeOptions{}));

@@ -30,4 +30,14 @@ absl::Status CancellationStatus(absl::Time deadline, absl::Time now, const char*
   return absl::CancelledError(absl::StrCat("request cancelled by the client ", where));
 }
 
+absl::Status CheckPromptIds(absl::Span<const int32_t> ids, int32_t vocab_size) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token id ", ids[i], " at position ", i,
+                                                     " is outside the vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace qrag::engine

@@ -3,8 +3,11 @@
 #ifndef QRAG_SERVER_ENGINE_REQUEST_LIMITS_H_
 #define QRAG_SERVER_ENGINE_REQUEST_LIMITS_H_
 
+#include <cstdint>
+
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 
 namespace qrag::engine {
 
@@ -16,6 +19,10 @@ absl::Status CheckMaxTokens(int max_tokens);
 // context, naming the largest max_tokens that fits. Never computes prompt + max_tokens (max_tokens may be
 // near INT32_MAX). Includes CheckMaxTokens.
 absl::Status CheckFitsContext(int prompt_tokens, int max_tokens, int context);
+
+// Prompt token ids given by the caller (a rendered chat template): INVALID_ARGUMENT naming the first id outside
+// the vocabulary [0, vocab_size) and its position.
+absl::Status CheckPromptIds(absl::Span<const int32_t> ids, int32_t vocab_size);
 
 // How a request that was cancelled at `now` ended, for the client's status and qrag_requests_total alike.
 // A client's deadline fires on the client first and reaches the server as a plain cancellation (gRPC sends

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import shared_data  # noqa: E402  (tests/shared_data.py)
+
 REPO = None
 
 
@@ -33,8 +36,9 @@ def sections():
 
 
 def require_models(test):
-    cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
-    missing = [p for p in (os.path.join(cache, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    # The README's commands name the default cache (~/.cache/qrag), not $QRAG_SMOLLM2_GGUF / $QRAG_MINILM_DIR.
+    cache = os.path.join(os.path.expanduser("~"), ".cache", "qrag")
+    missing = [p for p in (os.path.join(cache, shared_data.SMOLLM2_RELATIVE),
                            os.path.join(cache, "all-MiniLM-L6-v2", "model.safetensors")) if not os.path.exists(p)]
     if missing:
         if os.environ.get("QRAG_REQUIRE_SHARED") == "1":

@@ -29,10 +29,7 @@ _skip = None
 
 
 def smollm2_gguf():
-    p = os.environ.get("QRAG_SMOLLM2_GGUF")
-    if not p:
-        cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
-        p = os.path.join(cache, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    p = rt.shared_data.cached_model("QRAG_SMOLLM2_GGUF", rt.shared_data.SMOLLM2_RELATIVE)
     return p if os.path.exists(p) else None
 
 

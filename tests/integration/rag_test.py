@@ -24,6 +24,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import serving_test as st  # noqa: E402  (stub generation, Server, shared-data checks)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import shared_data  # noqa: E402  (tests/shared_data.py)
 
 SOTU = os.path.join(st.SHARED, "data", "rag", "state_of_the_union.txt")
 rpb = None
@@ -33,10 +35,7 @@ _skip = None
 
 
 def minilm_dir():
-    d = os.environ.get("QRAG_MINILM_DIR")
-    if not d:
-        cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
-        d = os.path.join(cache, "all-MiniLM-L6-v2")
+    d = shared_data.cached_model("QRAG_MINILM_DIR", "all-MiniLM-L6-v2")
     return d if os.path.exists(os.path.join(d, "model.safetensors")) else None
 
 

@@ -176,10 +176,7 @@ class Errors(unittest.TestCase):
 
 def smollm2_gguf():
     """The SmolLM2 GGUF of tests/fetch_smollm2.sh: $QRAG_SMOLLM2_GGUF, else the cache."""
-    if os.environ.get("QRAG_SMOLLM2_GGUF"):
-        return os.environ["QRAG_SMOLLM2_GGUF"]
-    cache = os.environ.get("QRAG_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qrag")
-    return os.path.join(cache, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return shared_data.cached_model("QRAG_SMOLLM2_GGUF", shared_data.SMOLLM2_RELATIVE)
 
 
 class GgufModels(unittest.TestCase):
