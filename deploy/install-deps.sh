@@ -18,6 +18,9 @@ packages=(
   # qrag_api / qrag_client (gRPC API, metrics) and RAG storage
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
   prometheus-cpp-dev libsqlite3-dev
+  # the HTTP server under /metrics and the OpenAI API (server/http/): Boost.Beast/Asio (header-only) and
+  # OpenSSL for HTTPS
+  libboost-dev libssl-dev
   # FAISS HNSW / IVF indexes of RAG collections (static libfaiss.a; pulls BLAS, LAPACK; OpenMP from gcc)
   libfaiss-dev
   # qrag-server --config FILE.yaml

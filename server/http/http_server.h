@@ -24,7 +24,8 @@
 // StartStream, Write..., End (chunked transfer encoding; each Write goes out as written, in order). While an
 // exchange is open the server keeps reading the connection, so a client that disconnects (or a stream that
 // fails or stalls) is noticed at once: the OnClientGone callback runs (once, on an I/O thread), and later
-// Respond/Write/End calls are ignored. Keep-alive: the next request of a connection is read once the previous
+// Respond/Write/End calls are ignored (a client that half-closes its side counts as gone: reading cannot tell it
+// from one that closed). Keep-alive: the next request of a connection is read once the previous
 // exchange ended (no pipelining: bytes of a next request wait in the buffer).
 //
 // Thread-safe: every Exchange method may be called from any thread.
@@ -82,8 +83,9 @@ class Exchange {
   // Starts a streamed response: status and headers now, the body in chunks (Transfer-Encoding: chunked).
   virtual void StartStream(int status, std::string content_type, std::vector<Header> headers = {}) = 0;
   // Queues `data` as the next chunk (empty data is skipped). `done`, when set, runs on an I/O thread once the
-  // chunk was handed to the kernel (true) or can never be (false: client gone, server stopping); use it to
-  // keep one write in flight and coalesce what is produced meanwhile.
+  // chunk was handed to the kernel (true) or can never be (false: client gone, server stopping; once the server
+  // has stopped, on the calling thread); use it to keep one write in flight and coalesce what is produced
+  // meanwhile.
   virtual void Write(std::string data, std::function<void(bool ok)> done = nullptr) = 0;
   // Ends the stream (the last chunk) after the queued chunks; ends the exchange.
   virtual void End() = 0;
@@ -115,7 +117,8 @@ struct ServerOptions {
 class Server {
  public:
   // Binds, listens and starts the I/O threads. INVALID_ARGUMENT: not HOST:PORT, or TLS files that cannot be
-  // read or do not match (naming the file); UNAVAILABLE: the address cannot be resolved or bound.
+  // read or do not match (naming the file), or an option out of range (threads, max_connections or
+  // max_body_bytes < 1, a timeout <= 0, no handler); UNAVAILABLE: the address cannot be resolved or bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options, Handler handler);
 
   ~Server();  // Shutdown(absl::ZeroDuration()) if not done
@@ -128,7 +131,8 @@ class Server {
   // threads. Idempotent.
   void Shutdown(absl::Duration grace);
 
-  // Exchanges started and not yet ended.
+  // Exchanges started and not yet ended (an exchange ends once its response's last byte was written, or its
+  // client went).
   int open_exchanges() const;
 
   class Impl;
