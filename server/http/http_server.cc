@@ -55,6 +55,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/common/status.h"
 
 namespace qrag::http {
@@ -181,6 +183,10 @@ class Session : public std::enable_shared_from_this<Session> {
       std::lock_guard<std::mutex> lock(core_->mu);
       core_->sessions[this] = weak_from_this();
     }
+    if (core_->stopping) {  // accepted as Shutdown began: it may not have seen this connection
+      CloseNow();
+      return;
+    }
     if (tls_) {
       phase_ = Phase::kHandshake;
       ArmTimer(core_->request_timeout);
@@ -268,6 +274,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnResponseSent();
   void GracefulClose();
   void EndExchangeCount();
+  // The handler ended the exchange: OnClientGone no longer runs.
+  void MarkEnded() {
+    std::lock_guard<std::mutex> lock(exchange_->mu);
+    exchange_->finished = true;
+    exchange_->on_gone = nullptr;
+  }
   bool IsOpen(std::uint64_t id) const { return phase_ == Phase::kExchange && id == exchange_id_; }
   // The head of a response to the current request (HTTP/1.1; Connection: close unless keep-alive).
   std::string Head(int status, const std::string& content_type, const std::vector<Header>& headers,
@@ -519,6 +531,8 @@ std::string Session::Head(int status, const std::string& content_type, const std
   bhttp::response<bhttp::empty_body> res;
   res.version(11);
   res.result(static_cast<unsigned>(status));
+  // RFC 9110 6.6.1: an origin server with a clock sends Date (IMF-fixdate).
+  res.set(bhttp::field::date, absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(), absl::UTCTimeZone()));
   if (!content_type.empty() && IsSafeValue(content_type)) res.set(bhttp::field::content_type, content_type);
   for (const Header& h : headers) {
     // The framing headers are the server's; a name or value that would break the head is dropped.
@@ -549,11 +563,7 @@ void Session::ReplyError(int status, std::string_view text) {
 void Session::DoRespond(std::uint64_t id, Response r) {
   if (!IsOpen(id) || answered_) return;
   answered_ = ended_ = true;
-  {
-    std::lock_guard<std::mutex> lock(exchange_->mu);
-    exchange_->finished = true;
-    exchange_->on_gone = nullptr;
-  }
+  MarkEnded();
   if (r.status < 200 || r.status > 999) {  // not a final status: the handler's bug
     r = TextResponse(500, "internal error: bad status\n");
   }
@@ -589,11 +599,7 @@ void Session::DoWrite(std::uint64_t id, std::string data, std::function<void(boo
 void Session::DoEnd(std::uint64_t id) {
   if (!IsOpen(id) || !streaming_ || ended_) return;
   ended_ = true;
-  {
-    std::lock_guard<std::mutex> lock(exchange_->mu);
-    exchange_->finished = true;
-    exchange_->on_gone = nullptr;
-  }
+  MarkEnded();
   Queue(OutItem::Of(chunked_ && !head_ ? Framing::kLastChunk : Framing::kNothing, {}, nullptr, true));
 }
 
