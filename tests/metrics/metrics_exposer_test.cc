@@ -17,8 +17,35 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Sends `request` to 127.0.0.1:port and returns everything the server answers until it closes.
-std::string Exchange(int port, const std::string& request) {
+// True when `reply` holds a response head and the Content-Length bytes of body after it (none for HEAD).
+bool IsWholeResponse(const std::string& reply, bool head) {
+  const size_t end = reply.find("\r\n\r\n");
+  if (end == std::string::npos) return false;
+  if (head) return true;
+  const size_t at = reply.find("Content-Length: ");
+  size_t length = 0;
+  if (at == std::string::npos || at > end ||
+      !absl::SimpleAtoi(reply.substr(at + 16, reply.find("\r\n", at) - at - 16), &length)) {
+    return false;
+  }
+  return reply.size() >= end + 4 + length;
+}
+
+// Sends `request` on the connected socket `fd` and returns the server's answer: one whole response (the server
+// keeps the connection open for a next scrape), or everything it sent until it closed.
+std::string Ask(int fd, const std::string& request) {
+  (void)!send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char buf[4096];
+  ssize_t n;
+  while (!IsWholeResponse(reply, request.rfind("HEAD ", 0) == 0) && (n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  return reply;
+}
+
+// A connection to 127.0.0.1:port (receives time out after 10 s), or -1.
+int Connect(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -28,13 +55,16 @@ std::string Exchange(int port, const std::string& request) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return "connect failed";
+    return -1;
   }
-  (void)!send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string reply;
-  char buf[4096];
-  ssize_t n;
-  while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) reply.append(buf, static_cast<size_t>(n));
+  return fd;
+}
+
+// `request` on a fresh connection.
+std::string Exchange(int port, const std::string& request) {
+  const int fd = Connect(port);
+  if (fd < 0) return "connect failed";
+  std::string reply = Ask(fd, request);
   close(fd);
   return reply;
 }
@@ -71,6 +101,15 @@ TEST_F(MetricsExposerTest, GetMetrics_200_TextFormat_RepeatedScrapes) {
   EXPECT_THAT(exposer_->address(), StartsWith("127.0.0.1:"));
 }
 
+TEST_F(MetricsExposerTest, TwoScrapesOnOneConnection_KeepAlive) {
+  const int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_THAT(Ask(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), HasSubstr("qrag_test_total 7\n")) << i;
+  }
+  close(fd);
+}
+
 TEST_F(MetricsExposerTest, HeadMetrics_HeadersOnly) {
   const std::string reply = Exchange(port_, "HEAD /metrics HTTP/1.1\r\n\r\n");
   EXPECT_THAT(reply, StartsWith("HTTP/1.1 200 OK\r\n"));
@@ -84,8 +123,9 @@ TEST_F(MetricsExposerTest, OtherPath_404_OtherMethod_405_Garbage_400) {
   EXPECT_THAT(post, StartsWith("HTTP/1.1 405 Method Not Allowed"));
   EXPECT_THAT(post, HasSubstr("Allow: GET, HEAD"));
   EXPECT_THAT(Exchange(port_, "hello there\r\n\r\n"), StartsWith("HTTP/1.1 400 Bad Request"));
+  EXPECT_THAT(Exchange(port_, "GET metrics HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 400 Bad Request"));
   EXPECT_THAT(Exchange(port_, std::string(20000, 'a')), StartsWith("HTTP/1.1 431"));
-  // A client that connects and says nothing does not keep others out forever (5 s I/O timeout); the
+  // A client that connects and says nothing does not keep others out forever (closed after 5 s idle); the
   // server still answers afterwards.
   EXPECT_THAT(Exchange(port_, ""), ::testing::IsEmpty());
   EXPECT_THAT(Exchange(port_, "GET /metrics HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 200 OK"));
