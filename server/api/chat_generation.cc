@@ -42,8 +42,12 @@ absl::Status RenderChatPrompt(const ServedModel& model, const ChatAdmission& cha
   QRAG_RETURN_IF_ERROR(CheckHasChatTemplate(model));
   QRAG_ASSIGN_OR_RETURN(chat::ChatPrompt prompt, Render(model, chat, passages));
   QRAG_RETURN_IF_ERROR(engine::CheckMaxTokens(request->max_tokens));
-  QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(static_cast<int>(prompt.token_ids.size()), request->max_tokens,
-                                                model.engine->context_length()));
+  const int prompt_tokens = static_cast<int>(prompt.token_ids.size());
+  const int context = model.engine->context_length();
+  if (request->max_tokens_fits_context) {
+    request->max_tokens = engine::FitMaxTokens(request->max_tokens, prompt_tokens, context);
+  }
+  QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(prompt_tokens, request->max_tokens, context));
   request->prompt = std::move(prompt.text);
   request->prompt_ids = std::move(prompt.token_ids);
   request->extra_stop_ids = model.chat->end_of_turn_ids();
@@ -65,14 +69,15 @@ absl::Status PrepareChatRagRequest(const ServingState& state, const ServedModel&
     return absl::InvalidArgumentError("rag: the conversation has no user message with text to retrieve for");
   }
   QRAG_RETURN_IF_ERROR(engine::CheckMaxTokens(request->max_tokens));
-  const int budget = model.engine->context_length() - request->max_tokens;
+  const int reserve = engine::AnswerReserve(request->max_tokens, request->max_tokens_fits_context);
+  const int budget = model.engine->context_length() - reserve;
   auto measure = [&](const std::vector<std::string>& passages) -> absl::StatusOr<int> {
     QRAG_ASSIGN_OR_RETURN(chat::ChatPrompt prompt, Render(model, chat, passages));
     return static_cast<int>(prompt.token_ids.size());
   };
   // The conversation alone must fit before any encoder work is spent on retrieval.
   QRAG_ASSIGN_OR_RETURN(const int bare_tokens, measure({}));
-  QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(bare_tokens, request->max_tokens, model.engine->context_length()));
+  QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(bare_tokens, reserve, model.engine->context_length()));
   QRAG_ASSIGN_OR_RETURN(RetrievedForRag retrieved, RetrieveForRag(state, options, *question));
   QRAG_ASSIGN_OR_RETURN(const rag::PassageFit fit, rag::FitPassages(retrieved.passages, budget, measure));
   const std::vector<std::string> kept = rag::FittedPassages(retrieved.passages, fit);

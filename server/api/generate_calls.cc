@@ -57,41 +57,6 @@ void FillTimings(const engine::Timings& t, qrag::v1::Timings* out) {
   out->set_total_seconds(t.total_seconds);
 }
 
-// Links a call to its engine request for cancellation. The client may cancel before Submit returned the id
-// (gRPC runs OnCancel on its own thread), so whichever of Submitted/Cancel comes second issues the
-// Engine::Cancel. Engine::Cancel is always called without the mutex held.
-class EngineLink {
- public:
-  void Submitted(engine::Engine* engine, uint64_t id) {
-    bool cancel_now;
-    {
-      absl::MutexLock lock(&mu_);
-      engine_ = engine;
-      id_ = id;
-      cancel_now = cancel_requested_;
-    }
-    if (cancel_now) engine->Cancel(id);
-  }
-
-  void Cancel() {
-    engine::Engine* engine;
-    uint64_t id;
-    {
-      absl::MutexLock lock(&mu_);
-      cancel_requested_ = true;
-      engine = engine_;
-      id = id_;
-    }
-    if (engine != nullptr) engine->Cancel(id);
-  }
-
- private:
-  absl::Mutex mu_;
-  engine::Engine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
-  uint64_t id_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancel_requested_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 // The engine's observer: forwards to the call, which outlives it in use (see generate_calls.h).
 template <typename Call>
 class Forwarder final : public engine::RequestObserver {
@@ -109,86 +74,24 @@ class Forwarder final : public engine::RequestObserver {
   Call* const call_;
 };
 
-// What a generation call records before its request can reach the engine (the engine may call the observer
-// before Submit returns).
-struct Prelude {
-  std::string model;  // the served name the request resolved to
-  RagOutcome rag;     // passages and retrieval timings; empty without the rag option
-};
-
-// How a generation call hears back from its start: `record` runs before the engine can call the observer;
-// `fail` when the request did not reach the engine (the call then finishes with that status, once).
-struct StartHooks {
-  std::function<void(Prelude)> record;
-  std::function<void(const absl::Status&)> fail;
-  std::shared_ptr<engine::RequestObserver> observer;
-  EngineLink* link = nullptr;
-};
-
 // CANCELLED, or DEADLINE_EXCEEDED when the cancellation is the call's deadline (engine::CancellationStatus).
 absl::Status EndedBeforeSubmit(const grpc::CallbackServerContext& context, const char* where) {
   return engine::CancellationStatus(DeadlineOf(context), absl::Now(), where);
 }
 
-void SubmitAdmitted(Admission admission, Prelude prelude, const StartHooks& hooks) {
-  hooks.record(std::move(prelude));
-  engine::Engine* engine = admission.model->engine;
-  absl::StatusOr<uint64_t> id = engine->Submit(std::move(admission.request), hooks.observer);
-  if (!id.ok()) {  // the engine reports its own refusals to the metrics
-    hooks.fail(id.status());
-    return;
-  }
-  // gRPC does not run the reactor's OnDone before it is finished, so the call is alive here even when the
-  // engine already finished the request.
-  hooks.link->Submitted(engine, *id);
-}
+absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
+                                        const grpc::ByteBuffer& request);
+absl::StatusOr<Admission> AdmitChat(const ServingState& state, const grpc::CallbackServerContext& context,
+                                    const grpc::ByteBuffer& request);
 
-// The one request-start path of the generation calls: admission (serving phase, deadline, parse, validation,
-// model; a refusal is reported to `state` for qrag_requests_total), then submission with the call's observer
-// and the link for cancellation. With the rag option, retrieval (query embedding, index search, prompt
-// fitting: milliseconds to seconds of CPU) runs on the work queue, never on the gRPC thread that started the
-// call: gRPC's callback threads are few, and health checks and cheap calls must not wait behind an encoder.
-// Every way the request fails to reach the engine ends in exactly one hooks.fail.
+// The gRPC front of generation.h's one request path: the call's bytes admitted, then StartAdmitted.
 void StartGeneration(CallKind kind, ServingState* state, WorkQueue* work, const grpc::CallbackServerContext& context,
                      const grpc::ByteBuffer& request, StartHooks hooks) {
   absl::StatusOr<Admission> admission =
       kind == CallKind::kChat ? AdmitChat(*state, context, request) : AdmitGenerate(*state, context, request);
-  if (admission.ok() && admission->chat.has_value() && !admission->rag.has_value()) {
-    // Rendering and tokenizing a conversation costs what tokenizing a Generate prompt costs (done on this
-    // thread by Engine::Submit too); with rag it runs on the work queue below.
-    if (absl::Status s = RenderChatPrompt(*admission->model, *admission->chat, {}, &admission->request); !s.ok()) {
-      admission = s;
-    }
-  }
-  if (!admission.ok()) {
-    state->ReportRejected(admission.status());
-    hooks.fail(admission.status());
-    return;
-  }
-  Prelude prelude;
-  prelude.model = admission->model->name;
-  if (!admission->rag.has_value()) {
-    SubmitAdmitted(*std::move(admission), std::move(prelude), hooks);
-    return;
-  }
-  auto admitted = std::make_shared<Admission>(*std::move(admission));
-  auto pending = std::make_shared<Prelude>(std::move(prelude));
   const grpc::CallbackServerContext* ctx = &context;  // valid until the call is finished (OnDone)
-  auto rejected = [state, hooks](const absl::Status& s) {
-    state->ReportRejected(s);
-    hooks.fail(s);
-  };
-  const absl::Status queued = work->Submit([state, ctx, admitted, pending, hooks, rejected] {
-    if (ctx->IsCancelled()) return rejected(EndedBeforeSubmit(*ctx, "while waiting for retrieval"));
-    const absl::Status s =
-        admitted->chat.has_value()
-            ? PrepareChatRagRequest(*state, *admitted->model, *admitted->rag, *admitted->chat, &admitted->request,
-                                    &pending->rag)
-            : PrepareRagRequest(*state, *admitted->model, *admitted->rag, &admitted->request, &pending->rag);
-    if (!s.ok()) return rejected(s);
-    SubmitAdmitted(std::move(*admitted), std::move(*pending), hooks);
-  });
-  if (!queued.ok()) rejected(queued);
+  CallState call{DeadlineOf(context), [ctx] { return ctx->IsCancelled(); }};
+  StartAdmitted(state, work, std::move(admission), std::move(call), std::move(hooks));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -445,22 +348,13 @@ absl::StatusOr<std::string> AdmitBytes(const ServingState& state, const grpc::Ca
   return FlattenBytes(request);
 }
 
-}  // namespace
-
 absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
                                         const grpc::ByteBuffer& request) {
   QRAG_ASSIGN_OR_RETURN(std::string wire, AdmitBytes(state, context, request));
   QRAG_ASSIGN_OR_RETURN(qrag::v1::GenerateRequest parsed, ParseGenerateRequest(wire));
   wire.clear();
   wire.shrink_to_fit();
-  QRAG_ASSIGN_OR_RETURN(ValidatedRequest validated, ValidateGenerateRequest(parsed, state.validation()));
-  QRAG_ASSIGN_OR_RETURN(const ServedModel* model, state.Find(validated.model));
-  Admission admission;
-  admission.model = model;
-  admission.request = std::move(validated.request);
-  admission.request.deadline = DeadlineOf(context);
-  if (parsed.has_rag()) admission.rag = parsed.rag();
-  return admission;
+  return AdmitGenerateRequest(state, parsed, DeadlineOf(context));
 }
 
 absl::StatusOr<Admission> AdmitChat(const ServingState& state, const grpc::CallbackServerContext& context,
@@ -469,18 +363,10 @@ absl::StatusOr<Admission> AdmitChat(const ServingState& state, const grpc::Callb
   QRAG_ASSIGN_OR_RETURN(qrag::v1::ChatRequest parsed, ParseChatRequest(wire));
   wire.clear();
   wire.shrink_to_fit();
-  QRAG_ASSIGN_OR_RETURN(ValidatedChat validated, ValidateChatRequest(parsed, state.validation()));
-  QRAG_ASSIGN_OR_RETURN(const ServedModel* model, state.Find(validated.model));
-  QRAG_RETURN_IF_ERROR(CheckHasChatTemplate(*model));
-  Admission admission;
-  admission.model = model;
-  admission.request = std::move(validated.request);
-  admission.request.deadline = DeadlineOf(context);
-  admission.chat = ChatAdmission{std::move(validated.messages), validated.add_generation_prompt,
-                                 parsed.has_rag() ? parsed.rag().prompt_template() : std::string()};
-  if (parsed.has_rag()) admission.rag = parsed.rag();
-  return admission;
+  return AdmitChatRequest(state, parsed, DeadlineOf(context));
 }
+
+}  // namespace
 
 grpc::ServerUnaryReactor* StartGenerateCall(CallKind kind, ServingState* state, WorkQueue* work,
                                             grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,

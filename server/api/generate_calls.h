@@ -1,8 +1,8 @@
 // The two generation RPCs as gRPC callback reactors, one object per call.
 //
-// A call is admitted (serving phase, deadline, parse, validation, model lookup) on the gRPC thread that
-// starts it (Generate's rag option then retrieves on the work queue, off gRPC's threads), then submitted to
-// the model's engine::Engine with an observer that forwards the engine's
+// A call is admitted (serving phase, deadline, parse, then generation.h's one request path: validation, model
+// lookup) on the gRPC thread that starts it (the rag option then retrieves on the work queue, off gRPC's
+// threads), then submitted to the model's engine::Engine with an observer that forwards the engine's
 // callbacks to the reactor. The engine calls observers on its own thread and they must not block, so the
 // observer only records text and, for streams, queues it:
 //   - GenerateCall (unary) accumulates the completion and finishes once the engine reports OnFinish;
@@ -27,33 +27,16 @@
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
-#include "server/api/chat_generation.h"
+#include "server/api/generation.h"
 #include "server/api/serving_state.h"
 #include "server/common/work_queue.h"
 #include "server/engine/engine.h"
 
 namespace qrag::api {
 
-// A request the server accepted: the model to run it on and the engine request, deadline included.
-struct Admission {
-  const ServedModel* model = nullptr;
-  engine::EngineRequest request;
-  std::optional<qrag::v1::RagOptions> rag;  // set: retrieve first (rag_generation.h)
-  std::optional<ChatAdmission> chat;        // set: a Chat call; the prompt is the rendered conversation
-};
-
 // Generate / GenerateStream, or Chat / ChatStream (the same path: a chat request is rendered with the
 // model's template into prompt token ids, then generates as Generate does).
 enum class CallKind { kGenerate, kChat };
-
-// Serving phase (UNAVAILABLE), a deadline already past (DEADLINE_EXCEEDED), wire parse + validation
-// (INVALID_ARGUMENT / NOT_FOUND), model lookup, and the call's deadline copied into the engine request.
-absl::StatusOr<Admission> AdmitGenerate(const ServingState& state, const grpc::CallbackServerContext& context,
-                                        const grpc::ByteBuffer& request);
-// The same for a ChatRequest, plus FAILED_PRECONDITION when the model has no chat template. The conversation
-// is not rendered yet (RenderChatPrompt, or PrepareChatRagRequest with the rag option).
-absl::StatusOr<Admission> AdmitChat(const ServingState& state, const grpc::CallbackServerContext& context,
-                                    const grpc::ByteBuffer& request);
 
 // Starts a unary Generate (Chat) call; the returned reactor serializes a qrag.v1.GenerateResponse
 // (ChatResponse) into `response`. Retrieval for the rag option runs on `work` (RESOURCE_EXHAUSTED when its

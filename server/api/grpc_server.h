@@ -51,6 +51,9 @@ class GrpcServer {
   const std::string& address() const { return address_; }
   int port() const { return port_; }
 
+  // The work queue of retrieval and embedding work, shared with the HTTP API; lives as long as the server.
+  WorkQueue* work() const { return work_.get(); }
+
   // Health of "" (the server) and "qrag.v1.Inference": SERVING or NOT_SERVING.
   void SetServing(bool serving);
 

@@ -64,17 +64,18 @@ absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& mod
   };
   const int context = model.engine->context_length();
   QRAG_RETURN_IF_ERROR(engine::CheckMaxTokens(request->max_tokens));
-  if (request->max_tokens >= context) {
+  const int reserve = engine::AnswerReserve(request->max_tokens, request->max_tokens_fits_context);
+  if (reserve >= context) {
     // No room even for the question. The limit to name is the one for the question alone (passages are
     // fitted to what max_tokens leaves), not the one for the prompt with every passage.
     QRAG_ASSIGN_OR_RETURN(const std::string bare, rag::BuildRagPrompt(request->prompt, {}, options.prompt_template()));
     QRAG_ASSIGN_OR_RETURN(const int question_tokens, count_tokens(bare));
-    QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(question_tokens, request->max_tokens, context));
+    QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(question_tokens, reserve, context));
   }
   QRAG_ASSIGN_OR_RETURN(const RetrievedForRag retrieved, RetrieveForRag(state, options, request->prompt));
   QRAG_ASSIGN_OR_RETURN(
       rag::FittedRagPrompt fitted,
-      rag::FitRagPrompt(request->prompt, retrieved.passages, options.prompt_template(), context - request->max_tokens,
+      rag::FitRagPrompt(request->prompt, retrieved.passages, options.prompt_template(), context - reserve,
                         count_tokens));
   FillRagOutcome(retrieved,
                  {.passages_used = fitted.passages_used, .last_truncated = fitted.last_truncated,

@@ -129,6 +129,7 @@ absl::StatusOr<uint64_t> Engine::Impl::Accept(EngineRequest r, std::shared_ptr<R
   }
   const int ctx = options_.context_length;
   const int n = static_cast<int>(ids.size());
+  if (r.max_tokens_fits_context) r.max_tokens = FitMaxTokens(r.max_tokens, n, ctx);
   QRAG_RETURN_IF_ERROR(CheckFitsContext(n, r.max_tokens, ctx));
   auto req = std::make_unique<Request>();
   req->prompt_tokens = n;

@@ -50,6 +50,9 @@ struct EngineRequest {
   // token, e.g. <|im_end|>); like EOS, they are not part of the text.
   std::vector<int32_t> extra_stop_ids;
   int max_tokens = 16;
+  // Set: max_tokens only caps the answer, which gets at most what the context leaves after the prompt
+  // (request_limits.h FitMaxTokens; OpenAI's API without max_tokens). Unset: prompt + max_tokens must fit.
+  bool max_tokens_fits_context = false;
   SamplingParams sampling;
   std::vector<std::string> stop;
   int logprobs = 0;  // 0: none; N > 0: the chosen token's logprob and the N most likely alternatives

@@ -1,5 +1,7 @@
 #include "server/engine/request_limits.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace qrag::engine {
@@ -23,6 +25,15 @@ absl::Status CheckFitsContext(int prompt_tokens, int max_tokens, int context) {
                                                    " tokens; use max_tokens <= ", context - prompt_tokens));
   }
   return absl::OkStatus();
+}
+
+int FitMaxTokens(int max_tokens, int prompt_tokens, int context) {
+  if (prompt_tokens >= context) return std::min(max_tokens, 1);  // CheckFitsContext names the prompt
+  return std::min(max_tokens, context - prompt_tokens);
+}
+
+int AnswerReserve(int max_tokens, bool fits_context) {
+  return fits_context ? std::min(max_tokens, kFitAnswerReserve) : max_tokens;
 }
 
 absl::Status CancellationStatus(absl::Time deadline, absl::Time now, const char* where) {

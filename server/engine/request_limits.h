@@ -20,6 +20,16 @@ absl::Status CheckMaxTokens(int max_tokens);
 // near INT32_MAX). Includes CheckMaxTokens.
 absl::Status CheckFitsContext(int prompt_tokens, int max_tokens, int context);
 
+// Requests whose max_tokens only caps the answer (EngineRequest::max_tokens_fits_context: OpenAI's API
+// without max_tokens) generate at most what the context leaves after the prompt: min(max_tokens,
+// context - prompt_tokens), at least 1 (CheckFitsContext then names a prompt that leaves no room).
+int FitMaxTokens(int max_tokens, int prompt_tokens, int context);
+
+// The tokens to keep free for the answer when passages are fitted into a prompt: max_tokens, or at most
+// kFitAnswerReserve for a request whose max_tokens only caps the answer.
+inline constexpr int kFitAnswerReserve = 512;
+int AnswerReserve(int max_tokens, bool fits_context);
+
 // Prompt token ids given by the caller (a rendered chat template): INVALID_ARGUMENT naming the first id outside
 // the vocabulary [0, vocab_size) and its position.
 absl::Status CheckPromptIds(absl::Span<const int32_t> ids, int32_t vocab_size);

@@ -221,8 +221,9 @@ int64_t BertEncoder::ops_total() const {
   return ops_;
 }
 
-absl::StatusOr<std::vector<float>> BertEncoder::Embed(absl::Span<const std::string> texts) {
+absl::StatusOr<std::vector<float>> BertEncoder::Embed(absl::Span<const std::string> texts, int64_t* tokens) {
   std::vector<std::vector<int32_t>> seqs(texts.size());
+  int64_t count = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
     auto ids = tokenizer_->Encode(texts[i]);
     if (!ids.ok()) {
@@ -230,7 +231,9 @@ absl::StatusOr<std::vector<float>> BertEncoder::Embed(absl::Span<const std::stri
     }
     seqs[i] = std::move(*ids);
     if (seqs[i].size() > static_cast<size_t>(max_seq_length_ - 2)) seqs[i].resize(max_seq_length_ - 2);
+    count += static_cast<int64_t>(seqs[i].size()) + 2;
   }
+  if (tokens != nullptr) *tokens = count;
   return EmbedTokens(seqs);
 }
 

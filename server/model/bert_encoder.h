@@ -73,7 +73,8 @@ class BertEncoder {
 
   // Embeddings of `texts`, row-major [texts.size(), dim()]. Each text is tokenized and truncated to
   // max_seq_length() - 2 tokens. INVALID_ARGUMENT for invalid UTF-8 (naming the text's index).
-  absl::StatusOr<std::vector<float>> Embed(absl::Span<const std::string> texts);
+  // `tokens`, when set, receives the tokens encoded (CLS and SEP included, after truncation), for usage.
+  absl::StatusOr<std::vector<float>> Embed(absl::Span<const std::string> texts, int64_t* tokens = nullptr);
   // Embeddings of already tokenized sequences (ids without [CLS]/[SEP], at most max_seq_length() - 2 each;
   // INVALID_ARGUMENT otherwise or for ids out of the vocabulary).
   absl::StatusOr<std::vector<float>> EmbedTokens(absl::Span<const std::vector<int32_t>> sequences);

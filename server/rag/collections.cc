@@ -316,7 +316,7 @@ absl::StatusOr<std::vector<RetrievedChunk>> Collections::Retrieve(const std::str
   return out;
 }
 
-absl::StatusOr<std::vector<float>> Collections::Embed(const std::vector<std::string>& texts) {
+absl::StatusOr<std::vector<float>> Collections::Embed(const std::vector<std::string>& texts, int64_t* tokens) {
   if (texts.empty()) return absl::InvalidArgumentError("no texts to embed");
   for (size_t i = 0; i < texts.size(); ++i) {
     if (texts[i].empty()) return absl::InvalidArgumentError(absl::StrCat("text ", i, " is empty"));
@@ -324,7 +324,7 @@ absl::StatusOr<std::vector<float>> Collections::Embed(const std::vector<std::str
       return absl::InvalidArgumentError(absl::StrCat("text ", i, " is over ", options_.max_document_bytes, " bytes"));
     }
   }
-  return encoder_->Embed(texts);
+  return encoder_->Embed(texts, tokens);
 }
 
 }  // namespace qrag::rag

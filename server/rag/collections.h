@@ -111,8 +111,8 @@ class Collections {
                                                        int top_k, float min_score, const Metadata& filter,
                                                        RetrieveTimings* timings);
 
-  // Embeddings of texts [n, dim], for the Embed RPC.
-  absl::StatusOr<std::vector<float>> Embed(const std::vector<std::string>& texts);
+  // Embeddings of texts [n, dim], for the Embed RPC and /v1/embeddings; `tokens`: the tokens encoded.
+  absl::StatusOr<std::vector<float>> Embed(const std::vector<std::string>& texts, int64_t* tokens = nullptr);
 
  private:
   struct Entry {
