@@ -32,6 +32,8 @@ packages=(
   # helpers for the test suite (real-file checks written in Python); matplotlib draws the quantization
   # report's plots (qrag-quant report, tests/tools/qrag_quant_test.py)
   python3 python3-numpy python3-grpcio python3-protobuf python3-yaml python3-matplotlib
+  # the README's OpenAI SDK example installs `openai` into a virtual environment
+  python3-venv
   # certificates for the TLS tests (tests/integration/security_test.py)
   openssl
   # Prometheus server and promtool for the metrics tests (tests/integration/metrics_test.py)

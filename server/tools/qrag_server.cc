@@ -1,7 +1,11 @@
 // qrag-server: serves a model over gRPC (qrag.v1.Inference, qrag.v1.Admin, grpc.health.v1, reflection).
 //
 //   qrag-server --model PATH [--model-name NAME] [--tokenizer PATH] [--chat-template FILE] [--quant Q]
-//               [--listen HOST:PORT] ...
+//               [--listen HOST:PORT] [--http-listen HOST:PORT] ...
+//
+// --http-listen adds the OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/embeddings,
+// /v1/models, /health; server/api/openai_api.h, docs/openai-api.md) over the same engine; the TLS and token
+// flags apply to it too, --max-message-bytes limits its request bodies (413 beyond).
 //
 // Chat: the model's own chat template (GGUF metadata or tokenizer_config.json), or --chat-template FILE, serves
 // Chat/ChatStream/ApplyChatTemplate; a template that does not parse stops the start (exit 1).
@@ -41,6 +45,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/api/grpc_server.h"
+#include "server/api/openai_api.h"
 #include "server/api/security.h"
 #include "server/api/serving_state.h"
 #include "server/backend/cpu/cpu_backend.h"
@@ -55,6 +60,7 @@
 #include "server/model/transformer.h"
 #include "server/chat/chat_format.h"
 #include "server/engine/model_bundle.h"
+#include "server/http/http_server.h"
 #include "server/metrics/metrics_stack.h"
 #include "server/rag/index_spec.h"
 #include "server/rag/rag_runtime.h"
@@ -69,6 +75,8 @@ struct ServerFlags {
   tools::ModelFlags model;
   std::string model_name;  // empty: the model's file or directory name (ValidateServerFlags fills it in)
   std::string listen = "127.0.0.1:50051";
+  std::string http_listen;  // empty: no HTTP API
+  int http_threads = 2;
   engine::EngineOptions engine;
   int max_prompt_bytes = 1 << 20;
   int max_message_bytes = 4 << 20;
@@ -94,6 +102,11 @@ void AddServerFlags(CLI::App& app, ServerFlags* f) {
   app.add_option("--listen", f->listen,
                  "address to listen on (port 0 = any free port; 0.0.0.0:PORT accepts remote clients)")
       ->type_name("HOST:PORT");
+  app.add_option("--http-listen", f->http_listen,
+                 "also serve the OpenAI-compatible HTTP API here (default: off; port 0 = any free port, printed as "
+                 "\"http on HOST:PORT\")")
+      ->type_name("HOST:PORT");
+  cli::AddNumber(app, "--http-threads", &f->http_threads, "I/O threads of the HTTP API (no thread per connection)");
 
   app.option_defaults()->group("Capacity and limits");
   engine::EngineOptions& e = f->engine;
@@ -108,7 +121,7 @@ void AddServerFlags(CLI::App& app, ServerFlags* f) {
   cli::AddNumber(app, "--max-logprobs", &e.max_logprobs, "largest GenerateRequest.logprobs accepted");
   cli::AddNumber(app, "--max-prompt-bytes", &f->max_prompt_bytes, "largest prompt accepted, in bytes");
   cli::AddNumber(app, "--max-message-bytes", &f->max_message_bytes,
-                 "largest request message; beyond: RESOURCE_EXHAUSTED");
+                 "largest request message (gRPC: RESOURCE_EXHAUSTED beyond) or HTTP body (413 beyond)");
   cli::AddNumber(app, "--drain-seconds", &f->drain_seconds,
                  "on SIGTERM/SIGINT, how long in-flight requests may take to finish");
   cli::AddNumber(app, "--retrieval-threads", &f->retrieval_threads,
@@ -188,6 +201,7 @@ absl::Status ValidateServerFlags(ServerFlags* f) {
   }
   if (f->max_prompt_bytes <= 0) return Usage("--max-prompt-bytes must be > 0");
   if (f->max_message_bytes <= 0) return Usage("--max-message-bytes must be > 0");
+  if (f->http_threads <= 0 || f->http_threads > 64) return Usage("--http-threads must be in [1, 64]");
   if (f->retrieval_threads <= 0 || f->retrieval_queue <= 0) {
     return Usage("--retrieval-threads and --retrieval-queue must be > 0");
   }
@@ -379,6 +393,27 @@ int Serve(const ServerFlags& args) {
   if (!args.metrics_listen.empty()) Log(absl::StrCat("metrics on ", (*metrics_stack)->address()));
   state.set_rejection_observer(&(*metrics_stack)->serving());
 
+  // The OpenAI-compatible HTTP API: the same state, work queue, TLS files and tokens as gRPC.
+  api::OpenAiApi openai(&state, (*server)->work(), server_options.authenticator);
+  std::unique_ptr<http::Server> http;
+  if (!args.http_listen.empty()) {
+    http::ServerOptions o;
+    o.listen_address = args.http_listen;
+    o.threads = args.http_threads;
+    o.max_body_bytes = static_cast<size_t>(args.max_message_bytes);
+    if (!args.tls_cert.empty()) {
+      o.tls = http::TlsFiles{.cert_chain = args.tls_cert, .private_key = args.tls_key, .client_ca = args.tls_client_ca};
+    }
+    absl::StatusOr<std::unique_ptr<http::Server>> started = http::Server::Start(o, api::OpenAiApi::HandlerFor(&openai));
+    if (!started.ok()) {
+      Log(absl::StrCat("error: --http-listen: ", started.status().message()));
+      (*server)->Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+    http = *std::move(started);
+    Log(absl::StrCat("http on ", http->address()));
+  }
+
   const absl::Time load_start = absl::Now();
   LoadedServable servable;
   if (absl::Status s = Load(args, (*metrics_stack)->hooks(), &servable); !s.ok()) {
@@ -439,6 +474,7 @@ int Serve(const ServerFlags& args) {
   // idle client connections.
   const absl::Time give_up = absl::Now() + absl::Seconds(2);
   while (state.active_calls() > 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
+  if (http != nullptr) http->Shutdown(absl::ZeroDuration());
   (*server)->Shutdown(absl::ZeroDuration());
   Log("stopped");
   return 0;

@@ -176,6 +176,23 @@ def main():
     for i, (name, wire) in enumerate(chats.items()):
         write("generate_request", name, bytes([2 | (i & 1)]) + wire)
 
+    # OpenAI HTTP bodies (first byte: 0 chat, 1 completions, 2 embeddings)
+    bodies = {
+        "chat_full": (0, {"model": "m", "messages": [{"role": "developer", "content": "Be brief."},
+                                                     {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+                          "max_completion_tokens": 8, "temperature": 0.7, "top_p": 0.9, "stop": ["END"], "seed": -3,
+                          "stream": True, "stream_options": {"include_usage": True}, "logprobs": True,
+                          "top_logprobs": 2, "rag": {"collection": "d", "top_k": 2, "filter": {"k": "v"}}}),
+        "chat_refused": (0, {"messages": [{"role": "user", "content": "x"}], "n": 3, "tools": [{}]}),
+        "chat_unknown": (0, {"messages": [{"role": "user", "content": "x"}], "temprature": 1}),
+        "completion": (1, {"prompt": ["Once"], "max_tokens": 4, "logprobs": 2, "echo": False}),
+        "completion_batch": (1, {"prompt": ["a", "b"]}),
+        "embeddings": (2, {"input": ["a", "b"], "encoding_format": "base64", "model": "x"}),
+    }
+    for name, (endpoint, body) in bodies.items():
+        write("openai_request", name, bytes([endpoint]) + json.dumps(body).encode())
+    write("openai_request", "not_json", b"\x00{\"messages\": [")
+
 
 if __name__ == "__main__":
     main()
