@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the README's command blocks as written ("Chat", "Serve it", "RAG", "Metrics") and its first command
+"""Runs the README's command blocks as written ("Chat", "OpenAI-compatible API", "Serve it", "RAG", "Metrics") and its first command
 (deploy/setup-and-run.sh): each ```sh block of those sections
 becomes one bash script (set -euo pipefail), run from the repository root with the built programs, and its
 output is checked for what the README promises (an answer, passages, the nominee's name).
@@ -7,7 +7,8 @@ output is checked for what the README promises (an answer, passages, the nominee
 usage: readme_test.py REPO_ROOT
 
 Needs the SmolLM2 GGUF and MiniLM in ~/.cache/qrag (ctest fixtures `smollm2` and `minilm` fetch them), port
-127.0.0.1:50051 free, and no ./rag-data in the repository (the RAG block creates it; the test removes it).
+127.0.0.1:50051 and 127.0.0.1:8000 free, PyPI reachable (the OpenAI block installs the `openai` package into
+~/.venvs/openai), and no ./rag-data in the repository (the RAG block creates it; the test removes it).
 Missing models skip, or fail under QRAG_REQUIRE_SHARED=1.
 """
 import os
@@ -74,6 +75,15 @@ class ReadmeCommands(unittest.TestCase):
         self.assertIn("Paris", out)          # the one-shot answer
         self.assertIn("SERVING", out)
         self.assertIn("finish=stop", err)
+
+    def test_openai_section_runs_as_written(self):
+        blocks = self.sections["OpenAI-compatible API"]
+        self.assertEqual(len(blocks), 1)
+        out, err = run_block(self, blocks[0])
+        self.assertIn('"object":"chat.completion"', out)  # curl's answer
+        self.assertIn("Paris", out)
+        self.assertRegex(out, r"(?i)red|blue|green|yellow")  # the SDK's streamed answer
+        self.assertIn("http on 127.0.0.1:8000", err)
 
     def test_serve_section_runs_as_written(self):
         out, err = run_block(self, self.sections["Serve it"][0])
