@@ -72,8 +72,10 @@ def main():
                 ready.set()
     threading.Thread(target=read_log, daemon=True).start()
     try:
-        if not ready.wait(600):
-            raise SystemExit("qrag-server did not start")
+        deadline = time.monotonic() + 600
+        while not ready.wait(0.2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"qrag-server did not start (exit status {proc.poll()})")
         channel = grpc.insecure_channel(addrs["listening on "])
         stub = pbg.InferenceStub(channel)
         model = stub.ListModels(pb.ListModelsRequest(), timeout=30).models[0].name
