@@ -9,7 +9,7 @@
 #            is no second package list to keep in step). Non-root, health-checked through `qrag health`.
 #
 #   docker build -t qrag:latest .
-#   docker run --gpus all -p 50051:50051 -p 9400:9400 -v /path/to/models:/models:ro \
+#   docker run --gpus all -p 50051:50051 -p 8000:8000 -p 9400:9400 -v /path/to/models:/models:ro \
 #       -v qrag-data:/var/lib/qrag -e QRAG_MODEL=/models/stories260K.bin qrag:latest
 # Without a GPU the same image runs on the CPU backend (omit --gpus). See docs/deploy.md.
 ARG DEBIAN_IMAGE=debian:12
@@ -59,12 +59,13 @@ ENV PATH=/opt/qrag/bin:${PATH} \
     QRAG_MODEL=/models/stories260K.bin \
     QRAG_LISTEN=0.0.0.0:50051 \
     QRAG_METRICS_LISTEN=0.0.0.0:9400 \
+    QRAG_HTTP_LISTEN=0.0.0.0:8000 \
     QRAG_DATA_DIR=/var/lib/qrag \
     QRAG_SERVER=127.0.0.1:50051
 USER qrag
 WORKDIR /var/lib/qrag
-# gRPC (qrag.v1, grpc.health.v1, reflection) and Prometheus /metrics.
-EXPOSE 50051 9400
+# gRPC (qrag.v1, grpc.health.v1, reflection), the OpenAI-compatible HTTP API and Prometheus /metrics.
+EXPOSE 50051 8000 9400
 # The model file(s) (read-only) and the durable RAG collections.
 VOLUME ["/models", "/var/lib/qrag"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

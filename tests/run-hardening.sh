@@ -48,10 +48,12 @@ fuzz() {
 tsan() {
   bash tests/configure-sanitized.sh build-tsan thread
   timed "tsan build" cmake --build build-tsan --parallel "$jobs" --target engine_test scheduler_test common_test \
-    cpu_gemm_test
+    cpu_gemm_test http_server_test
   # The thread pool through the GEMMs that split work across two threads.
   local tests='^(EngineTest|BlockManager|Scheduler|SchedulerTrace|RequestLimits|WorkQueue|Echo)\.'
   tests+='|^CpuGemmBatchInvariance\..*_M64_.*Threads2$'
+  # The HTTP server: I/O threads, strands, and Exchange calls from other threads (the engine's).
+  tests+='|^HttpServer\.'
   timed "tsan tests" ctest --test-dir build-tsan --output-on-failure --timeout 1800 -j "$test_jobs" -R "$tests"
 }
 

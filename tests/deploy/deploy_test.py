@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ARGS = None
 GRPC_PORT = 50051
 METRICS_PORT = 9400
+HTTP_PORT = 8000  # the OpenAI-compatible API (--http-listen)
 
 
 def read(rel):
@@ -113,7 +114,7 @@ class DockerfileTest(unittest.TestCase):
         self.assertIn("USER", kinds)
         self.assertNotIn(kinds["USER"], ("root", "0"))
         exposed = {int(p) for p in kinds["EXPOSE"].split()}
-        self.assertEqual(exposed, {GRPC_PORT, METRICS_PORT})
+        self.assertEqual(exposed, {GRPC_PORT, HTTP_PORT, METRICS_PORT})
         self.assertIn('"qrag", "health"', kinds["HEALTHCHECK"])
         self.assertIn(f"127.0.0.1:{GRPC_PORT}", kinds["HEALTHCHECK"])
         self.assertIn("/var/lib/qrag", kinds["VOLUME"])
@@ -136,6 +137,7 @@ class DockerfileTest(unittest.TestCase):
         r = check_config(read("deploy/qrag.yaml"), env)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f"--listen=0.0.0.0:{GRPC_PORT}", r.stdout)
+        self.assertIn(f"--http-listen=0.0.0.0:{HTTP_PORT}", r.stdout)
         self.assertIn("--model=/models/stories260K.bin", r.stdout)
 
     def test_runtime_packages_of_the_real_binaries(self):
@@ -204,7 +206,7 @@ class ComposeTest(unittest.TestCase):
             self.assertEqual(s["build"]["dockerfile"], "Dockerfile")
             self.assertTrue(os.path.exists(os.path.join(REPO, "deploy", s["build"]["context"], "Dockerfile")))
             ports = {p.split(":")[-1] for p in s["ports"]}
-            self.assertEqual(ports, {str(GRPC_PORT), str(METRICS_PORT)})
+            self.assertEqual(ports, {str(GRPC_PORT), str(HTTP_PORT), str(METRICS_PORT)})
             self.assertIn("qrag", s["networks"]["qrag"]["aliases"])
             # The command line the compose service appends to the image's entrypoint is accepted.
             env = {k: v.replace("${QRAG_MODEL_FILE:-stories260K.bin}", "stories260K.bin")
@@ -243,7 +245,7 @@ class KubernetesTest(unittest.TestCase):
         pod = d["spec"]["template"]
         c = pod["spec"]["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        self.assertEqual(ports, {"grpc": GRPC_PORT, "metrics": METRICS_PORT})
+        self.assertEqual(ports, {"grpc": GRPC_PORT, "http": HTTP_PORT, "metrics": METRICS_PORT})
         self.assertEqual(c["resources"]["limits"]["nvidia.com/gpu"], 1)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             self.assertEqual(c[probe]["grpc"]["port"], GRPC_PORT, probe)
@@ -261,6 +263,9 @@ class KubernetesTest(unittest.TestCase):
         config = yaml.safe_load(self.docs["ConfigMap"]["data"]["qrag.yaml"])
         self.assertLess(float(config["drain-seconds"]), pod["spec"]["terminationGracePeriodSeconds"])
         self.assertEqual(config["listen"], f"0.0.0.0:{GRPC_PORT}")
+        self.assertEqual(config["http-listen"], f"0.0.0.0:{HTTP_PORT}")
+        service_ports = {p["name"]: p["port"] for p in self.docs["Service"]["spec"]["ports"]}
+        self.assertEqual(service_ports, {"grpc": GRPC_PORT, "http": HTTP_PORT, "metrics": METRICS_PORT})
 
     def test_configmap_is_a_valid_server_config(self):
         d = self.docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
