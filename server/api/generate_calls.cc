@@ -49,6 +49,7 @@ void FillUsage(const engine::Usage& usage, qrag::v1::Usage* out) {
   out->set_completion_tokens(usage.completion_tokens);
   out->set_energy_joules(usage.energy_joules);
   out->set_tensor_ops(usage.tensor_ops);
+  out->set_cached_prompt_tokens(usage.cached_prompt_tokens);
 }
 
 void FillTimings(const engine::Timings& t, qrag::v1::Timings* out) {

@@ -522,6 +522,7 @@ nlohmann::json UsageObject(const engine::Usage& usage) {
   return {{"prompt_tokens", usage.prompt_tokens},
           {"completion_tokens", usage.completion_tokens},
           {"total_tokens", usage.prompt_tokens + usage.completion_tokens},
+          {"prompt_tokens_details", {{"cached_tokens", usage.cached_prompt_tokens}}},
           {"energy_joules", usage.energy_joules},
           {"tensor_ops", usage.tensor_ops}};
 }

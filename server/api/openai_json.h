@@ -119,7 +119,8 @@ nlohmann::json CompletionChunk(const Result& result, const AnswerOptions& answer
 // The usage chunk of stream_options.include_usage: no choices, the usage.
 nlohmann::json UsageChunk(const Result& result, bool chat);
 
-// {"prompt_tokens", "completion_tokens", "total_tokens", "energy_joules", "tensor_ops"}.
+// {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details": {"cached_tokens"},
+// "energy_joules", "tensor_ops"}.
 nlohmann::json UsageObject(const engine::Usage& usage);
 
 // /v1/embeddings' answer; `values` is [inputs, dim] row-major.

@@ -22,7 +22,7 @@ class Engine::Impl {
         tokenizer_(tokenizer),
         options_(options),
         hooks_(hooks),
-        blocks_(options.num_kv_blocks),
+        blocks_(options.num_kv_blocks, options.block_size, options.prefix_cache),
         scheduler_({.block_size = options.block_size,
                     .max_batch_tokens = options.max_batch_tokens,
                     .max_running = options.max_running},
@@ -177,7 +177,8 @@ void Engine::Impl::Drain(absl::Duration grace) {
 
 void Engine::Impl::Finish(Request* r, const absl::Status& status, FinishReason reason) {
   const absl::Time now = absl::Now();
-  Usage usage{r->prompt_tokens, r->output->generated(), r->energy_joules, r->tensor_ops};
+  Usage usage{r->prompt_tokens, r->output->generated(), r->energy_joules, r->tensor_ops,
+              std::min(r->seq.cached_tokens, r->prompt_tokens)};
   Timings t;
   t.queue_seconds = absl::ToDoubleSeconds((r->scheduled ? r->first_scheduled : now) - r->arrival);
   t.time_to_first_token_seconds = r->has_token ? absl::ToDoubleSeconds(r->first_token - r->arrival) : 0;
@@ -210,6 +211,7 @@ void Engine::Impl::PublishStats() {
     stats_.waiting = static_cast<int>(scheduler_.waiting().size() + inbox_.size());
     stats_.running = static_cast<int>(scheduler_.running().size());
     stats_.kv_blocks_free = blocks_.num_free();
+    stats_.kv_blocks_cached = blocks_.num_cached();
     stats_.iterations = iterations_;
     stats_.preemptions = preemptions_;
     copy = stats_;
@@ -276,6 +278,8 @@ bool Engine::Impl::Iterate() {
   IterationFacts facts;
   facts.start = start;
   facts.batch_size = static_cast<int>(out.chunks.size());
+  facts.prefix_queried_tokens = out.prefix_queried_tokens;
+  facts.prefix_hit_tokens = out.prefix_hit_tokens;
   std::vector<int32_t> tokens, positions, token_seq, logits_rows;
   std::vector<backend::AttentionBatch::Sequence> sequences;
   std::vector<Request*> sampling;
@@ -330,7 +334,7 @@ bool Engine::Impl::Iterate() {
         in_batch[i]->tensor_ops += ops->ops_per_sequence[i];
       }
     }
-    for (const ScheduledChunk& c : out.chunks) Scheduler::Advance(c);
+    for (const ScheduledChunk& c : out.chunks) scheduler_.Advance(c);
     const absl::Time done = absl::Now();
     for (size_t j = 0; j < sampling.size(); ++j) {
       Request* r = sampling[j];

@@ -38,6 +38,9 @@ struct EngineOptions {
   int max_running = 16;           // sequences decoding at once
   int max_waiting = 256;          // queued requests; beyond: RESOURCE_EXHAUSTED
   int max_logprobs = 20;          // largest top-N a request may ask for
+  // Automatic prefix caching (block_manager.h): a prompt's longest already-computed prefix, in whole KV
+  // blocks, is reused instead of recomputed; the output is bit-identical either way.
+  bool prefix_cache = true;
 };
 
 struct EngineRequest {
@@ -67,6 +70,8 @@ struct Usage {
   double energy_joules = 0;
   // Exact tensor ops done for this request (model::ForwardStats::ops_per_sequence summed over its steps).
   int64_t tensor_ops = 0;
+  // Prompt tokens whose K/V came from the prefix cache instead of being computed (counted in prompt_tokens).
+  int cached_prompt_tokens = 0;
 };
 
 struct Timings {
@@ -91,7 +96,8 @@ struct EngineStats {
   int waiting = 0;
   int running = 0;
   int kv_blocks_total = 0;
-  int kv_blocks_free = 0;
+  int kv_blocks_free = 0;    // free, including cached blocks no request references (reclaimable)
+  int kv_blocks_cached = 0;  // blocks holding a cached prefix, referenced or not
   int64_t iterations = 0;
   int64_t preemptions = 0;
 };

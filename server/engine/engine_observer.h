@@ -44,6 +44,9 @@ struct IterationFacts {
   // EnergySource). Equal to the sum of what the iteration added to its requests' Usage::energy_joules.
   double joules = 0;
   int generated_tokens = 0;         // tokens appended to completions this iteration
+  // Prefix cache, over the requests admitted this iteration: their prompt tokens, and those found cached.
+  int prefix_queried_tokens = 0;
+  int prefix_hit_tokens = 0;
   // The gap since the same request's previous token, for each token generated this iteration by a request
   // that already had one (the inter-token latency).
   absl::Span<const double> inter_token_seconds;

@@ -32,7 +32,8 @@ void Scheduler::Preempt(Sequence* victim, SchedulerOutput* out, int* budget) {
   }
   running_.erase(std::find(running_.begin(), running_.end(), victim));
   blocks_->Free(&victim->block_table);
-  victim->num_computed = 0;  // recomputed from scratch when readmitted
+  victim->num_computed = 0;  // recomputed when readmitted (what the prefix cache still holds, from it)
+  victim->published = 0;
   victim->admit_order = -1;
   ++victim->preemptions;
   waiting_.push_front(victim);
@@ -80,16 +81,37 @@ SchedulerOutput Scheduler::Schedule() {
   while (!waiting_.empty() && budget > 0 && static_cast<int>(running_.size()) < options_.max_running) {
     Sequence* seq = waiting_.front();
     const int known = static_cast<int>(seq->tokens.size());
-    if (!blocks_->CanAllocate(BlocksFor(known + 1, options_.block_size))) break;
+    // The longest cached prefix in whole blocks, leaving at least the last token to compute (its logits give
+    // the next token). Taking unreferenced cached blocks uses up free ones.
+    int unreferenced = 0;
+    const int hit = blocks_->Match(seq->tokens, (known - 1) / options_.block_size, &unreferenced);
+    if (BlocksFor(known + 1, options_.block_size) - hit > blocks_->num_free() - unreferenced) break;
     waiting_.pop_front();
     seq->admit_order = next_admit_++;
     running_.push_back(seq);
     out.admitted.push_back(seq);
+    if (blocks_->prefix_cache()) {
+      blocks_->AcquireCached(seq->tokens, hit, &seq->block_table);
+      seq->published = hit;
+      seq->num_computed = hit * options_.block_size;
+      seq->cached_tokens = seq->num_computed;
+      out.prefix_queried_tokens += known;
+      out.prefix_hit_tokens += seq->cached_tokens;
+    }
     const int length = std::min(seq->pending(), budget);
     QRAG_CHECK(Reserve(seq, seq->num_computed + length, &out, &budget));
     plan(seq, length);
   }
   return out;
+}
+
+void Scheduler::Advance(const ScheduledChunk& chunk) {
+  Sequence* seq = chunk.seq;
+  seq->num_computed += chunk.length;
+  if (!blocks_->prefix_cache()) return;
+  for (const int full = seq->num_computed / options_.block_size; seq->published < full; ++seq->published) {
+    blocks_->Publish(seq->tokens, seq->block_table, seq->published);
+  }
 }
 
 }  // namespace qrag::engine

@@ -3,7 +3,9 @@
 // TensorRT-LLM's scheduler:
 //
 //  - Capacity policy: which waiting sequences are admitted (FCFS, no overtaking, only when the KV pool
-//    holds all their known tokens plus one; at most max_running at once), and whom to preempt when a
+//    holds all their known tokens plus one; at most max_running at once; with the prefix cache, a sequence
+//    starts with the cached blocks of its longest cached prefix — whole blocks, never its last token — and
+//    computes only the rest), and whom to preempt when a
 //    running sequence needs a block and none is free (the most recently admitted other sequence; its
 //    blocks are freed and it returns to the front of the queue, to be recomputed later).
 //  - Batch builder: a token budget per iteration (max_batch_tokens): decodes first (one token per running
@@ -31,6 +33,8 @@ struct Sequence {
   std::vector<int32_t> block_table;
   int64_t admit_order = -1;     // admission counter (preemption picks the largest); -1 while waiting
   int preemptions = 0;
+  int cached_tokens = 0;        // leading tokens taken from the prefix cache at the latest admission
+  int published = 0;            // leading blocks of block_table published to (or taken from) the prefix cache
 
   int pending() const { return static_cast<int>(tokens.size()) - num_computed; }
 };
@@ -53,6 +57,9 @@ struct SchedulerOutput {
   std::vector<Sequence*> admitted;   // moved from waiting to running this iteration
   std::vector<Sequence*> preempted;  // moved from running back to waiting (blocks freed)
   int num_tokens = 0;
+  // Prefix cache, over this iteration's admissions: their known tokens, and how many came from the cache.
+  int prefix_queried_tokens = 0;
+  int prefix_hit_tokens = 0;
 };
 
 class Scheduler {
@@ -65,8 +72,9 @@ class Scheduler {
   void Remove(Sequence* seq);
   // Plans one iteration. Blocks for every scheduled position are allocated on return.
   SchedulerOutput Schedule();
-  // Records that `chunk` ran: its positions are now in the cache.
-  static void Advance(const ScheduledChunk& chunk) { chunk.seq->num_computed += chunk.length; }
+  // Records that `chunk` ran: its positions are now in the cache, and the blocks it filled are published to
+  // the prefix cache.
+  void Advance(const ScheduledChunk& chunk);
 
   const std::deque<Sequence*>& waiting() const { return waiting_; }
   const std::vector<Sequence*>& running() const { return running_; }

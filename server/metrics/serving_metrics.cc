@@ -101,7 +101,12 @@ ServingMetrics::ServingMetrics(std::shared_ptr<prometheus::Registry> registry, c
   running_ = gauge("qrag_running_requests", "Requests holding KV-cache blocks (prefilling or decoding).");
   waiting_ = gauge("qrag_waiting_requests", "Requests queued, not yet running.");
   kv_used_ = gauge("qrag_kv_blocks_used", "KV-cache blocks held by requests.");
-  kv_free_ = gauge("qrag_kv_blocks_free", "KV-cache blocks free.");
+  kv_free_ = gauge("qrag_kv_blocks_free", "KV-cache blocks free (cached prefixes no request uses included).");
+  kv_cached_ = gauge("qrag_prefix_cache_blocks", "KV-cache blocks holding a cached prompt prefix.");
+  prefix_queried_ = counter("qrag_prefix_cache_queried_tokens_total",
+                            "Prompt tokens of admitted requests looked up in the prefix cache.");
+  prefix_hit_ = counter("qrag_prefix_cache_hit_tokens_total",
+                        "Prompt tokens whose K/V came from the prefix cache instead of being computed.");
   batch_size_ = gauge("qrag_batch_size", "Sequences in the last engine iteration.");
   requests_family_ = &prometheus::BuildCounter()
                           .Name("qrag_requests_total")
@@ -174,6 +179,8 @@ void ServingMetrics::OnIteration(const engine::IterationFacts& f) {
     OpsCounter(p).Increment(static_cast<double>(f.ops_by_precision[p]));
     ops_total_[p].fetch_add(f.ops_by_precision[p], std::memory_order_relaxed);
   }
+  if (f.prefix_queried_tokens > 0) prefix_queried_->Increment(f.prefix_queried_tokens);
+  if (f.prefix_hit_tokens > 0) prefix_hit_->Increment(f.prefix_hit_tokens);
   if (f.generated_tokens > 0) {
     generated_tokens_->Increment(f.generated_tokens);
     generated_total_.fetch_add(f.generated_tokens, std::memory_order_relaxed);
@@ -207,6 +214,7 @@ void ServingMetrics::OnEngineStats(const engine::EngineStats& s) {
   waiting_->Set(s.waiting);
   kv_used_->Set(s.kv_blocks_total - s.kv_blocks_free);
   kv_free_->Set(s.kv_blocks_free);
+  kv_cached_->Set(s.kv_blocks_cached);
   if (s.running == 0) batch_size_->Set(0);
 }
 

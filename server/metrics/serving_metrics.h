@@ -81,8 +81,8 @@ class ServingMetrics final : public engine::EngineObserver, public rag::RagObser
 
   prometheus::Histogram *queue_time_, *ttft_, *itl_, *e2e_, *prefill_step_, *decode_step_, *rag_embed_,
       *rag_search_, *prompt_tokens_per_request_, *generated_tokens_per_request_;
-  prometheus::Counter *prompt_tokens_, *generated_tokens_;
-  prometheus::Gauge *running_, *waiting_, *kv_used_, *kv_free_, *batch_size_;
+  prometheus::Counter *prompt_tokens_, *generated_tokens_, *prefix_queried_, *prefix_hit_;
+  prometheus::Gauge *running_, *waiting_, *kv_used_, *kv_free_, *kv_cached_, *batch_size_;
 
   // Cumulative counts the efficiency window reads on the sampler thread.
   std::array<std::atomic<int64_t>, model::kNumPrecisions> ops_total_{};

@@ -76,6 +76,7 @@ struct ServerFlags {
   std::string model_name;  // empty: the model's file or directory name (ValidateServerFlags fills it in)
   std::string listen = "127.0.0.1:50051";
   std::string http_listen;  // empty: no HTTP API
+  std::string prefix_cache = "on";
   int http_threads = 2;
   engine::EngineOptions engine;
   int max_prompt_bytes = 1 << 20;
@@ -119,6 +120,9 @@ void AddServerFlags(CLI::App& app, ServerFlags* f) {
   cli::AddNumber(app, "--kv-blocks", &e.num_kv_blocks, "KV-cache blocks (0: enough for max-running full contexts)");
   cli::AddNumber(app, "--block-size", &e.block_size, "positions per KV-cache block");
   cli::AddNumber(app, "--max-logprobs", &e.max_logprobs, "largest GenerateRequest.logprobs accepted");
+  app.add_option("--prefix-cache", f->prefix_cache,
+                 "reuse the KV of prompt prefixes already computed (whole blocks; output bit-identical to off)")
+      ->type_name("{on,off}");
   cli::AddNumber(app, "--max-prompt-bytes", &f->max_prompt_bytes, "largest prompt accepted, in bytes");
   cli::AddNumber(app, "--max-message-bytes", &f->max_message_bytes,
                  "largest request message (gRPC: RESOURCE_EXHAUSTED beyond) or HTTP body (413 beyond)");
@@ -202,6 +206,8 @@ absl::Status ValidateServerFlags(ServerFlags* f) {
   if (f->max_prompt_bytes <= 0) return Usage("--max-prompt-bytes must be > 0");
   if (f->max_message_bytes <= 0) return Usage("--max-message-bytes must be > 0");
   if (f->http_threads <= 0 || f->http_threads > 64) return Usage("--http-threads must be in [1, 64]");
+  if (f->prefix_cache != "on" && f->prefix_cache != "off") return Usage("--prefix-cache must be on or off");
+  f->engine.prefix_cache = f->prefix_cache == "on";
   if (f->retrieval_threads <= 0 || f->retrieval_queue <= 0) {
     return Usage("--retrieval-threads and --retrieval-queue must be > 0");
   }
@@ -450,8 +456,8 @@ int Serve(const ServerFlags& args) {
   Log(absl::StrCat("serving '", args.model_name, "' (", args.model.model, ", tokenizer ", servable.bundle->tokenizer_path, ", ",
                    backend::PrecisionName(servable.bundle->transformer->precision()), ", context ",
                    servable.engine->context_length(), ", ", stats.kv_blocks_total, " KV blocks of ",
-                   args.engine.block_size, ", max running ", args.engine.max_running, ", max waiting ",
-                   args.engine.max_waiting, ") after ",
+                   args.engine.block_size, ", prefix cache ", args.prefix_cache, ", max running ",
+                   args.engine.max_running, ", max waiting ", args.engine.max_waiting, ") after ",
                    absl::StrFormat("%.2f", absl::ToDoubleSeconds(absl::Now() - load_start)), " s"));
 
   if (servable.chat != nullptr) {

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tests/engine/collector.h"
 #include "tests/test_util.h"
 
 namespace qrag::engine {
@@ -102,44 +103,6 @@ class FakeRunner : public ModelRunner {
 
  private:
   int num_blocks_ = 0;
-};
-
-class Collector : public RequestObserver {
- public:
-  void OnText(std::string_view text, absl::Span<const TokenLogprob> tokens) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    text_ += text;
-    for (const auto& t : tokens) logprobs_.push_back(t);
-    ++chunks_;
-  }
-  void OnFinish(const absl::Status& status, FinishReason reason, const Usage& usage, const Timings& t) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++finishes_;
-    status_ = status;
-    reason_ = reason;
-    usage_ = usage;
-    timings_ = t;
-    cv_.notify_all();
-  }
-  void Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return finishes_ > 0; }));
-  }
-  int chunks() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return chunks_;
-  }
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::string text_;
-  std::vector<TokenLogprob> logprobs_;
-  int chunks_ = 0;
-  int finishes_ = 0;
-  absl::Status status_;
-  FinishReason reason_ = FinishReason::kLength;
-  Usage usage_;
-  Timings timings_;
 };
 
 class EngineTest : public ::testing::Test {
