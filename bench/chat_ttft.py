@@ -22,8 +22,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qrag_stubs  # noqa: E402
 
 TURNS = [
     "Hi! I'm planning a trip to Italy. Can you help?",
@@ -70,13 +72,7 @@ def main():
     p.add_argument("--proto-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proto"))
     a = p.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="qrag-chat-ttft-")
-    subprocess.run(["protoc", f"-I{a.proto_dir}", f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-                    f"--plugin=protoc-gen-grpc_python={shutil.which('grpc_python_plugin')}",
-                    "qrag/v1/inference.proto", "qrag/v1/retrieval.proto"], check=True)
-    sys.path.insert(0, tmp)
-    import grpc
-    from qrag.v1 import inference_pb2 as pb, inference_pb2_grpc as pbg
+    tmp, grpc, pb, pbg = qrag_stubs.generate(a.proto_dir)
 
     server = subprocess.Popen([a.server_bin, "--model", a.model, "--threads", str(a.threads), "--listen",
                                "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)

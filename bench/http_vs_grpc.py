@@ -23,9 +23,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qrag_stubs  # noqa: E402
 
 
 def percentile(xs, q):
@@ -46,13 +48,7 @@ def main():
     p.add_argument("--proto-dir", default=os.path.join(here, "..", "proto"))
     a = p.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="qrag-http-vs-grpc-")
-    subprocess.run(["protoc", f"-I{a.proto_dir}", f"--python_out={tmp}", f"--grpc_python_out={tmp}",
-                    f"--plugin=protoc-gen-grpc_python={shutil.which('grpc_python_plugin')}",
-                    "qrag/v1/inference.proto", "qrag/v1/retrieval.proto"], check=True)
-    sys.path.insert(0, tmp)
-    import grpc
-    from qrag.v1 import inference_pb2 as pb, inference_pb2_grpc as pbg
+    tmp, grpc, pb, pbg = qrag_stubs.generate(a.proto_dir)
 
     args = [a.server_bin, "--model", a.model, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
             "--threads", str(a.threads), "--energy-meter", "none"]

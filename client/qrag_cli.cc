@@ -354,10 +354,10 @@ int Stats(Client& client, const Args& a) {
   if (!s.ok()) return RpcError(s.status());
   std::printf(
       "state %s\nmodel %s\nwaiting %d\nrunning %d\nkv_blocks_total %d\nkv_blocks_free %d\nkv_block_size %d\n"
-      "iterations %lld\npreemptions %lld\nactive_calls %d\n",
+      "iterations %lld\npreemptions %lld\nactive_calls %d\nkv_blocks_cached %d\n",
       s->state().c_str(), s->model().c_str(), s->waiting(), s->running(), s->kv_blocks_total(),
       s->kv_blocks_free(), s->kv_block_size(), static_cast<long long>(s->iterations()),
-      static_cast<long long>(s->preemptions()), s->active_calls());
+      static_cast<long long>(s->preemptions()), s->active_calls(), s->kv_blocks_cached());
   return 0;
 }
 

@@ -21,6 +21,7 @@ absl::StatusOr<qrag::v1::ServerStats> CollectServerStats(const ServingState& sta
   stats.set_running(e.running);
   stats.set_kv_blocks_total(e.kv_blocks_total);
   stats.set_kv_blocks_free(e.kv_blocks_free);
+  stats.set_kv_blocks_cached(e.kv_blocks_cached);
   stats.set_kv_block_size((*served)->kv_block_size);
   stats.set_iterations(e.iterations);
   stats.set_preemptions(e.preemptions);

@@ -44,7 +44,8 @@ struct IterationFacts {
   // EnergySource). Equal to the sum of what the iteration added to its requests' Usage::energy_joules.
   double joules = 0;
   int generated_tokens = 0;         // tokens appended to completions this iteration
-  // Prefix cache, over the requests admitted this iteration: their prompt tokens, and those found cached.
+  // Prefix cache, over the sequences admitted this iteration (readmissions after a preemption included): their
+  // known tokens, and those whose K/V came from the cache.
   int prefix_queried_tokens = 0;
   int prefix_hit_tokens = 0;
   // The gap since the same request's previous token, for each token generated this iteration by a request

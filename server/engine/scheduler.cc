@@ -94,9 +94,9 @@ SchedulerOutput Scheduler::Schedule() {
       blocks_->AcquireCached(seq->tokens, hit, &seq->block_table);
       seq->published = hit;
       seq->num_computed = hit * options_.block_size;
-      seq->cached_tokens = seq->num_computed;
+      if (seq->preemptions == 0) seq->cached_tokens = seq->num_computed;  // what the client's prompt saved
       out.prefix_queried_tokens += known;
-      out.prefix_hit_tokens += seq->cached_tokens;
+      out.prefix_hit_tokens += seq->num_computed;
     }
     const int length = std::min(seq->pending(), budget);
     QRAG_CHECK(Reserve(seq, seq->num_computed + length, &out, &budget));

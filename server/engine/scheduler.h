@@ -33,7 +33,7 @@ struct Sequence {
   std::vector<int32_t> block_table;
   int64_t admit_order = -1;     // admission counter (preemption picks the largest); -1 while waiting
   int preemptions = 0;
-  int cached_tokens = 0;        // leading tokens taken from the prefix cache at the latest admission
+  int cached_tokens = 0;        // leading tokens taken from the prefix cache at the first admission
   int published = 0;            // leading blocks of block_table published to (or taken from) the prefix cache
 
   int pending() const { return static_cast<int>(tokens.size()) - num_computed; }

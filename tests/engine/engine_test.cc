@@ -508,8 +508,10 @@ TEST_F(EngineTest, FakeMeter_EightConcurrentChunkedRequests_AttributionSumsToMet
     ASSERT_EQ(c->reason_, FinishReason::kLength);
     EXPECT_GT(c->usage_.energy_joules, 0);
     attributed += c->usage_.energy_joules;
-    // Forward tokens: the prompt, then every generated token but the last; one logits row per generated token.
-    const int64_t forwarded = c->usage_.prompt_tokens + c->usage_.completion_tokens - 1;
+    // Forward tokens: the prompt but its prefix-cached part (the prompts share "the cat sat on the mat"), then
+    // every generated token but the last; one logits row per generated token.
+    const int64_t forwarded =
+        c->usage_.prompt_tokens - c->usage_.cached_prompt_tokens + c->usage_.completion_tokens - 1;
     EXPECT_EQ(c->usage_.tensor_ops, 1000 * forwarded + 10 * c->usage_.completion_tokens);
     request_ops += c->usage_.tensor_ops;
     forwarded_tokens += forwarded;

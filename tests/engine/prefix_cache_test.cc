@@ -49,14 +49,14 @@ class PrefixCacheEngine : public ::testing::Test {
     }
   }
 
-  // An engine whose pool holds ~3 full sequences of the cases below, so 8 running ones preempt each other.
+  // An engine whose pool (20 blocks of 16) holds about 3 of the cases below, so 8 running ones preempt.
   std::unique_ptr<Engine> MakeEngine(int which, bool prefix_cache) {
     EngineOptions o;
     o.block_size = kBlock;
     o.context_length = 256;
     o.max_running = 8;
     o.max_batch_tokens = 64;
-    o.num_kv_blocks = 3 * (256 / kBlock + 1);
+    o.num_kv_blocks = 20;  // one full context (17 blocks) fits, as the engine requires
     o.max_waiting = 512;
     o.prefix_cache = prefix_cache;
     auto e = Engine::Create(runners_[which].get(), tokenizer_.get(), o);

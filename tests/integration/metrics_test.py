@@ -56,10 +56,10 @@ def llama2c_shape(path):
                 seq_len=seq_len)
 
 
-def analytic_ops(shape, prompt_tokens, completion_tokens):
+def analytic_ops(shape, prompt_tokens, completion_tokens, cached_tokens=0):
     """Tensor ops of one greedy request that ended by length, counted by hand.
 
-    The engine runs the prompt (positions 0..P-1), then feeds every generated token but the last (positions
+    The engine runs the prompt (positions 0..P-1, but the first `cached_tokens` the prefix cache held), then feeds every generated token but the last (positions
     P..P+C-2); each of the C generated tokens took one classifier row. Per token per layer: q (dim x dim),
     k and v (dim x kv_dim), o (dim x dim), gate and up (dim x hidden), down (hidden x dim), 2 ops per
     multiply-add; attention at position p: QK^T and PV over p+1 keys, 2*2*(p+1)*head_dim per head."""
@@ -67,7 +67,7 @@ def analytic_ops(shape, prompt_tokens, completion_tokens):
     head_dim = d // shape["heads"]
     kv_dim = shape["kv_heads"] * head_dim
     per_token = L * 2 * (d * d + 2 * d * kv_dim + d * d + 3 * d * h)
-    positions = range(prompt_tokens + completion_tokens - 1)
+    positions = range(cached_tokens, prompt_tokens + completion_tokens - 1)
     attention = sum(L * 2 * 2 * (p + 1) * head_dim * shape["heads"] for p in positions)
     classifier = completion_tokens * 2 * d * shape["vocab"]
     return len(positions) * per_token + attention + classifier
@@ -184,7 +184,8 @@ class LiveMetrics(unittest.TestCase):
             st.request(PROMPT, temperature=0.0, max_tokens=MAX_TOKENS), timeout=120)
         self.assertEqual(reply.finish_reason, "length")
         self.assertEqual(reply.usage.completion_tokens, MAX_TOKENS)
-        expected_ops = analytic_ops(shape, reply.usage.prompt_tokens, reply.usage.completion_tokens)
+        expected_ops = analytic_ops(shape, reply.usage.prompt_tokens, reply.usage.completion_tokens,
+                                    reply.usage.cached_prompt_tokens)
         self.assertGreater(expected_ops, 0)
         self.assertEqual(reply.usage.tensor_ops, expected_ops)
 
@@ -381,7 +382,8 @@ class MeteredServers(unittest.TestCase):
         for r in replies:
             self.assertGreater(r.usage.energy_joules, 0, r.usage)
             self.assertEqual(r.usage.tensor_ops,
-                             analytic_ops(llama2c_shape(st.MODEL), r.usage.prompt_tokens, r.usage.completion_tokens))
+                             analytic_ops(llama2c_shape(st.MODEL), r.usage.prompt_tokens, r.usage.completion_tokens,
+                                          r.usage.cached_prompt_tokens))
         # The device energy counter grows between two samples of the meter's thread (every 20 ms), not with
         # the requests: wait (up to 10 s) until it has, so a fast run is not read before the second sample.
         deadline = time.time() + 10

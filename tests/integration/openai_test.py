@@ -127,9 +127,11 @@ class OpenAiApi(unittest.TestCase):
     def setUpClass(cls):
         if _skip is None:
             cls.data = os.path.join(st.TMP, "openai-api")
+            # --prefix-cache off: the same request over HTTP and gRPC must do the same work (usage.tensor_ops
+            # equal); with the cache the second of them would reuse the first's prompt (OpenAiPrefixCache).
             cls.server = HttpServer("--model", SMOLLM2, "--threads", "2", "--context", "1024", "--embedder", rt.MINILM,
                                     "--data-dir", cls.data, "--metrics-listen", "127.0.0.1:0", "--energy-meter",
-                                    "none", "--max-message-bytes", "200000")
+                                    "none", "--max-message-bytes", "200000", "--prefix-cache", "off")
             cls.server.wait_serving(300)
             cls.server.retrieval = rt.rgrpc.RetrievalStub(cls.server.channel)
             cls.server.retrieval.CreateCollection(rt.rpb.CreateCollectionRequest(name="sotu"), timeout=60)
@@ -454,6 +456,34 @@ class OpenAiApi(unittest.TestCase):
                 t.close()
             reader_less.close()
         self.server.wait_idle(timeout=120)
+
+
+class OpenAiPrefixCache(unittest.TestCase):
+    """usage.prompt_tokens_details.cached_tokens (the prefix cache is on by default; stories260K, blocks of 16)."""
+
+    def setUp(self):
+        st.require_shared(self)
+
+    def test_cached_tokens_reported_like_grpc(self):
+        s = HttpServer("--model", st.MODEL)
+        try:
+            s.wait_serving()
+            client = s.client()
+            prompt = "Once upon a time, there was a little girl named Lily who loved to play outside in the park"
+            first = client.completions.create(model="stories260K", prompt=prompt, max_tokens=4, temperature=0)
+            again = client.completions.create(model="stories260K", prompt=prompt, max_tokens=4, temperature=0)
+            g = s.inference.Generate(st.pb.GenerateRequest(prompt=prompt, max_tokens=4, temperature=0), timeout=60)
+            self.assertEqual(first.usage.prompt_tokens_details.cached_tokens, 0)
+            cached = again.usage.prompt_tokens_details.cached_tokens
+            self.assertGreater(cached, 0)
+            self.assertEqual(cached % 16, 0)
+            self.assertLess(cached, again.usage.prompt_tokens)
+            self.assertEqual(g.usage.cached_prompt_tokens, cached)
+            self.assertEqual(again.choices[0].text, first.choices[0].text)  # bit-identical output
+            self.assertEqual(g.text, first.choices[0].text)
+            self.assertLess(again.usage.model_extra["tensor_ops"], first.usage.model_extra["tensor_ops"])
+        finally:
+            s.kill()
 
 
 class OpenAiSecurity(unittest.TestCase):
