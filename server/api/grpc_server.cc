@@ -84,6 +84,9 @@ void GrpcServer::Shutdown(absl::Duration grace) {
   SetServing(false);
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
   server_->Wait();
+  // Every call has ended; the work queue's last tasks (the HTTP API's, which shares it: shut that down first)
+  // run now, while the models and collections they use are still alive.
+  work_->Shutdown();
 }
 
 }  // namespace qrag::api

@@ -58,7 +58,8 @@ class GrpcServer {
   void SetServing(bool serving);
 
   // Stops accepting connections; calls still open after `grace` are cancelled; returns when every call has
-  // ended. Health reads NOT_SERVING from the start. Idempotent.
+  // ended and the work queue's queued tasks ran (it refuses new ones from then on). Health reads NOT_SERVING from
+  // the start. Idempotent.
   void Shutdown(absl::Duration grace);
 
  private:

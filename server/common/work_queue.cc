@@ -13,12 +13,16 @@ WorkQueue::WorkQueue(const WorkQueueOptions& options) : options_(options) {
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
-WorkQueue::~WorkQueue() {
+WorkQueue::~WorkQueue() { Shutdown(); }
+
+void WorkQueue::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  for (std::thread& t : threads_) t.join();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
 }
 
 absl::Status WorkQueue::Submit(std::function<void()> task) {

@@ -32,6 +32,10 @@ class WorkQueue {
   explicit WorkQueue(const WorkQueueOptions& options);
   // Runs the tasks already queued, then joins the threads.
   ~WorkQueue();
+
+  // The same, now: Submit is UNAVAILABLE from now on; returns once every queued task ran. Idempotent; not from
+  // a task of this queue.
+  void Shutdown();
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
 

@@ -37,5 +37,17 @@ TEST(WorkQueue, FullQueueRefusesAtOnceWithResourceExhausted) {
   release.Notify();
 }
 
+TEST(WorkQueue, ShutdownRunsWhatIsQueuedThenRefuses) {
+  std::atomic<int> ran{0};
+  WorkQueue q(WorkQueueOptions{.threads = 2, .max_queued = 100, .name = "work"});
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(q.Submit([&ran] { ran.fetch_add(1); }).ok());
+  q.Shutdown();
+  EXPECT_EQ(ran.load(), 50);
+  const absl::Status refused = q.Submit([&ran] { ran.fetch_add(1); });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  q.Shutdown();  // idempotent; the destructor after it too
+  EXPECT_EQ(ran.load(), 50);
+}
+
 }  // namespace
 }  // namespace qrag
