@@ -300,6 +300,9 @@ class Session : public std::enable_shared_from_this<Session> {
   const bool tls_;
   Phase phase_ = Phase::kIdle;
   beast::flat_buffer buffer_;  // bytes read and not parsed yet (a pipelined next request stays here)
+  // What the pending read fills. Never buffer_ itself: parsing consumes buffer_ while a read is pending (a next
+  // request parsed while the read watches for a disconnect), and consuming moves buffer_'s storage under it.
+  std::array<char, kReadChunk> read_chunk_{};
   net::steady_timer timer_;    // handshake / idle / request deadline / linger
   net::steady_timer write_timer_;
   Clock::time_point last_progress_{};
@@ -423,7 +426,7 @@ void Session::Read() {
   // client waits (and its disconnect is seen when the exchange ends).
   if (phase_ == Phase::kExchange && buffer_.size() >= kMaxReadAhead) return;
   read_pending_ = true;
-  ReadSome(buffer_.prepare(kReadChunk));
+  ReadSome(net::buffer(read_chunk_));
 }
 
 void Session::OnRead(const error_code& ec, std::size_t n) {
@@ -446,7 +449,7 @@ void Session::OnRead(const error_code& ec, std::size_t n) {
     CloseNow();
     return;
   }
-  buffer_.commit(n);
+  buffer_.commit(net::buffer_copy(buffer_.prepare(n), net::buffer(read_chunk_.data(), n)));
   switch (phase_) {
     case Phase::kIdle:
       phase_ = Phase::kReading;

@@ -375,6 +375,11 @@ TEST(HttpServer, NextRequestSentDuringAnExchange_WaitsInTheBuffer) {
   r = c.Read();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "GET /second?|-|");
+  // The read that was pending while /second was parsed out of the buffer delivers /third: its own bytes, not
+  // a replay of /second's (the bug CI once caught: consuming the buffer moved it under the pending read).
+  EXPECT_EQ(BodyOf(c.Ask("POST /third HTTP/1.1\r\nHost: t\r\nContent-Length: 26\r\n\r\n"
+                         "abcdefghijklmnopqrstuvwxyz")),
+            "POST /third?|-|abcdefghijklmnopqrstuvwxyz");
 }
 
 TEST(HttpServer, Expect100Continue_AnsweredBeforeTheBody) {
