@@ -9,13 +9,21 @@ threads and requests):
   2. shared: a shared system prompt of ~1,500 tokens, then 16 clients at once, each with its own question
              (ChatStream, greedy, 16 tokens): prompt tokens computed (prompt - cached, summed), TTFT p50/p99
              and the wall time of the whole burst.
+  3. rag:    (with --embedder) the RAG prefix hit rate, passages in rank order vs canonical order
+             (RagOptions.passage_order), the cache on in both: the State of the Union ingested one paragraph
+             per document; 60 questions, three from each of 20 paragraphs (the paragraph's first three
+             sentences, asked as questions), shuffled; Generate with rag top_k 3, greedy, 1 token, one client.
+             Hit rate = cached prompt tokens / prompt tokens, summed; also TTFT p50 and the cache-off figure.
 
 usage: python3 bench/prefix_cache_bench.py --server-bin build/server/tools/qrag-server \
-           --model ~/.cache/qrag/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf [--threads 2] [--json]
+           --model ~/.cache/qrag/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf [--threads 2] [--json] \
+           [--embedder ~/.cache/qrag/all-MiniLM-L6-v2] [--scenarios chat,shared,rag]
 """
 import argparse
 import json
 import os
+import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -29,7 +37,7 @@ from chat_ttft import TURNS  # noqa: E402
 
 SYSTEM = ("You are the support assistant of a company that builds inference servers. Follow these rules. " +
           " ".join(f"Rule {i}: answer politely, cite the manual section {i}, keep answers short, never invent "
-                   f"prices, and escalate billing questions about plan {i} to a human." for i in range(1, 61)))
+                   f"prices, and escalate billing questions about plan {i} to a human." for i in range(1, 41)))
 QUESTIONS = [f"Question {i}: how do I change the setting number {i} of my deployment?" for i in range(16)]
 
 
@@ -38,18 +46,23 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+SOTU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "rag",
+                    "state_of_the_union.txt")
+
+
 class Server:
-    def __init__(self, a, prefix_cache):
+    def __init__(self, a, prefix_cache, *extra):
         self.proc = subprocess.Popen([a.server_bin, "--model", a.model, "--threads", str(a.threads), "--listen",
-                                      "127.0.0.1:0", "--prefix-cache", prefix_cache, "--energy-meter", "none"],
-                                     stderr=subprocess.PIPE, text=True)
+                                      "127.0.0.1:0", "--prefix-cache", prefix_cache, "--energy-meter", "none",
+                                      *extra], stderr=subprocess.PIPE, text=True)
         addr = None
         for line in self.proc.stderr:
             if "listening on " in line:
                 addr = line.split("listening on ", 1)[1].strip()
                 break
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
-        self.stub = a.pbg.InferenceStub(a.grpc.insecure_channel(addr))
+        self.channel = a.grpc.insecure_channel(addr)
+        self.stub = a.pbg.InferenceStub(self.channel)
         while True:
             try:
                 self.stub.GetModelInfo(a.pb.GetModelInfoRequest(), timeout=5)
@@ -103,6 +116,61 @@ def run_shared(a, stub):
             "answers": [r[0] for r in results]}
 
 
+def rag_workload(sotu):
+    """(documents {id: paragraph}, questions): one document per paragraph; three questions from each of 20
+    paragraphs of at least three sentences (every other one), shuffled with a fixed seed."""
+    with open(sotu, encoding="utf-8") as f:
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", f.read()) if len(p.strip()) > 40]
+    docs = {f"p{i:03d}": p for i, p in enumerate(paragraphs)}
+    questions = []
+    eligible = [p for p in paragraphs if len(re.split(r"(?<=[.!?])\s+", p)) >= 3]
+    for p in eligible[::2][:20]:
+        questions += [s.rstrip(".!?") + "?" for s in re.split(r"(?<=[.!?])\s+", p)[:3]]
+    random.Random(0).shuffle(questions)
+    return docs, questions
+
+
+def run_rag(a, server, questions, order):
+    rows = []
+    for q in questions:
+        req = a.pb.GenerateRequest(prompt=q, max_tokens=1, temperature=0)
+        req.rag.collection = "sotu"
+        req.rag.top_k = 3
+        req.rag.passage_order = order
+        r = server.stub.Generate(req, timeout=900)
+        rows.append((r.usage.prompt_tokens, r.usage.cached_prompt_tokens, r.timings.time_to_first_token_seconds,
+                     tuple(sorted(p.document_id for p in r.passages))))
+    prompt = sum(x[0] for x in rows)
+    cached = sum(x[1] for x in rows)
+    return {"prompt_tokens": prompt, "cached": cached, "hit_rate": cached / prompt,
+            "ttft_p50": statistics.median(x[2] for x in rows), "sets": [x[3] for x in rows]}
+
+
+def rag_scenario(a):
+    from qrag.v1 import retrieval_pb2 as rpb, retrieval_pb2_grpc as rgrpc
+    docs, questions = rag_workload(a.sotu)
+    data = os.path.join(a.tmp, "rag-data")
+    runs = {}
+    for name, cache, order in (("cache off", "off", rpb.PASSAGE_ORDER_RANK),
+                               ("rank order", "on", rpb.PASSAGE_ORDER_RANK),
+                               ("canonical order", "on", rpb.PASSAGE_ORDER_CANONICAL)):
+        s = Server(a, cache, "--embedder", a.embedder, "--data-dir", data)
+        try:
+            if not runs:  # the first server ingests; the others reopen the same data directory
+                r = rgrpc.RetrievalStub(s.channel)
+                r.CreateCollection(rpb.CreateCollectionRequest(name="sotu"), timeout=60)
+                items = list(docs.items())
+                reqs = [rpb.IngestRequest(collection="sotu" if i == 0 else "",
+                                          documents=[rpb.Document(id=k, text=v) for k, v in items[i:i + 16]])
+                        for i in range(0, len(items), 16)]
+                list(r.Ingest(iter(reqs), timeout=1800))
+            runs[name] = run_rag(a, s, questions, order)
+        finally:
+            s.stop()
+    distinct = len(set(runs["canonical order"]["sets"]))
+    return {"questions": len(questions), "documents": len(docs), "distinct_passage_sets": distinct, "runs": runs}
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser()
@@ -111,40 +179,69 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.add_argument("--proto-dir", default=os.path.join(here, "..", "proto"))
+    p.add_argument("--embedder", help="a sentence-transformers directory (all-MiniLM-L6-v2): the rag scenario")
+    p.add_argument("--sotu", default=SOTU, help="the State of the Union text (../shared/data/rag)")
+    p.add_argument("--scenarios", default="chat,shared,rag")
     a = p.parse_args()
+    scenarios = set(a.scenarios.split(","))
+    if "rag" in scenarios and not a.embedder:
+        scenarios.discard("rag")
+        print("(rag scenario skipped: no --embedder)", file=sys.stderr)
     tmp, grpc, pb, pbg = qrag_stubs.generate(a.proto_dir)
-    a.grpc, a.pb, a.pbg = grpc, pb, pbg
+    a.grpc, a.pb, a.pbg, a.tmp = grpc, pb, pbg, tmp
 
     out = {}
-    for mode in ("off", "on"):
-        s = Server(a, mode)
-        try:
-            out[mode] = {"chat": run_chat(a, s.stub), "shared": run_shared(a, s.stub)}
-        finally:
-            s.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
-    for off, on in zip(out["off"]["chat"], out["on"]["chat"]):
-        if off["answer"] != on["answer"]:
-            raise SystemExit(f"turn {off['turn']}: the answers differ with the cache on and off")
-    if out["off"]["shared"]["answers"] != out["on"]["shared"]["answers"]:
+    try:
+        for mode in ("off", "on"):
+            if not scenarios & {"chat", "shared"}:
+                break
+            s = Server(a, mode)
+            try:
+                out[mode] = {k: (run_chat if k == "chat" else run_shared)(a, s.stub)
+                             for k in ("chat", "shared") if k in scenarios}
+            finally:
+                s.stop()
+        if "rag" in scenarios:
+            out["rag"] = rag_scenario(a)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if "chat" in scenarios:
+        for off, on in zip(out["off"]["chat"], out["on"]["chat"]):
+            if off["answer"] != on["answer"]:
+                raise SystemExit(f"turn {off['turn']}: the answers differ with the cache on and off")
+    if "shared" in scenarios and out["off"]["shared"]["answers"] != out["on"]["shared"]["answers"]:
         raise SystemExit("shared system prompt: the answers differ with the cache on and off")
     if a.json:
         print(json.dumps(out, indent=2))
         return
-    print("10-turn chat (answers identical with the cache on and off):")
-    print("| turn | prompt tokens | cached (on) | TTFT off | TTFT on | on ÷ off |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for off, on in zip(out["off"]["chat"], out["on"]["chat"]):
-        print(f"| {off['turn']} | {off['prompt']} | {on['cached']} | {off['ttft'] * 1000:.0f} ms | "
-              f"{on['ttft'] * 1000:.0f} ms | {on['ttft'] / off['ttft']:.2f} |")
-    print()
-    print(f"shared system prompt, {len(QUESTIONS)} concurrent clients (answers identical):")
-    print("| prefix cache | prompt tokens | computed | TTFT p50 | TTFT p99 | burst wall time |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for mode in ("off", "on"):
-        r = out[mode]["shared"]
-        print(f"| {mode} | {r['prompt_tokens']} | {r['computed']} | {r['ttft_p50']:.2f} s | {r['ttft_p99']:.2f} s | "
-              f"{r['wall']:.1f} s |")
+    if "chat" in scenarios:
+        print("10-turn chat (answers identical with the cache on and off):")
+        print("| turn | prompt tokens | cached (on) | TTFT off | TTFT on | on ÷ off |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for off, on in zip(out["off"]["chat"], out["on"]["chat"]):
+            print(f"| {off['turn']} | {off['prompt']} | {on['cached']} | {off['ttft'] * 1000:.0f} ms | "
+                  f"{on['ttft'] * 1000:.0f} ms | {on['ttft'] / off['ttft']:.2f} |")
+        print()
+    if "shared" in scenarios:
+        sys_tokens = out["on"]["shared"]["prompt_tokens"] // len(QUESTIONS)
+        print(f"shared system prompt ({sys_tokens} tokens per request), {len(QUESTIONS)} concurrent clients "
+              "(answers identical):")
+        print("| prefix cache | prompt tokens | computed | TTFT p50 | TTFT p99 | burst wall time |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for mode in ("off", "on"):
+            r = out[mode]["shared"]
+            print(f"| {mode} | {r['prompt_tokens']} | {r['computed']} | {r['ttft_p50']:.2f} s | "
+                  f"{r['ttft_p99']:.2f} s | {r['wall']:.1f} s |")
+        print()
+    if "rag" in scenarios:
+        r = out["rag"]
+        print(f"RAG: {r['questions']} questions over {r['documents']} documents, top_k 3; "
+              f"{r['distinct_passage_sets']} distinct passage sets:")
+        print("| run | prompt tokens | cached | hit rate | computed | TTFT p50 |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, x in r["runs"].items():
+            print(f"| {name} | {x['prompt_tokens']} | {x['cached']} | {x['hit_rate'] * 100:.1f}% | "
+                  f"{x['prompt_tokens'] - x['cached']} | {x['ttft_p50'] * 1000:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,21 @@ google::protobuf::Map<std::string, std::string> FilterOf(const std::vector<std::
   return filter;
 }
 
+void AddModeFlag(CLI::App& app, const std::string& name, std::string* mode) {
+  app.add_option(name, *mode,
+                 "how passages are ranked: hybrid (BM25 and embeddings fused; the default), dense (embeddings) or "
+                 "bm25 (words)")
+      ->check(CLI::IsMember({"dense", "bm25", "hybrid"}))
+      ->type_name("MODE");
+}
+
+qrag::v1::SearchMode SearchModeOf(const std::string& mode) {
+  if (mode == "dense") return qrag::v1::SEARCH_MODE_DENSE;
+  if (mode == "bm25") return qrag::v1::SEARCH_MODE_BM25;
+  if (mode == "hybrid") return qrag::v1::SEARCH_MODE_HYBRID;
+  return qrag::v1::SEARCH_MODE_UNSPECIFIED;
+}
+
 CLI::Option* AddFilterFlag(CLI::App& command, const std::string& name, std::vector<std::string>* filter,
                            const std::string& description) {
   return cli::AddRepeated(command, name, filter, description)
@@ -194,6 +209,9 @@ std::vector<CLI::App*> AddRagCommands(CLI::App& app, RagArgs* a) {
   cli::AddNumber(*retrieve, "--top-k", &a->top_k, "passages (0: the server's default)");
   cli::AddNumber(*retrieve, "--min-score", &a->min_score, "drop passages scoring below S (default: none)");
   AddFilterFlag(*retrieve, "--filter", &a->filter, "only documents whose metadata KEY is VALUE (repeatable)");
+  AddModeFlag(*retrieve, "--mode", &a->mode);
+  retrieve->add_flag("--group-by-document", a->group_by_document,
+                     "at most one passage (its best chunk) per document; --top-k counts documents");
   retrieve->add_flag("--json", a->json, "print the passages as JSON");
   return {collection, ingest, del, retrieve};
 }
@@ -207,6 +225,13 @@ void AddGenerateRagFlags(CLI::App& generate, RagArgs* a) {
   generate.add_option("--rag-template", a->rag_template, "the prompt template (default: the server's)")
       ->type_name("T");
   AddFilterFlag(generate, "--rag-filter", &a->filter, "only documents whose metadata KEY is VALUE (repeatable)");
+  generate
+      .add_option("--rag-order", a->rag_order,
+                  "the passages' order in the prompt: canonical (by document and chunk, so repeated contexts hit "
+                  "the prefix cache; the default) or rank (best first)")
+      ->check(CLI::IsMember({"canonical", "rank"}))
+      ->type_name("ORDER");
+  AddModeFlag(generate, "--rag-mode", &a->mode);
 }
 
 absl::Status ValidateRagArgs(const std::string& command, const RagArgs& a) {
@@ -312,6 +337,8 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
   request.set_top_k(a.top_k);
   request.set_min_score(static_cast<float>(a.min_score.value_or(-1.0)));
   *request.mutable_filter() = FilterOf(a.filter);
+  request.set_mode(SearchModeOf(a.mode));
+  request.set_group_by_document(a.group_by_document);
   auto response = rag.Retrieve(request, call);
   if (!response.ok()) return Error(response.status());
   if (a.json) {
@@ -320,7 +347,8 @@ int RunRagCommand(const Client& client, const std::string& command, const RagArg
       nlohmann::json m = nlohmann::json::object();
       for (const auto& [k, v] : ps.metadata()) m[k] = v;
       out.push_back({{"document_id", ps.document_id()}, {"chunk_index", ps.chunk_index()}, {"score", ps.score()},
-                     {"text", ps.text()}, {"metadata", m}});
+                     {"bm25_score", ps.bm25_score()}, {"fused_score", ps.fused_score()}, {"text", ps.text()},
+                     {"metadata", m}});
     }
     std::printf("%s\n", out.dump(2).c_str());
   } else {
@@ -342,6 +370,9 @@ std::optional<qrag::v1::RagOptions> RagOptionsOf(const RagArgs& a) {
   r.set_top_k(a.top_k);
   r.set_min_score(static_cast<float>(a.min_score.value_or(0.0)));
   r.set_prompt_template(a.rag_template);
+  if (a.rag_order == "canonical") r.set_passage_order(qrag::v1::PASSAGE_ORDER_CANONICAL);
+  if (a.rag_order == "rank") r.set_passage_order(qrag::v1::PASSAGE_ORDER_RANK);
+  r.set_mode(SearchModeOf(a.mode));
   *r.mutable_filter() = FilterOf(a.filter);
   return r;
 }
@@ -352,8 +383,9 @@ void ApplyRagToGenerate(const RagArgs& a, qrag::v1::GenerateRequest* request) {
 
 void PrintPassages(const google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPassage>& passages,
                    const qrag::v1::Timings& t) {
-  for (int i = 0; i < passages.size(); ++i) {
-    std::fprintf(stderr, "qrag: passage [%d] %.4f %s#%d\n", i + 1, passages[i].score(),
+  for (int i = 0; i < passages.size(); ++i) {  // best first; [n] is the passage's number in the prompt
+    const int citation = passages[i].citation() > 0 ? passages[i].citation() : i + 1;
+    std::fprintf(stderr, "qrag: passage [%d] %.4f %s#%d\n", citation, passages[i].score(),
                  passages[i].document_id().c_str(), passages[i].chunk_index());
   }
   if (t.embed_seconds() > 0 || t.search_seconds() > 0 || t.generate_seconds() > 0) {

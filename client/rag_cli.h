@@ -36,6 +36,9 @@ struct RagArgs {
   bool no_progress = false;
   bool json = false;
   std::string rag_template;
+  std::string rag_order;  // "canonical", "rank", or empty (the server's default, canonical)
+  std::string mode;       // "dense", "bm25", "hybrid", or empty (the server's default, hybrid)
+  bool group_by_document = false;
   std::vector<std::string> filter;  // KEY=VALUE, checked by the flag; a later value of a key wins
   std::vector<std::string> positional;
 };

@@ -71,16 +71,21 @@ absl::Status PrepareChatRagRequest(const ServingState& state, const ServedModel&
   QRAG_RETURN_IF_ERROR(engine::CheckMaxTokens(request->max_tokens));
   const int reserve = engine::AnswerReserve(request->max_tokens, request->max_tokens_fits_context);
   const int budget = model.engine->context_length() - reserve;
-  auto measure = [&](const std::vector<std::string>& passages) -> absl::StatusOr<int> {
+  auto measure_arranged = [&](const std::vector<std::string>& passages) -> absl::StatusOr<int> {
     QRAG_ASSIGN_OR_RETURN(chat::ChatPrompt prompt, Render(model, chat, passages));
     return static_cast<int>(prompt.token_ids.size());
   };
   // The conversation alone must fit before any encoder work is spent on retrieval.
-  QRAG_ASSIGN_OR_RETURN(const int bare_tokens, measure({}));
+  QRAG_ASSIGN_OR_RETURN(const int bare_tokens, measure_arranged({}));
   QRAG_RETURN_IF_ERROR(engine::CheckFitsContext(bare_tokens, reserve, model.engine->context_length()));
   QRAG_ASSIGN_OR_RETURN(RetrievedForRag retrieved, RetrieveForRag(state, options, *question));
-  QRAG_ASSIGN_OR_RETURN(const rag::PassageFit fit, rag::FitPassages(retrieved.passages, budget, measure));
-  const std::vector<std::string> kept = rag::FittedPassages(retrieved.passages, fit);
+  // Fitting drops by rank; every count is of the prompt in its own passage order.
+  QRAG_ASSIGN_OR_RETURN(const rag::PassageFit fit,
+                        rag::FitPassages(retrieved.passages, budget,
+                                         [&](const std::vector<std::string>& rank_ordered) {
+                                           return measure_arranged(retrieved.Arrange(rank_ordered));
+                                         }));
+  const std::vector<std::string> kept = retrieved.Arrange(rag::FittedPassages(retrieved.passages, fit));
   FillRagOutcome(retrieved, fit, outcome);
   return RenderChatPrompt(model, chat, kept, request);
 }

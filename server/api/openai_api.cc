@@ -56,7 +56,8 @@ json PassagesJson(const google::protobuf::RepeatedPtrField<qrag::v1::RetrievedPa
                    {"text", p.text()},
                    {"score", p.score()},
                    {"metadata", std::move(metadata)},
-                   {"truncated", p.truncated()}});
+                   {"truncated", p.truncated()},
+                   {"citation", p.citation()}});
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -221,6 +222,30 @@ absl::Status ParseShared(Body& body, Request* request, AnswerOptions* answer) {
     absl::StatusOr<std::optional<std::string>> prompt_template = r.String("prompt_template");
     if (!prompt_template.ok()) return inner(prompt_template.status());
     if (*prompt_template) out->set_prompt_template(**prompt_template);
+    absl::StatusOr<std::optional<std::string>> mode = r.String("mode");
+    if (!mode.ok()) return inner(mode.status());
+    if (*mode) {
+      const std::map<std::string, qrag::v1::SearchMode> modes = {{"dense", qrag::v1::SEARCH_MODE_DENSE},
+                                                                  {"bm25", qrag::v1::SEARCH_MODE_BM25},
+                                                                  {"hybrid", qrag::v1::SEARCH_MODE_HYBRID}};
+      auto it = modes.find(**mode);
+      if (it == modes.end()) {
+        return Bad("rag", absl::StrCat("rag.mode must be \"hybrid\", \"dense\" or \"bm25\" (got ", Echo(**mode), ")"));
+      }
+      out->set_mode(it->second);
+    }
+    absl::StatusOr<std::optional<std::string>> order = r.String("passage_order");
+    if (!order.ok()) return inner(order.status());
+    if (*order) {
+      if (**order == "canonical") {
+        out->set_passage_order(qrag::v1::PASSAGE_ORDER_CANONICAL);
+      } else if (**order == "rank") {
+        out->set_passage_order(qrag::v1::PASSAGE_ORDER_RANK);
+      } else {
+        return Bad("rag", absl::StrCat("rag.passage_order must be \"canonical\" or \"rank\" (got ",
+                                       Echo(**order), ")"));
+      }
+    }
     if (const json* filter = r.Get("filter"); filter != nullptr) {
       if (!filter->is_object()) return Bad("rag", "rag.filter must be an object of string values");
       for (auto it = filter->begin(); it != filter->end(); ++it) {

@@ -20,7 +20,16 @@ absl::StatusOr<rag::Collections*> CheckRagOptions(const ServingState& state, con
         "rag: this server runs without an embedder; start qrag-server with --embedder DIR --data-dir DIR");
   }
   if (options.collection().empty()) return absl::InvalidArgumentError("rag.collection is required");
+  if (!qrag::v1::PassageOrder_IsValid(options.passage_order())) {
+    return absl::InvalidArgumentError(absl::StrCat("rag.passage_order ", options.passage_order(),
+                                                   " is not a PassageOrder (CANONICAL = 1, RANK = 2)"));
+  }
   return collections;
+}
+
+rag::PassageOrder OrderOf(const qrag::v1::RagOptions& options) {
+  return options.passage_order() == qrag::v1::PASSAGE_ORDER_RANK ? rag::PassageOrder::kRank
+                                                                   : rag::PassageOrder::kCanonical;
 }
 
 }  // namespace
@@ -30,19 +39,26 @@ absl::StatusOr<RetrievedForRag> RetrieveForRag(const ServingState& state, const 
   QRAG_RETURN_IF_ERROR(CheckRagOptions(state, options).status());
   rag::Collections* collections = state.rag();
   QRAG_ASSIGN_OR_RETURN(const int top_k, collections->CheckQuery(options.top_k(), options.min_score(), "rag."));
+  QRAG_ASSIGN_OR_RETURN(const rag::RetrieveOptions how, RetrieveOptionsOf(options.mode(), false, "rag."));
   RetrievedForRag out;
   QRAG_ASSIGN_OR_RETURN(out.hits,
                         collections->Retrieve(options.collection(), question, top_k, options.min_score(),
                                               rag::Metadata(options.filter().begin(), options.filter().end()),
-                                              &out.timings));
-  for (const rag::RetrievedChunk& h : out.hits) out.passages.push_back(h.chunk.text);
+                                              &out.timings, how));
+  for (const rag::RetrievedChunk& h : out.hits) {
+    out.passages.push_back(h.chunk.text);
+    out.keys.push_back({.document_id = h.chunk.document_id, .chunk_index = h.chunk.seq});
+  }
+  out.order = OrderOf(options);
   return out;
 }
 
 void FillRagOutcome(const RetrievedForRag& retrieved, const rag::PassageFit& fit, RagOutcome* outcome) {
+  const std::vector<int> position = rag::PromptPositions(retrieved.keys, fit.passages_used, retrieved.order);
   for (int i = 0; i < fit.passages_used; ++i) {
     qrag::v1::RetrievedPassage* p = outcome->passages.Add();
     FillPassage(retrieved.hits[i], p);
+    p->set_citation(position[static_cast<size_t>(i)] + 1);
     if (fit.last_truncated && i == fit.passages_used - 1) {
       p->set_text(retrieved.passages[i].substr(0, fit.last_passage_bytes));
       p->set_truncated(true);
@@ -76,7 +92,9 @@ absl::Status PrepareRagRequest(const ServingState& state, const ServedModel& mod
   QRAG_ASSIGN_OR_RETURN(
       rag::FittedRagPrompt fitted,
       rag::FitRagPrompt(request->prompt, retrieved.passages, options.prompt_template(), context - reserve,
-                        count_tokens));
+                        count_tokens, [&retrieved](std::vector<std::string> kept) {
+                          return retrieved.Arrange(std::move(kept));
+                        }));
   FillRagOutcome(retrieved,
                  {.passages_used = fitted.passages_used, .last_truncated = fitted.last_truncated,
                   .last_passage_bytes = fitted.last_passage_bytes, .prompt_tokens = fitted.prompt_tokens},

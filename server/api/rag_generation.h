@@ -26,16 +26,24 @@ struct RagOutcome {
 struct RetrievedForRag {
   std::vector<rag::RetrievedChunk> hits;
   std::vector<std::string> passages;  // hits[i].chunk.text
+  std::vector<rag::PassageKey> keys;  // hits[i]'s document id and chunk index
+  rag::PassageOrder order = rag::PassageOrder::kCanonical;  // RagOptions.passage_order
   rag::RetrieveTimings timings;
+
+  // Rank-ordered kept passages (a prefix of `passages`, the last maybe cut) in the prompt's order.
+  std::vector<std::string> Arrange(std::vector<std::string> kept) const {
+    return rag::ArrangePassages(std::move(kept), keys, order);
+  }
 };
 
 // The retrieval step shared by Generate's and Chat's rag option: FAILED_PRECONDITION without an embedder;
 // INVALID_ARGUMENT for a missing collection name, top_k or min_score outside rag::Collections::CheckQuery's
-// rules; the collection's own errors (NOT_FOUND, ...).
+// rules, or an unknown passage_order; the collection's own errors (NOT_FOUND, ...).
 absl::StatusOr<RetrievedForRag> RetrieveForRag(const ServingState& state, const qrag::v1::RagOptions& options,
                                                const std::string& question);
 
-// Lists the passages `fit` kept (the last one cut as it says) in outcome->passages, with the timings.
+// Lists the passages `fit` kept (the last one cut as it says) in outcome->passages, best first, each with its
+// number in the prompt (citation), and the timings.
 void FillRagOutcome(const RetrievedForRag& retrieved, const rag::PassageFit& fit, RagOutcome* outcome);
 
 // The prompt is fitted to `model`'s context (rag::FitRagPrompt, with room for max_tokens): lower-ranked

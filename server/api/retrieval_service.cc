@@ -209,11 +209,35 @@ class RefusedIngest final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grp
 
 }  // namespace
 
+absl::StatusOr<rag::RetrieveOptions> RetrieveOptionsOf(int mode, bool group_by_document,
+                                                       std::string_view field_prefix) {
+  rag::RetrieveOptions how;
+  how.group_by_document = group_by_document;
+  switch (mode) {
+    case qrag::v1::SEARCH_MODE_UNSPECIFIED:
+    case qrag::v1::SEARCH_MODE_HYBRID:
+      how.mode = rag::SearchMode::kHybrid;
+      break;
+    case qrag::v1::SEARCH_MODE_DENSE:
+      how.mode = rag::SearchMode::kDense;
+      break;
+    case qrag::v1::SEARCH_MODE_BM25:
+      how.mode = rag::SearchMode::kBm25;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(std::string(field_prefix), "mode ", mode,
+                                                     " is not a SearchMode (DENSE = 1, BM25 = 2, HYBRID = 3)"));
+  }
+  return how;
+}
+
 void FillPassage(const rag::RetrievedChunk& hit, qrag::v1::RetrievedPassage* out) {
   out->set_document_id(hit.chunk.document_id);
   out->set_chunk_index(hit.chunk.seq);
   out->set_text(hit.chunk.text);
   out->set_score(hit.score);
+  out->set_bm25_score(hit.bm25);
+  out->set_fused_score(hit.fused);
   for (const auto& [k, v] : hit.chunk.metadata) (*out->mutable_metadata())[k] = v;
 }
 
@@ -347,9 +371,11 @@ RetrievalService::Unary* RetrievalService::Retrieve(grpc::CallbackServerContext*
       context, request, response,
       [](rag::Collections* rag, const qrag::v1::RetrieveRequest& req, qrag::v1::RetrieveResponse* out) -> absl::Status {
         rag::RetrieveTimings t;
+        QRAG_ASSIGN_OR_RETURN(const rag::RetrieveOptions how,
+                              RetrieveOptionsOf(req.mode(), req.group_by_document(), ""));
         QRAG_ASSIGN_OR_RETURN(std::vector<rag::RetrievedChunk> hits,
                               rag->Retrieve(req.collection(), req.query(), req.top_k(), req.min_score(),
-                                            ToMetadata(req.filter()), &t));
+                                            ToMetadata(req.filter()), &t, how));
         for (const rag::RetrievedChunk& h : hits) FillPassage(h, out->add_passages());
         out->set_embed_seconds(t.embed_seconds);
         out->set_search_seconds(t.search_seconds);

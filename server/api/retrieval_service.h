@@ -14,6 +14,7 @@
 #define QRAG_SERVER_API_RETRIEVAL_SERVICE_H_
 
 #include <memory>
+#include <string_view>
 
 #include "qrag/v1/retrieval.grpc.pb.h"
 #include "server/api/security.h"
@@ -69,6 +70,10 @@ class RetrievalService final
   const std::shared_ptr<const TokenAuthenticator> authenticator_;
 };
 
+// RetrieveRequest.mode / RagOptions.mode (+ group_by_document) as the collections' options; unset is hybrid.
+// INVALID_ARGUMENT naming field_prefix + "mode" for a value outside the enum.
+absl::StatusOr<rag::RetrieveOptions> RetrieveOptionsOf(int mode, bool group_by_document,
+                                                       std::string_view field_prefix);
 // Fills a RetrievedPassage from a retrieval hit (shared with Generate's rag option).
 void FillPassage(const rag::RetrievedChunk& hit, qrag::v1::RetrievedPassage* out);
 

@@ -1,7 +1,9 @@
 #include "server/rag/collections.h"
 
 #include <chrono>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -266,52 +268,152 @@ absl::StatusOr<int> Collections::CheckQuery(int top_k, float min_score, std::str
   return top_k == 0 ? kDefaultTopK : top_k;
 }
 
+const char* SearchModeName(SearchMode mode) {
+  switch (mode) {
+    case SearchMode::kDense:
+      return "dense";
+    case SearchMode::kBm25:
+      return "bm25";
+    case SearchMode::kHybrid:
+      return "hybrid";
+  }
+  return "?";
+}
+
+namespace {
+
+// One candidate of a search: its chunk id, cosine, BM25 (0: no word matched) and fused score.
+struct Candidate {
+  int64_t id = 0;
+  float cosine = 0;
+  float bm25 = 0;
+  float fused = 0;
+};
+
+}  // namespace
+
 absl::StatusOr<std::vector<RetrievedChunk>> Collections::Retrieve(const std::string& collection, const std::string& query,
                                                                   int top_k, float min_score, const Metadata& filter,
-                                                                  RetrieveTimings* timings) {
+                                                                  RetrieveTimings* timings, const RetrieveOptions& how) {
   if (query.empty()) return absl::InvalidArgumentError("query is empty");
   QRAG_ASSIGN_OR_RETURN(top_k, CheckQuery(top_k, min_score, ""));
   QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, Find(collection, /*check_embedder=*/true));
   auto t0 = Clock::now();
+  // Every mode embeds the query: the cosine is each result's score and what min_score applies to.
   QRAG_ASSIGN_OR_RETURN(std::vector<float> q, encoder_->Embed({query}));
   const double embed_seconds = Since(t0);
   if (timings != nullptr) timings->embed_seconds = embed_seconds;
   if (options_.observer != nullptr) options_.observer->OnEmbed(embed_seconds);
   t0 = Clock::now();
-  std::function<bool(int64_t)> keep;
   std::set<std::string> allowed;
   if (!filter.empty()) {
     QRAG_ASSIGN_OR_RETURN(std::vector<std::string> docs, store_->FindDocuments(collection, filter));
     allowed.insert(docs.begin(), docs.end());
   }
-  std::vector<SearchHit> hits;
+  std::vector<Candidate> ranked;  // best first by the mode, min_score and grouping applied
   {
     absl::MutexLock lock(&e->mu);
+    std::function<bool(int64_t)> keep;
     if (!filter.empty()) {
       keep = [&](int64_t id) {
         auto it = e->chunk_docs.find(id);
         return it != e->chunk_docs.end() && allowed.count(it->second) > 0;
       };
     }
-    absl::MutexLock search(&search_mu_);
-    QRAG_ASSIGN_OR_RETURN(auto all, e->index->Search(q.data(), 1, top_k, keep));
-    hits = std::move(all[0]);
+    const int64_t total = static_cast<int64_t>(e->chunk_docs.size());
+    const bool dense = how.mode != SearchMode::kBm25;
+    const bool keywords = how.mode != SearchMode::kDense;
+    // Candidates of each ranker: n, or for fusion at least kFusionDepth; grown (x4) while min_score or the
+    // grouping leave fewer than top_k and a ranker may hold more.
+    for (int64_t n = top_k;; n *= 4) {
+      const int depth = static_cast<int>(std::min<int64_t>(
+          std::max<int64_t>(n, how.mode == SearchMode::kHybrid ? kFusionDepth : 0), std::max<int64_t>(total, 1)));
+      std::vector<SearchHit> dense_hits;
+      std::vector<DocumentStore::KeywordHit> keyword_hits;
+      {
+        absl::MutexLock search(&search_mu_);
+        if (dense) {
+          QRAG_ASSIGN_OR_RETURN(auto all, e->index->Search(q.data(), 1, depth, keep));
+          dense_hits = std::move(all[0]);
+        }
+      }
+      if (keywords) {
+        QRAG_ASSIGN_OR_RETURN(keyword_hits, store_->KeywordSearch(collection, query, depth, [&](int64_t id) {
+          return e->chunk_docs.count(id) > 0 && (!keep || keep(id));
+        }));
+      }
+      std::map<int64_t, Candidate> by_id;
+      for (size_t r = 0; r < dense_hits.size(); ++r) {
+        Candidate& c = by_id[dense_hits[r].id];
+        c.id = dense_hits[r].id;
+        c.cosine = dense_hits[r].score;
+        c.fused += 1.0f / static_cast<float>(kRrfK + r + 1);
+      }
+      std::set<int64_t> need_cosine;
+      for (size_t r = 0; r < keyword_hits.size(); ++r) {
+        auto [it, fresh] = by_id.try_emplace(keyword_hits[r].id);
+        Candidate& c = it->second;
+        c.id = keyword_hits[r].id;
+        c.bm25 = keyword_hits[r].bm25;
+        c.fused += 1.0f / static_cast<float>(kRrfK + r + 1);
+        if (fresh) need_cosine.insert(c.id);
+      }
+      if (!need_cosine.empty()) {  // the keyword-only candidates' cosines: a search restricted to them
+        absl::MutexLock search(&search_mu_);
+        QRAG_ASSIGN_OR_RETURN(auto all, e->index->Search(q.data(), 1, static_cast<int>(need_cosine.size()),
+                                                         [&](int64_t id) { return need_cosine.count(id) > 0; }));
+        for (const SearchHit& h : all[0]) by_id[h.id].cosine = h.score;
+      }
+      std::vector<Candidate> order;
+      order.reserve(by_id.size());
+      for (auto& [id, c] : by_id) order.push_back(c);
+      auto by_cosine = [](const Candidate& a, const Candidate& b) {
+        return a.cosine != b.cosine ? a.cosine > b.cosine : a.id < b.id;
+      };
+      switch (how.mode) {
+        case SearchMode::kDense:
+          std::sort(order.begin(), order.end(), by_cosine);
+          break;
+        case SearchMode::kBm25:
+          std::sort(order.begin(), order.end(), [](const Candidate& a, const Candidate& b) {
+            return a.bm25 != b.bm25 ? a.bm25 > b.bm25 : a.id < b.id;
+          });
+          break;
+        case SearchMode::kHybrid:
+          std::sort(order.begin(), order.end(), [&](const Candidate& a, const Candidate& b) {
+            return a.fused != b.fused ? a.fused > b.fused : by_cosine(a, b);
+          });
+          break;
+      }
+      ranked.clear();
+      std::set<std::string> seen_docs;
+      for (const Candidate& c : order) {
+        if (static_cast<int>(ranked.size()) >= top_k) break;
+        if (c.cosine < min_score) continue;
+        auto doc = e->chunk_docs.find(c.id);
+        if (doc == e->chunk_docs.end()) continue;  // removed meanwhile
+        if (how.group_by_document && !seen_docs.insert(doc->second).second) continue;
+        ranked.push_back(c);
+      }
+      // Dense order is the cosine's: past the first below min_score, more candidates cannot help.
+      if (how.mode == SearchMode::kDense && !how.group_by_document) break;
+      const bool more = static_cast<int64_t>(dense_hits.size()) >= depth ||
+                        static_cast<int64_t>(keyword_hits.size()) >= depth;
+      if (static_cast<int>(ranked.size()) >= top_k || !more || depth >= total) break;
+    }
   }
   std::vector<int64_t> ids;
-  std::vector<float> scores;
-  for (const SearchHit& h : hits) {
-    if (h.score < min_score) break;  // best first
-    ids.push_back(h.id);
-    scores.push_back(h.score);
-  }
+  for (const Candidate& c : ranked) ids.push_back(c.id);
   QRAG_ASSIGN_OR_RETURN(std::vector<ChunkRecord> records, store_->GetChunks(ids));
   const double search_seconds = Since(t0);
   if (timings != nullptr) timings->search_seconds = search_seconds;
   if (options_.observer != nullptr) options_.observer->OnSearch(search_seconds);
   std::vector<RetrievedChunk> out;
   for (size_t i = 0, j = 0; i < records.size(); ++i) {
-    while (j < ids.size() && ids[j] != records[i].id) ++j;  // a chunk deleted meanwhile is skipped
-    out.push_back({std::move(records[i]), j < scores.size() ? scores[j] : 0.0f});
+    while (j < ranked.size() && ranked[j].id != records[i].id) ++j;  // a chunk deleted meanwhile is skipped
+    if (j == ranked.size()) break;
+    out.push_back({.chunk = std::move(records[i]), .score = ranked[j].cosine, .bm25 = ranked[j].bm25,
+                   .fused = how.mode == SearchMode::kHybrid ? ranked[j].fused : 0.0f});
   }
   return out;
 }

@@ -59,9 +59,30 @@ struct DocumentInput {
   Metadata metadata;
 };
 
+// How Retrieve ranks (RetrieveRequest.mode / RagOptions.mode):
+//   kDense:  the cosine similarity of the embeddings (the collection's vector index);
+//   kBm25:   BM25 over the chunks' words (the store's FTS5 keyword index);
+//   kHybrid: reciprocal rank fusion of the two: each chunk scores sum(1 / (kRrfK + rank)) over the dense and
+//            the BM25 rankings of their best max(kFusionDepth, n) candidates (a missing rank adds 0); ties
+//            by cosine, then chunk id.
+// In every mode `score` is the cosine and min_score applies to it.
+enum class SearchMode { kDense, kBm25, kHybrid };
+inline constexpr int kRrfK = 60;
+inline constexpr int kFusionDepth = 100;
+// "dense", "bm25", "hybrid".
+const char* SearchModeName(SearchMode mode);
+
+struct RetrieveOptions {
+  SearchMode mode = SearchMode::kHybrid;
+  // At most one chunk per document (its best-ranked), so top_k counts documents.
+  bool group_by_document = false;
+};
+
 struct RetrievedChunk {
   ChunkRecord chunk;
-  float score = 0;
+  float score = 0;  // cosine similarity with the query
+  float bm25 = 0;   // BM25 of the chunk's words for the query (0: none matched, or not searched: dense mode)
+  float fused = 0;  // hybrid: the reciprocal-rank-fusion score that ordered the results
 };
 
 struct RetrieveTimings {
@@ -84,6 +105,8 @@ class Collections {
                                                            backend::Backend* index_backend);
 
   model::BertEncoder& encoder() { return *encoder_; }
+  // Collections whose keyword (BM25) index was built at Open: their database predates hybrid search.
+  const std::vector<std::string>& keyword_indexes_built() const { return store_->keyword_indexes_built(); }
 
   // INVALID_ARGUMENT for a bad name (1..128 of [A-Za-z0-9_.-]) or chunking; ALREADY_EXISTS;
   // FAILED_PRECONDITION when `embedder` is set and is neither the server's model_id() nor its directory name;
@@ -105,11 +128,12 @@ class Collections {
   // the top_k to use; INVALID_ARGUMENT naming `field_prefix` + the field ("rag.top_k") otherwise.
   absl::StatusOr<int> CheckQuery(int top_k, float min_score, std::string_view field_prefix) const;
 
-  // The top_k chunks for `query` with score >= min_score, best first (CheckQuery's rules); `filter` keeps
-  // documents whose metadata holds every key = value of it. INVALID_ARGUMENT for an empty query.
+  // The top_k chunks for `query` with a cosine >= min_score, best first by `how.mode` (CheckQuery's rules);
+  // `filter` keeps documents whose metadata holds every key = value of it. INVALID_ARGUMENT for an empty
+  // query.
   absl::StatusOr<std::vector<RetrievedChunk>> Retrieve(const std::string& collection, const std::string& query,
                                                        int top_k, float min_score, const Metadata& filter,
-                                                       RetrieveTimings* timings);
+                                                       RetrieveTimings* timings, const RetrieveOptions& how = {});
 
   // Embeddings of texts [n, dim], for the Embed RPC and /v1/embeddings; `tokens`: the tokens encoded.
   absl::StatusOr<std::vector<float>> Embed(const std::vector<std::string>& texts, int64_t* tokens = nullptr);

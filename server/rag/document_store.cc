@@ -3,9 +3,11 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 #include "server/common/echo.h"
 #include "server/common/status.h"
@@ -67,6 +69,65 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
   int rc_ = SQLITE_OK;
 };
+
+// The FTS5 table of a collection's chunks, and the view of those chunks that is its external content (so
+// FTS5's integrity-check compares the index with exactly the collection's chunks); quoted (collection names
+// are [A-Za-z0-9_.-]: no quote inside).
+std::string FtsTable(const std::string& collection) { return absl::StrCat("\"fts:", collection, "\""); }
+std::string FtsContent(const std::string& collection) { return absl::StrCat("\"chunks:", collection, "\""); }
+
+// An FTS5 query matching any word of `text`: the runs of letters and digits (ASCII alphanumerics, and every
+// byte of a non-ASCII UTF-8 character, as FTS5's unicode61 tokenizer keeps letters), each quoted, joined by
+// OR; duplicates once; at most 64 words. Empty when `text` has none.
+std::string KeywordQuery(const std::string& text) {
+  std::vector<std::string> words;
+  std::string word;
+  auto flush = [&] {
+    if (!word.empty() && words.size() < 64 && std::find(words.begin(), words.end(), word) == words.end()) {
+      words.push_back(word);
+    }
+    word.clear();
+  };
+  for (char ch : text) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c >= 0x80) {
+      word.push_back(static_cast<char>(c < 0x80 ? std::tolower(c) : c));
+    } else {
+      flush();
+    }
+  }
+  flush();
+  std::string q;
+  for (const std::string& w : words) absl::StrAppend(&q, q.empty() ? "" : " OR ", "\"", w, "\"");
+  return q;
+}
+
+// The chunks of document `doc`: appends their ids to `ids` and removes their words from the keyword index
+// (`old_chunks`: SELECT id, text of a document's chunks; `fts_del`: the index's 'delete' command). SQLITE_OK,
+// or the failing step's code with `*failed` saying what it was.
+int UnindexChunks(Statement& old_chunks, Statement& fts_del, const std::string& collection, const std::string& doc,
+                  std::vector<int64_t>* ids, const char** failed) {
+  old_chunks.Text(1, collection);
+  old_chunks.Text(2, doc);
+  int rc;
+  while ((rc = old_chunks.Step()) == SQLITE_ROW) {
+    const int64_t id = old_chunks.ColInt(0);
+    ids->push_back(id);
+    fts_del.Int(1, id);
+    fts_del.Text(2, old_chunks.ColText(1));
+    if (const int drc = fts_del.Step(); drc != SQLITE_DONE) {
+      *failed = "unindex chunk";
+      return drc;
+    }
+    fts_del.Reset();
+  }
+  old_chunks.Reset();
+  if (rc != SQLITE_DONE) {
+    *failed = "read chunks";
+    return rc;
+  }
+  return SQLITE_OK;
+}
 
 }  // namespace
 
@@ -138,6 +199,23 @@ absl::StatusOr<std::unique_ptr<DocumentStore>> DocumentStore::Open(const std::st
       QRAG_RETURN_IF_ERROR(s->Exec("ALTER TABLE collections ADD COLUMN index_spec TEXT NOT NULL DEFAULT ''"));
     }
   }
+  {  // collections from before the keyword index: build it now (one transaction each)
+    std::vector<std::string> missing;
+    Statement st(s->db_,
+                 "SELECT name FROM collections c WHERE NOT EXISTS "
+                 "(SELECT 1 FROM sqlite_master m WHERE m.type = 'table' AND m.name = 'fts:' || c.name)");
+    while (st.Step() == SQLITE_ROW) missing.push_back(st.ColText(0));
+    for (const std::string& name : missing) {
+      QRAG_RETURN_IF_ERROR(s->Exec("BEGIN IMMEDIATE"));
+      absl::Status built = s->BuildKeywordIndex(name);
+      if (built.ok()) built = s->Exec("COMMIT");
+      if (!built.ok()) {
+        sqlite3_exec(s->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        return built;
+      }
+      s->keyword_indexes_built_.push_back(name);
+    }
+  }
   if (max_bytes > 0) {
     Statement page(s->db_, "PRAGMA page_size");
     const int64_t page_size = page.Step() == SQLITE_ROW ? page.ColInt(0) : 4096;
@@ -152,8 +230,30 @@ absl::StatusOr<std::unique_ptr<DocumentStore>> DocumentStore::Open(const std::st
   return s;
 }
 
+absl::Status DocumentStore::BuildKeywordIndex(const std::string& collection) {
+  const std::string table = FtsTable(collection);
+  const std::string content = FtsContent(collection);
+  // The view names the collection as a literal: names are [A-Za-z0-9_.-], so no quote can end it.
+  const std::string view = absl::StrCat("CREATE VIEW IF NOT EXISTS ", content,
+                                        " AS SELECT id, text FROM chunks WHERE collection = '", collection, "'");
+  QRAG_RETURN_IF_ERROR(Exec(view.c_str()));
+  const std::string create = absl::StrCat("CREATE VIRTUAL TABLE ", table, " USING fts5(text, content='",
+                                          absl::StrReplaceAll(content, {{"'", "''"}}), "', content_rowid='id', "
+                                          "tokenize='porter unicode61 remove_diacritics 2')");
+  QRAG_RETURN_IF_ERROR(Exec(create.c_str()));
+  Statement fill(db_, absl::StrCat("INSERT INTO ", table, "(rowid, text) SELECT id, text FROM chunks "
+                                   "WHERE collection = ?").c_str());
+  if (fill.prepare_rc() != SQLITE_OK) return Error(fill.prepare_rc(), "prepare");
+  fill.Text(1, collection);
+  const int rc = fill.Step();
+  if (rc != SQLITE_DONE) return Error(rc, "build the keyword index");
+  return absl::OkStatus();
+}
+
 absl::Status DocumentStore::CreateCollection(const CollectionInfo& info) {
   absl::MutexLock lock(&mu_);
+  QRAG_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status s = [&]() -> absl::Status {
   Statement st(db_, "INSERT INTO collections(name, embedder, precision, dim, chunk_tokens, chunk_overlap, index_spec) "
                     "VALUES(?, ?, ?, ?, ?, ?, ?)");
   if (st.prepare_rc() != SQLITE_OK) return Error(st.prepare_rc(), "prepare");
@@ -169,7 +269,11 @@ absl::Status DocumentStore::CreateCollection(const CollectionInfo& info) {
     return absl::AlreadyExistsError(absl::StrCat("collection '", info.name, "' already exists"));
   }
   if (rc != SQLITE_DONE) return Error(rc, "create collection");
-  return absl::OkStatus();
+  return BuildKeywordIndex(info.name);
+  }();
+  if (s.ok()) s = Exec("COMMIT");
+  if (!s.ok()) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return s;
 }
 
 std::vector<CollectionInfo> DocumentStore::ListCollections() {
@@ -209,12 +313,21 @@ absl::StatusOr<CollectionInfo> DocumentStore::GetCollection(const std::string& n
 
 absl::Status DocumentStore::DropCollection(const std::string& name) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "DELETE FROM collections WHERE name = ?");
-  st.Text(1, name);
-  const int rc = st.Step();
-  if (rc != SQLITE_DONE) return Error(rc, "drop collection");
-  if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("collection ", Echo(name), " does not exist"));
-  return absl::OkStatus();
+  QRAG_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status s = [&]() -> absl::Status {
+    Statement st(db_, "DELETE FROM collections WHERE name = ?");
+    st.Text(1, name);
+    const int rc = st.Step();
+    if (rc != SQLITE_DONE) return Error(rc, "drop collection");
+    if (sqlite3_changes(db_) == 0) {
+      return absl::NotFoundError(absl::StrCat("collection ", Echo(name), " does not exist"));
+    }
+    QRAG_RETURN_IF_ERROR(Exec(absl::StrCat("DROP TABLE IF EXISTS ", FtsTable(name)).c_str()));
+    return Exec(absl::StrCat("DROP VIEW IF EXISTS ", FtsContent(name)).c_str());
+  }();
+  if (s.ok()) s = Exec("COMMIT");
+  if (!s.ok()) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  return s;
 }
 
 absl::Status DocumentStore::UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
@@ -231,20 +344,20 @@ absl::Status DocumentStore::UpsertDocuments(const std::string& collection, absl:
   std::vector<int64_t> old_ids;
   int64_t replaced_docs = 0;
   auto body = [&]() -> absl::Status {
-    Statement old_chunks(db_, "SELECT id FROM chunks WHERE collection = ? AND doc_id = ?");
+    Statement old_chunks(db_, "SELECT id, text FROM chunks WHERE collection = ? AND doc_id = ?");
     Statement del(db_, "DELETE FROM documents WHERE collection = ? AND doc_id = ?");
     Statement ins_doc(db_, "INSERT INTO documents(collection, doc_id, text, metadata) VALUES(?, ?, ?, ?)");
     Statement ins_chunk(db_, "INSERT INTO chunks(collection, doc_id, seq, text, embedding) VALUES(?, ?, ?, ?, ?)");
-    for (Statement* s : {&old_chunks, &del, &ins_doc, &ins_chunk}) {
+    const std::string fts = FtsTable(collection);
+    Statement fts_del(db_, absl::StrCat("INSERT INTO ", fts, "(", fts, ", rowid, text) VALUES('delete', ?, ?)").c_str());
+    Statement fts_ins(db_, absl::StrCat("INSERT INTO ", fts, "(rowid, text) VALUES(?, ?)").c_str());
+    for (Statement* s : {&old_chunks, &del, &ins_doc, &ins_chunk, &fts_del, &fts_ins}) {
       if (s->prepare_rc() != SQLITE_OK) return Error(s->prepare_rc(), "prepare");
     }
     for (const StoredDocument& d : docs) {
-      old_chunks.Text(1, collection);
-      old_chunks.Text(2, d.id);
-      int rc;
-      while ((rc = old_chunks.Step()) == SQLITE_ROW) old_ids.push_back(old_chunks.ColInt(0));
-      if (rc != SQLITE_DONE) return Error(rc, "read old chunks");
-      old_chunks.Reset();
+      const char* failed = nullptr;
+      int rc = UnindexChunks(old_chunks, fts_del, collection, d.id, &old_ids, &failed);
+      if (rc != SQLITE_OK) return Error(rc, failed);
       del.Text(1, collection);
       del.Text(2, d.id);
       if ((rc = del.Step()) != SQLITE_DONE) return Error(rc, "delete old document");
@@ -265,7 +378,12 @@ absl::Status DocumentStore::UpsertDocuments(const std::string& collection, absl:
         ins_chunk.Blob(5, d.chunks[c].embedding.data(), d.chunks[c].embedding.size() * sizeof(float));
         if ((rc = ins_chunk.Step()) != SQLITE_DONE) return Error(rc, "insert chunk");
         ins_chunk.Reset();
-        ids.push_back(sqlite3_last_insert_rowid(db_));
+        const int64_t id = sqlite3_last_insert_rowid(db_);
+        ids.push_back(id);
+        fts_ins.Int(1, id);
+        fts_ins.Text(2, d.chunks[c].text);
+        if ((rc = fts_ins.Step()) != SQLITE_DONE) return Error(rc, "index chunk");
+        fts_ins.Reset();
       }
       new_ids.push_back(std::move(ids));
     }
@@ -297,15 +415,17 @@ absl::Status DocumentStore::DeleteDocuments(const std::string& collection, absl:
   int64_t count = 0;
   std::vector<int64_t> old_ids;
   auto body = [&]() -> absl::Status {
-    Statement old_chunks(db_, "SELECT id FROM chunks WHERE collection = ? AND doc_id = ?");
+    Statement old_chunks(db_, "SELECT id, text FROM chunks WHERE collection = ? AND doc_id = ?");
     Statement del(db_, "DELETE FROM documents WHERE collection = ? AND doc_id = ?");
+    const std::string fts = FtsTable(collection);
+    Statement fts_del(db_, absl::StrCat("INSERT INTO ", fts, "(", fts, ", rowid, text) VALUES('delete', ?, ?)").c_str());
+    for (Statement* s : {&old_chunks, &del, &fts_del}) {
+      if (s->prepare_rc() != SQLITE_OK) return Error(s->prepare_rc(), "prepare");
+    }
     for (const std::string& id : ids) {
-      old_chunks.Text(1, collection);
-      old_chunks.Text(2, id);
-      int rc;
-      while ((rc = old_chunks.Step()) == SQLITE_ROW) old_ids.push_back(old_chunks.ColInt(0));
-      if (rc != SQLITE_DONE) return Error(rc, "read chunks");
-      old_chunks.Reset();
+      const char* failed = nullptr;
+      int rc = UnindexChunks(old_chunks, fts_del, collection, id, &old_ids, &failed);
+      if (rc != SQLITE_OK) return Error(rc, failed);
       del.Text(1, collection);
       del.Text(2, id);
       if ((rc = del.Step()) != SQLITE_DONE) return Error(rc, "delete document");
@@ -387,6 +507,31 @@ absl::StatusOr<std::vector<std::string>> DocumentStore::FindDocuments(const std:
     if (match) out.push_back(st.ColText(0));
   }
   if (rc != SQLITE_DONE) return Error(rc, "read documents");
+  return out;
+}
+
+absl::StatusOr<std::vector<DocumentStore::KeywordHit>> DocumentStore::KeywordSearch(
+    const std::string& collection, const std::string& query, int limit, const std::function<bool(int64_t)>& keep) {
+  std::vector<KeywordHit> out;
+  const std::string match = KeywordQuery(query);
+  if (match.empty()) return out;
+  absl::MutexLock lock(&mu_);
+  const std::string fts = FtsTable(collection);
+  // bm25() ascending is best first; ties by rowid for a stable order.
+  // Without `keep`, SQLite stops at the limit; with it, the matches are filtered here first.
+  const std::string bound = !keep && limit > 0 ? absl::StrCat(" LIMIT ", limit) : "";
+  Statement st(db_, absl::StrCat("SELECT rowid, bm25(", fts, ") AS s FROM ", fts, " WHERE ", fts,
+                                 " MATCH ? ORDER BY s, rowid", bound).c_str());
+  if (st.prepare_rc() != SQLITE_OK) return Error(st.prepare_rc(), "prepare keyword search");
+  st.Text(1, match);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    const int64_t id = st.ColInt(0);
+    if (keep && !keep(id)) continue;
+    out.push_back({id, static_cast<float>(-sqlite3_column_double(st.get(), 1))});
+    if (limit > 0 && static_cast<int>(out.size()) >= limit) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(rc, "keyword search");
   return out;
 }
 

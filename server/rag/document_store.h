@@ -1,5 +1,6 @@
 // The durable store of RAG collections: one SQLite database (WAL journal, synchronous=FULL, foreign keys)
-// holding collections, documents (text + metadata), and their chunks with the embeddings.
+// holding collections, documents (text + metadata), their chunks with the embeddings, and per collection an
+// FTS5 keyword index of the chunks (table "fts:<collection>", external content = the chunks table).
 //
 // Durability contract: every mutating call is one transaction, and returns OK only after SQLite committed
 // it with synchronous=FULL (the WAL is fsynced at commit), so whatever a caller acknowledged survives a
@@ -106,12 +107,30 @@ class DocumentStore {
   // True when the document exists.
   absl::StatusOr<bool> HasDocument(const std::string& collection, const std::string& id);
 
+  // Keyword search (BM25 over an FTS5 index of the collection's chunks, kept in the same transactions as the
+  // chunks, so it is exactly as durable; Porter-stemmed, case- and diacritics-folded words). The chunks
+  // matching any word of `query`, best first (higher bm25), at most `limit` (0: all); `keep` (optional)
+  // filters by chunk id before the limit. An empty list when the query has no word.
+  struct KeywordHit {
+    int64_t id = 0;
+    float bm25 = 0;  // > 0; FTS5's bm25() negated (k1 = 1.2, b = 0.75)
+  };
+  absl::StatusOr<std::vector<KeywordHit>> KeywordSearch(const std::string& collection, const std::string& query,
+                                                        int limit,
+                                                        const std::function<bool(int64_t)>& keep = nullptr);
+  // The collections whose keyword index was built at Open because the database predates it.
+  const std::vector<std::string>& keyword_indexes_built() const { return keyword_indexes_built_; }
+
  private:
   DocumentStore() = default;
   absl::Status Error(int rc, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Creates `collection`'s keyword index and fills it from its chunks (inside the caller's transaction).
+  absl::Status BuildKeywordIndex(const std::string& collection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   std::string path_;
+  std::vector<std::string> keyword_indexes_built_;
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
 };

@@ -1,5 +1,8 @@
 #include "server/rag/prompt_builder.h"
 
+#include <algorithm>
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "server/common/status.h"
@@ -84,21 +87,46 @@ std::vector<std::string> FittedPassages(const std::vector<std::string>& passages
   return kept;
 }
 
+std::vector<int> PromptPositions(const std::vector<PassageKey>& keys, int count, PassageOrder order) {
+  std::vector<int> by_position(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) by_position[static_cast<size_t>(i)] = i;
+  if (order == PassageOrder::kCanonical) {
+    std::stable_sort(by_position.begin(), by_position.end(), [&](int a, int b) {
+      const PassageKey& x = keys[static_cast<size_t>(a)];
+      const PassageKey& y = keys[static_cast<size_t>(b)];
+      return std::tie(x.document_id, x.chunk_index) < std::tie(y.document_id, y.chunk_index);
+    });
+  }
+  std::vector<int> position(static_cast<size_t>(count));
+  for (int p = 0; p < count; ++p) position[static_cast<size_t>(by_position[static_cast<size_t>(p)])] = p;
+  return position;
+}
+
+std::vector<std::string> ArrangePassages(std::vector<std::string> kept, const std::vector<PassageKey>& keys,
+                                         PassageOrder order) {
+  const std::vector<int> position = PromptPositions(keys, static_cast<int>(kept.size()), order);
+  std::vector<std::string> out(kept.size());
+  for (size_t i = 0; i < kept.size(); ++i) out[static_cast<size_t>(position[i])] = std::move(kept[i]);
+  return out;
+}
+
 absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
                                              const std::string& prompt_template, int budget,
-                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens) {
+                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens,
+                                             const PassageArrange& arrange) {
+  auto arranged = [&](std::vector<std::string> kept) { return arrange ? arrange(std::move(kept)) : kept; };
   // A template without {question} is refused before anything is counted.
   QRAG_RETURN_IF_ERROR(BuildRagPrompt(question, {}, prompt_template).status());
   absl::StatusOr<PassageFit> fit =
       FitPassages(passages, budget, [&](const std::vector<std::string>& kept) -> absl::StatusOr<int> {
-        QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, kept, prompt_template));
+        QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, arranged(kept), prompt_template));
         return count_tokens(prompt);
       });
   if (absl::IsOutOfRange(fit.status())) {  // the template and question alone do not fit
     return absl::OutOfRangeError(absl::StrCat(fit.status().message(), ": shorten the question or lower max_tokens"));
   }
   QRAG_RETURN_IF_ERROR(fit.status());
-  QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, FittedPassages(passages, *fit), prompt_template));
+  QRAG_ASSIGN_OR_RETURN(std::string prompt, BuildRagPrompt(question, arranged(FittedPassages(passages, *fit)), prompt_template));
   return FittedRagPrompt{.prompt = std::move(prompt), .passages_used = fit->passages_used,
                          .last_truncated = fit->last_truncated, .last_passage_bytes = fit->last_passage_bytes,
                          .prompt_tokens = fit->prompt_tokens};

@@ -20,7 +20,8 @@ inline constexpr char kDefaultRagTemplate[] = "Context:\n{context}\n\nQuestion: 
 absl::StatusOr<std::string> BuildRagPrompt(const std::string& question, const std::vector<std::string>& passages,
                                            const std::string& prompt_template);
 
-// The prompt made to fit the generator's context. `passages` come best first; `count_tokens` gives the
+// The prompt made to fit the generator's context. `passages` come best first (`arrange`, when given, orders
+// the kept ones for the prompt, and every count is of the arranged prompt); `count_tokens` gives the
 // generator's token count of a prompt (what its engine will see), and `budget` the most prompt tokens the
 // request leaves room for (context length - max_tokens). The lowest-ranked passages are dropped until the
 // prompt fits; when even the best passage alone does not fit, its longest prefix that fits is kept (cut at
@@ -48,12 +49,30 @@ absl::StatusOr<PassageFit> FitPassages(const std::vector<std::string>& passages,
 // The passages `fit` keeps (the last one cut as it says).
 std::vector<std::string> FittedPassages(const std::vector<std::string>& passages, const PassageFit& fit);
 
+// The order of the kept passages in a prompt (RagOptions.passage_order). kCanonical: by (document id, chunk
+// index), so that requests retrieving the same passages build the same context whatever the ranks; kRank: best
+// first. Which passages are kept is decided by rank either way.
+enum class PassageOrder { kCanonical, kRank };
+struct PassageKey {
+  std::string document_id;
+  int chunk_index = 0;
+};
+// The prompt position (0-based) of each of the first `count` passages of `keys` (rank order): position[i] is
+// where rank i goes. Ties in the key (a repeated passage) keep rank order.
+std::vector<int> PromptPositions(const std::vector<PassageKey>& keys, int count, PassageOrder order);
+// `kept` (the first kept.size() passages in rank order, each the one of keys[i]) in prompt order.
+std::vector<std::string> ArrangePassages(std::vector<std::string> kept, const std::vector<PassageKey>& keys,
+                                         PassageOrder order);
+// How a caller puts rank-ordered passages into prompt order (nullptr or identity: rank order).
+using PassageArrange = std::function<std::vector<std::string>(std::vector<std::string> rank_ordered)>;
+
 // OUT_OF_RANGE when the template and question alone exceed the budget (FitPassages' message, which gives
 // both numbers, plus: shorten the question or lower max_tokens); INVALID_ARGUMENT for a template without {question};
 // count_tokens' errors.
 absl::StatusOr<FittedRagPrompt> FitRagPrompt(const std::string& question, const std::vector<std::string>& passages,
                                              const std::string& prompt_template, int budget,
-                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens);
+                                             const std::function<absl::StatusOr<int>(const std::string&)>& count_tokens,
+                                             const PassageArrange& arrange = nullptr);
 
 }  // namespace qrag::rag
 

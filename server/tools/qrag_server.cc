@@ -443,6 +443,10 @@ int Serve(const ServerFlags& args) {
     Log(absl::StrCat("RAG: embedder ", rag->encoder->model_id(), " (", backend::PrecisionName(rag->encoder->precision()),
                      ", dim ", rag->encoder->dim(), "), ", collections.size(), " collection(s), ", chunks,
                      " chunks indexed from ", args.data_dir));
+    for (const std::string& name : rag->collections->keyword_indexes_built()) {
+      Log(absl::StrCat("RAG: collection '", name, "' predates keyword search: built its BM25 index from its chunks "
+                       "(once; hybrid and bm25 modes now serve it)"));
+    }
     for (const rag::CollectionInfo& c : collections) {  // which index serves each (exact, FAISS HNSW / IVF)
       Log(absl::StrCat("RAG: collection '", c.name, "': ", rag::IndexSpecToString(c.index), " [", c.index_status, "]"));
     }

@@ -23,7 +23,8 @@ TEST(OpenAiChatRequest, MapsEveryServedParameter) {
     "stream": true, "stream_options": {"include_usage": true}, "logprobs": true, "top_logprobs": 3,
     "frequency_penalty": 0, "presence_penalty": 0.0, "logit_bias": {}, "user": "u1", "tools": [],
     "response_format": {"type": "text"}, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1,
-    "rag": {"collection": "docs", "top_k": 3, "min_score": 0.2, "filter": {"lang": "en"}},
+    "rag": {"collection": "docs", "top_k": 3, "min_score": 0.2, "filter": {"lang": "en"}, "passage_order": "rank",
+            "mode": "bm25"},
     "add_generation_prompt": true})");
   ASSERT_TRUE(r.ok()) << r.status();
   const qrag::v1::ChatRequest& q = r->request;
@@ -45,6 +46,8 @@ TEST(OpenAiChatRequest, MapsEveryServedParameter) {
   EXPECT_EQ(q.rag().collection(), "docs");
   EXPECT_EQ(q.rag().top_k(), 3);
   EXPECT_EQ(q.rag().filter().at("lang"), "en");
+  EXPECT_EQ(q.rag().passage_order(), qrag::v1::PASSAGE_ORDER_RANK);
+  EXPECT_EQ(q.rag().mode(), qrag::v1::SEARCH_MODE_BM25);
   EXPECT_TRUE(q.add_generation_prompt());
   EXPECT_TRUE(r->answer.stream);
   EXPECT_TRUE(r->answer.include_usage);
@@ -132,6 +135,11 @@ INSTANTIATE_TEST_SUITE_P(
         Refusal{"{" MSG R"(, "rag": {"collection": "d", "topk": 3}})", "rag", "rag.unrecognized"},
         Refusal{"{" MSG R"(, "rag": {"collection": 5}})", "rag", "rag.collection must be a string"},
         Refusal{"{" MSG R"(, "rag": {"collection": "d", "filter": {"a": 1}}})", "rag", "rag.filter.'a'"},
+        Refusal{"{" MSG R"(, "rag": {"collection": "d", "passage_order": "score"}})", "rag",
+                "rag.passage_order must be \"canonical\" or \"rank\" (got 'score')"},
+        Refusal{"{" MSG R"(, "rag": {"collection": "d", "passage_order": 2}})", "rag", "rag.passage_order must be a string"},
+        Refusal{"{" MSG R"(, "rag": {"collection": "d", "mode": "sparse"}})", "rag",
+                "rag.mode must be \"hybrid\", \"dense\" or \"bm25\" (got 'sparse')"},
         Refusal{"{" MSG R"(, "seed": 1e30})", "seed", "an integer"}));
 
 TEST(OpenAiCompletionRequest, PromptForms) {

@@ -10,6 +10,7 @@ usage: rag_test.py --server-bin PATH --run-bin PATH --make-model-bin PATH --cli-
 MiniLM weights: $QRAG_MINILM_DIR, else ${QRAG_CACHE_DIR:-~/.cache/qrag}/all-MiniLM-L6-v2 (tests/fetch_minilm.sh,
 the ctest fixture `minilm`). Missing weights or shared data skip, or fail under QRAG_REQUIRE_SHARED=1.
 """
+import json
 import os
 import re
 import shutil
@@ -229,6 +230,105 @@ class RetrievalApi(unittest.TestCase):
         self.assertGreater(limit, 400)
         r = ask(3, limit)
         self.assertEqual(r.usage.prompt_tokens + limit, ctx)
+
+    def test_passage_order_canonical_by_default_shares_the_context_in_the_prefix_cache(self):
+        # Three passages every question retrieves (min_score -1, top_k 3), ranked differently per question.
+        self.r.CreateCollection(rpb.CreateCollectionRequest(name="order"), timeout=60)
+        docs = {"a": "Alpine goats climb steep cliffs to lick salt from the bare rocks.",
+                "b": "The night train to Vienna leaves the central station at ten o'clock.",
+                "c": "Sourdough bread needs a starter of flour and water, fed every day."}
+        ingest(self.r, "order", [rpb.Document(id=k, text=v) for k, v in docs.items()])
+        questions = {"b": "When does the night train to Vienna leave the station?",
+                     "c": "How do I keep a sourdough starter alive?"}
+
+        def ask(best, order=None):
+            req = st.pb.GenerateRequest(prompt=questions[best], max_tokens=2, temperature=0)
+            req.rag.collection = "order"
+            req.rag.top_k = 3
+            req.rag.min_score = -1
+            if order is not None:
+                req.rag.passage_order = order
+            r = self.server.inference.Generate(req, timeout=300)
+            self.assertEqual([p.document_id for p in r.passages][0], best)  # best first, whatever the order
+            self.assertEqual(len(r.passages), 3)
+            return r
+
+        # Default (canonical): the prompt holds a, b, c in that order, so [n] follows the document id.
+        first = ask("b")
+        self.assertEqual({p.document_id: p.citation for p in first.passages}, {"a": 1, "b": 2, "c": 3})
+        scores = [p.score for p in first.passages]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+        second = ask("c", rpb.PASSAGE_ORDER_CANONICAL)
+        self.assertEqual({p.document_id: p.citation for p in second.passages}, {"a": 1, "b": 2, "c": 3})
+        # A different question over the same passages: the whole context came from the prefix cache (all its
+        # full blocks; only the question's differ).
+        self.assertEqual(first.usage.cached_prompt_tokens, 0)
+        self.assertGreater(second.usage.cached_prompt_tokens, 0)
+        # What may differ: the question and its frame (at most a token per byte) and the block (16 positions)
+        # the context ends in.
+        uncached = len(f"\n\nQuestion: {questions['c']}\nAnswer:".encode()) + 16
+        self.assertGreaterEqual(second.usage.cached_prompt_tokens, second.usage.prompt_tokens - uncached)
+        # Rank order: [n] is the rank, and prompts led by b or c share nothing with the a-first ones above.
+        rank_b = ask("b", rpb.PASSAGE_ORDER_RANK)
+        self.assertEqual([p.citation for p in rank_b.passages], [1, 2, 3])
+        self.assertEqual(rank_b.usage.cached_prompt_tokens, 0)
+        rank_c = ask("c", rpb.PASSAGE_ORDER_RANK)
+        self.assertEqual(rank_c.usage.cached_prompt_tokens, 0)
+        # A value outside the enum: INVALID_ARGUMENT naming the field.
+        bad = st.pb.GenerateRequest(prompt="x", max_tokens=1)
+        bad.rag.collection = "order"
+        bad.rag.passage_order = 7
+        self.assert_code(lambda: self.server.inference.Generate(bad, timeout=60),
+                         st.grpc.StatusCode.INVALID_ARGUMENT, "rag.passage_order 7")
+
+    def test_search_modes_through_grpc_and_the_cli(self):
+        q = "Ketanji Brown Jackson"
+
+        def retrieve(**kw):
+            return self.r.Retrieve(rpb.RetrieveRequest(collection="sotu", query=q, top_k=5, min_score=-1, **kw),
+                                   timeout=300).passages
+
+        bm25 = retrieve(mode=rpb.SEARCH_MODE_BM25)
+        self.assertIn("Ketanji", bm25[0].text)
+        self.assertTrue(all(p.bm25_score > 0 and p.fused_score == 0 for p in bm25))
+        self.assertEqual([p.bm25_score for p in bm25], sorted((p.bm25_score for p in bm25), reverse=True))
+        dense = retrieve(mode=rpb.SEARCH_MODE_DENSE)
+        self.assertTrue(all(p.bm25_score == 0 and p.fused_score == 0 for p in dense))
+        self.assertEqual([p.score for p in dense], sorted((p.score for p in dense), reverse=True))
+        hybrid = retrieve(mode=rpb.SEARCH_MODE_HYBRID)
+        self.assertIn("Ketanji", hybrid[0].text)
+        self.assertTrue(all(p.fused_score > 0 for p in hybrid))
+        # Unset is hybrid.
+        default = retrieve()
+        self.assertEqual([(p.chunk_index, p.fused_score) for p in default],
+                         [(p.chunk_index, p.fused_score) for p in hybrid])
+        # One document (the speech): grouped, one passage whatever top_k.
+        self.assertEqual(len(retrieve(group_by_document=True)), 1)
+        self.assert_code(lambda: retrieve(mode=9), st.grpc.StatusCode.INVALID_ARGUMENT, "mode 9 is not a SearchMode")
+        # Generate's rag option takes the mode too; a bad one is refused before any retrieval.
+        req = st.pb.GenerateRequest(prompt="Who was nominated to the Supreme Court?", max_tokens=2, temperature=0)
+        req.rag.collection = "sotu"
+        req.rag.top_k = 1
+        req.rag.mode = rpb.SEARCH_MODE_BM25
+        r = self.server.inference.Generate(req, timeout=300)
+        self.assertGreater(r.passages[0].bm25_score, 0)
+        req.rag.mode = 9
+        self.assert_code(lambda: self.server.inference.Generate(req, timeout=60),
+                         st.grpc.StatusCode.INVALID_ARGUMENT, "rag.mode 9")
+        # The CLI: --mode and --group-by-document; the JSON carries the BM25 and fused scores.
+        cli = [st.ARGS.cli_bin, "retrieve", "--collection", "sotu", "--query", q, "--top-k", "3", "--json",
+               "--server", self.server.address]
+        out = subprocess.run(cli + ["--mode", "bm25"], capture_output=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        rows = json.loads(out.stdout)
+        self.assertGreater(rows[0]["bm25_score"], 0)
+        self.assertIn("Ketanji", rows[0]["text"])
+        out = subprocess.run(cli + ["--group-by-document"], capture_output=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(len(json.loads(out.stdout)), 1)
+        out = subprocess.run(cli + ["--mode", "sparse"], capture_output=True, timeout=60)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn(b"--mode", out.stderr)
 
     def test_retrieve_feeds_the_rag_metrics(self):
         def counts():

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/rag/chunker.h"
@@ -265,6 +267,95 @@ TEST_F(CollectionsTest, StoreFull_ResourceExhausted_AcknowledgedDocumentsKept) {
   auto hits = c->Retrieve("kb", "filler words", 10, -1, {}, nullptr);
   ASSERT_TRUE(hits.ok());
   for (const auto& h : *hits) EXPECT_NE(h.chunk.document_id, "big");
+}
+
+
+TEST_F(CollectionsTest, SearchModes_Bm25FindsRareWords_HybridFuses_ScoresAreCosines_GroupByDocument) {
+  auto c = Open();
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->Create("kb", "", {32, 4}).ok());
+  std::vector<DocumentInput> docs = kDocs;
+  docs.push_back({"fault", "Fault code QX7731 on the dishwasher means the drain pump is blocked.", {{"topic", "manuals"}}});
+  std::string long_text;  // many chunks of one document, all about cats
+  for (int i = 0; i < 12; ++i) {
+    long_text += "Cats sleep for many hours a day, and a cat purrs when it is content. ";
+  }
+  docs.push_back({"catbook", long_text, {{"topic", "animals"}}});
+  ASSERT_TRUE(c->Ingest("kb", docs).ok());
+  auto retrieve = [&](const std::string& q, int k, float min_score, SearchMode mode, bool group = false,
+                      const Metadata& filter = {}) {
+    auto hits = c->Retrieve("kb", q, k, min_score, filter, nullptr, {.mode = mode, .group_by_document = group});
+    EXPECT_TRUE(hits.ok()) << hits.status();
+    return hits.ok() ? *hits : std::vector<RetrievedChunk>{};
+  };
+  // BM25: only chunks sharing a word; the rare code first, with its BM25; the score is still the cosine.
+  auto bm25 = retrieve("what does QX7731 mean", 10, -1, SearchMode::kBm25);
+  ASSERT_FALSE(bm25.empty());
+  EXPECT_EQ(bm25[0].chunk.document_id, "fault");
+  for (size_t i = 0; i < bm25.size(); ++i) {
+    EXPECT_GT(bm25[i].bm25, 0.0f) << i;
+    if (i > 0) EXPECT_GE(bm25[i - 1].bm25, bm25[i].bm25);
+    EXPECT_EQ(bm25[i].fused, 0.0f);
+  }
+  // Dense: the cosine order, no BM25 computed.
+  auto dense = retrieve("what does QX7731 mean", 100, -1, SearchMode::kDense);
+  std::map<int64_t, float> cosine;
+  for (size_t i = 0; i < dense.size(); ++i) {
+    cosine[dense[i].chunk.id] = dense[i].score;
+    EXPECT_EQ(dense[i].bm25, 0.0f);
+    if (i > 0) EXPECT_GE(dense[i - 1].score, dense[i].score);
+  }
+  // Each BM25 hit's score is its true cosine (the same as dense mode's for that chunk).
+  for (const auto& h : bm25) EXPECT_FLOAT_EQ(h.score, cosine.at(h.chunk.id)) << h.chunk.document_id;
+  // Hybrid: fused scores, non-increasing; the chunk ranked well by both is first; cosines as above.
+  auto hybrid = retrieve("what does QX7731 mean", 100, -1, SearchMode::kHybrid);
+  ASSERT_EQ(hybrid.size(), dense.size());  // every chunk is a dense candidate
+  EXPECT_EQ(hybrid[0].chunk.document_id, "fault");
+  for (size_t i = 0; i < hybrid.size(); ++i) {
+    EXPECT_GT(hybrid[i].fused, 0.0f);
+    if (i > 0) EXPECT_GE(hybrid[i - 1].fused, hybrid[i].fused);
+    EXPECT_FLOAT_EQ(hybrid[i].score, cosine.at(hybrid[i].chunk.id));
+  }
+  // RRF by hand for the first: 1/(60 + dense rank) + 1/(60 + bm25 rank).
+  int dense_rank = 0, bm25_rank = 0;
+  for (size_t i = 0; i < dense.size(); ++i) {
+    if (dense[i].chunk.id == hybrid[0].chunk.id) dense_rank = static_cast<int>(i) + 1;
+  }
+  for (size_t i = 0; i < bm25.size(); ++i) {
+    if (bm25[i].chunk.id == hybrid[0].chunk.id) bm25_rank = static_cast<int>(i) + 1;
+  }
+  ASSERT_GT(dense_rank, 0);
+  ASSERT_GT(bm25_rank, 0);
+  EXPECT_FLOAT_EQ(hybrid[0].fused, 1.0f / (kRrfK + dense_rank) + 1.0f / (kRrfK + bm25_rank));
+  // min_score applies to the cosine in every mode; a filter too.
+  for (SearchMode mode : {SearchMode::kDense, SearchMode::kBm25, SearchMode::kHybrid}) {
+    for (const auto& h : retrieve("cats purr", 20, 0.3f, mode)) EXPECT_GE(h.score, 0.3f) << SearchModeName(mode);
+    for (const auto& h : retrieve("cats purr", 20, -1, mode, false, {{"topic", "software"}})) {
+      EXPECT_EQ(h.chunk.document_id, "rust") << SearchModeName(mode);
+    }
+    EXPECT_TRUE(retrieve("cats purr", 20, 0.999f, mode).empty()) << SearchModeName(mode);
+  }
+  EXPECT_TRUE(retrieve("zzzz qqqq", 5, -1, SearchMode::kBm25).empty());  // no word in common
+  // Grouping: the cat book's many chunks become one passage (its best); top_k counts documents.
+  auto chunks = retrieve("how long do cats sleep", 4, -1, SearchMode::kHybrid);
+  int catbook_chunks = 0;
+  for (const auto& h : chunks) catbook_chunks += h.chunk.document_id == "catbook";
+  EXPECT_GE(catbook_chunks, 2);
+  for (SearchMode mode : {SearchMode::kDense, SearchMode::kBm25, SearchMode::kHybrid}) {
+    auto grouped = retrieve("how long do cats sleep", 4, -1, mode, /*group=*/true);
+    std::set<std::string> ids;
+    for (const auto& h : grouped) EXPECT_TRUE(ids.insert(h.chunk.document_id).second) << SearchModeName(mode);
+    EXPECT_EQ(grouped[0].chunk.document_id, "catbook") << SearchModeName(mode);
+    if (mode != SearchMode::kBm25) {
+      EXPECT_EQ(grouped.size(), 4u) << SearchModeName(mode);  // 4 documents though the cat book's chunks rank first
+    }
+  }
+  // The keyword index follows upserts and deletes.
+  ASSERT_TRUE(c->Ingest("kb", {{"fault", "The dishwasher works fine now.", {}}}).ok());
+  for (const auto& h : retrieve("QX7731", 10, -1, SearchMode::kBm25)) EXPECT_NE(h.chunk.document_id, "fault");
+  EXPECT_EQ(retrieve("dishwasher", 10, -1, SearchMode::kBm25).size(), 1u);
+  ASSERT_TRUE(c->Delete("kb", {"fault"}).ok());
+  EXPECT_TRUE(retrieve("dishwasher", 10, -1, SearchMode::kBm25).empty());
 }
 
 }  // namespace

@@ -101,5 +101,50 @@ TEST(FitRagPrompt, CounterError_Propagates) {
   EXPECT_THAT(FitRagPrompt("Q", {"p"}, "", 100, failing), StatusIsCode(absl::StatusCode::kInternal));
 }
 
+
+TEST(PassageOrder, Canonical_ByDocumentThenChunk_WhateverTheRanks) {
+  const std::vector<PassageKey> keys = {{"b", 2}, {"a", 7}, {"b", 0}, {"a", 1}};
+  // position[i]: where rank i goes in the prompt.
+  EXPECT_THAT(PromptPositions(keys, 4, PassageOrder::kCanonical), ::testing::ElementsAre(3, 1, 2, 0));
+  EXPECT_THAT(PromptPositions(keys, 4, PassageOrder::kRank), ::testing::ElementsAre(0, 1, 2, 3));
+  // Only the first `count` (those kept) are ordered.
+  EXPECT_THAT(PromptPositions(keys, 2, PassageOrder::kCanonical), ::testing::ElementsAre(1, 0));
+  EXPECT_THAT(ArrangePassages({"b2", "a7", "b0", "a1"}, keys, PassageOrder::kCanonical),
+              ::testing::ElementsAre("a1", "a7", "b0", "b2"));
+  EXPECT_THAT(ArrangePassages({"b2", "a7"}, keys, PassageOrder::kRank), ::testing::ElementsAre("b2", "a7"));
+  // The same passages under other ranks: the same arrangement (what lets the prefix cache share the context).
+  const std::vector<PassageKey> reranked = {{"a", 1}, {"b", 0}, {"b", 2}, {"a", 7}};
+  EXPECT_THAT(ArrangePassages({"a1", "b0", "b2", "a7"}, reranked, PassageOrder::kCanonical),
+              ::testing::ElementsAre("a1", "a7", "b0", "b2"));
+  // Equal keys (the same chunk listed twice) keep rank order; chunk indices compare as numbers (2 < 10).
+  EXPECT_THAT(PromptPositions({{"d", 10}, {"d", 2}, {"d", 2}}, 3, PassageOrder::kCanonical),
+              ::testing::ElementsAre(2, 0, 1));
+}
+
+TEST(FitRagPrompt, Arranged_DropsByRank_CountsAndBuildsTheArrangedPrompt) {
+  const std::vector<std::string> p = {"zeta best", "alpha second", "mu third"};
+  const std::vector<PassageKey> keys = {{"z", 0}, {"a", 0}, {"m", 0}};
+  auto arrange = [&](std::vector<std::string> kept) {
+    return ArrangePassages(std::move(kept), keys, PassageOrder::kCanonical);
+  };
+  std::vector<std::string> counted;
+  auto count = [&](const std::string& s) -> absl::StatusOr<int> {
+    counted.push_back(s);
+    return static_cast<int>(s.size());
+  };
+  // Room for two: the third-ranked goes (not the last in the prompt), and the two kept are in key order.
+  auto f = FitRagPrompt("Q?", p, "", PromptBytes("Q?", {p[1], p[0]}), count, arrange);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->passages_used, 2);
+  EXPECT_EQ(f->prompt, *BuildRagPrompt("Q?", {"alpha second", "zeta best"}, ""));
+  EXPECT_EQ(f->prompt_tokens, static_cast<int>(f->prompt.size()));
+  // Every prompt counted was an arranged one.
+  for (const std::string& s : counted) {
+    if (s.find("zeta") != std::string::npos && s.find("alpha") != std::string::npos) {
+      EXPECT_LT(s.find("alpha"), s.find("zeta")) << s;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace qrag::rag
