@@ -11,9 +11,10 @@ threads and requests):
              and the wall time of the whole burst.
   3. rag:    (with --embedder) the RAG prefix hit rate, passages in rank order vs canonical order
              (RagOptions.passage_order), the cache on in both: the State of the Union ingested one paragraph
-             per document; 60 questions, three from each of 20 paragraphs (the paragraph's first three
-             sentences, asked as questions), shuffled; Generate with rag top_k 3, greedy, 1 token, one client.
-             Hit rate = cached prompt tokens / prompt tokens, summed; also TTFT p50 and the cache-off figure.
+             per document; two workloads of 60 questions from 20 paragraphs (rag_workloads: related
+             questions, and one question rephrased three ways), shuffled; Generate with rag top_k 3, greedy,
+             1 token, one client. Hit rate = cached prompt tokens / prompt tokens, summed; also TTFT p50 and
+             the cache-off figure.
 
 usage: python3 bench/prefix_cache_bench.py --server-bin build/server/tools/qrag-server \
            --model ~/.cache/qrag/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf [--threads 2] [--json] \
@@ -116,18 +117,28 @@ def run_shared(a, stub):
             "answers": [r[0] for r in results]}
 
 
-def rag_workload(sotu):
-    """(documents {id: paragraph}, questions): one document per paragraph; three questions from each of 20
-    paragraphs of at least three sentences (every other one), shuffled with a fixed seed."""
+def rag_workloads(sotu):
+    """(documents {id: paragraph}, {workload: questions}). One document per paragraph of the State of the Union;
+    from each of the first 20 paragraphs of at least three sentences:
+      related:   its first three sentences, each asked as a question (related questions, often different
+                 passage sets that share the best passage);
+      rephrased: its first sentence in three phrasings (the same question reworded: often the same passages in
+                 another rank order).
+    Each workload shuffled with a fixed seed."""
     with open(sotu, encoding="utf-8") as f:
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", f.read()) if len(p.strip()) > 40]
     docs = {f"p{i:03d}": p for i, p in enumerate(paragraphs)}
-    questions = []
-    eligible = [p for p in paragraphs if len(re.split(r"(?<=[.!?])\s+", p)) >= 3]
-    for p in eligible[::2][:20]:
-        questions += [s.rstrip(".!?") + "?" for s in re.split(r"(?<=[.!?])\s+", p)[:3]]
-    random.Random(0).shuffle(questions)
-    return docs, questions
+    split = [re.split(r"(?<=[.!?])\s+", p) for p in paragraphs]
+    eligible = [s for s in split if len(s) >= 3][:20]
+    related, rephrased = [], []
+    for sentences in eligible:
+        related += [s.rstrip(".!?") + "?" for s in sentences[:3]]
+        first = sentences[0].rstrip(".!?")
+        rephrased += [first + "?", "Can you explain this: " + first[0].lower() + first[1:] + "?",
+                      "I read that " + first[0].lower() + first[1:] + ". What does it mean?"]
+    random.Random(0).shuffle(related)
+    random.Random(1).shuffle(rephrased)
+    return docs, {"related": related, "rephrased": rephrased}
 
 
 def run_rag(a, server, questions, order):
@@ -147,28 +158,35 @@ def run_rag(a, server, questions, order):
 
 
 def rag_scenario(a):
+    """Per workload: the cache off, then on with rank order, then on with canonical order, each on a fresh
+    server over the same data directory (the first one ingests)."""
     from qrag.v1 import retrieval_pb2 as rpb, retrieval_pb2_grpc as rgrpc
-    docs, questions = rag_workload(a.sotu)
+    docs, workloads = rag_workloads(a.sotu)
     data = os.path.join(a.tmp, "rag-data")
-    runs = {}
-    for name, cache, order in (("cache off", "off", rpb.PASSAGE_ORDER_RANK),
-                               ("rank order", "on", rpb.PASSAGE_ORDER_RANK),
-                               ("canonical order", "on", rpb.PASSAGE_ORDER_CANONICAL)):
-        s = Server(a, cache, "--embedder", a.embedder, "--data-dir", data)
-        try:
-            if not runs:  # the first server ingests; the others reopen the same data directory
-                r = rgrpc.RetrievalStub(s.channel)
-                r.CreateCollection(rpb.CreateCollectionRequest(name="sotu"), timeout=60)
-                items = list(docs.items())
-                reqs = [rpb.IngestRequest(collection="sotu" if i == 0 else "",
-                                          documents=[rpb.Document(id=k, text=v) for k, v in items[i:i + 16]])
-                        for i in range(0, len(items), 16)]
-                list(r.Ingest(iter(reqs), timeout=1800))
-            runs[name] = run_rag(a, s, questions, order)
-        finally:
-            s.stop()
-    distinct = len(set(runs["canonical order"]["sets"]))
-    return {"questions": len(questions), "documents": len(docs), "distinct_passage_sets": distinct, "runs": runs}
+    out = {"documents": len(docs), "workloads": {}}
+    for workload, questions in workloads.items():
+        runs = {}
+        for name, cache, order in (("cache off", "off", rpb.PASSAGE_ORDER_RANK),
+                                   ("rank order", "on", rpb.PASSAGE_ORDER_RANK),
+                                   ("canonical order", "on", rpb.PASSAGE_ORDER_CANONICAL)):
+            s = Server(a, cache, "--embedder", a.embedder, "--data-dir", data)
+            try:
+                if not os.path.exists(os.path.join(data, "ingested")):
+                    r = rgrpc.RetrievalStub(s.channel)
+                    r.CreateCollection(rpb.CreateCollectionRequest(name="sotu"), timeout=60)
+                    items = list(docs.items())
+                    reqs = [rpb.IngestRequest(collection="sotu" if i == 0 else "",
+                                              documents=[rpb.Document(id=k, text=v) for k, v in items[i:i + 16]])
+                            for i in range(0, len(items), 16)]
+                    list(r.Ingest(iter(reqs), timeout=1800))
+                    open(os.path.join(data, "ingested"), "w").close()
+                runs[name] = run_rag(a, s, questions, order)
+            finally:
+                s.stop()
+        out["workloads"][workload] = {"questions": len(questions),
+                                      "distinct_passage_sets": len(set(runs["canonical order"]["sets"])),
+                                      "runs": runs}
+    return out
 
 
 def main():
@@ -234,14 +252,15 @@ def main():
                   f"{r['ttft_p99']:.2f} s | {r['wall']:.1f} s |")
         print()
     if "rag" in scenarios:
-        r = out["rag"]
-        print(f"RAG: {r['questions']} questions over {r['documents']} documents, top_k 3; "
-              f"{r['distinct_passage_sets']} distinct passage sets:")
-        print("| run | prompt tokens | cached | hit rate | computed | TTFT p50 |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, x in r["runs"].items():
-            print(f"| {name} | {x['prompt_tokens']} | {x['cached']} | {x['hit_rate'] * 100:.1f}% | "
-                  f"{x['prompt_tokens'] - x['cached']} | {x['ttft_p50'] * 1000:.0f} ms |")
+        for workload, r in out["rag"]["workloads"].items():
+            print(f"RAG, {workload}: {r['questions']} questions over {out['rag']['documents']} documents, top_k 3; "
+                  f"{r['distinct_passage_sets']} distinct passage sets:")
+            print("| run | prompt tokens | cached | hit rate | computed | TTFT p50 |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for name, x in r["runs"].items():
+                print(f"| {name} | {x['prompt_tokens']} | {x['cached']} | {x['hit_rate'] * 100:.1f}% | "
+                      f"{x['prompt_tokens'] - x['cached']} | {x['ttft_p50'] * 1000:.0f} ms |")
+            print()
 
 
 if __name__ == "__main__":

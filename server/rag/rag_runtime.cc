@@ -6,8 +6,12 @@ namespace qrag::rag {
 
 absl::StatusOr<std::unique_ptr<RagRuntime>> RagRuntime::Load(const RagRuntimeOptions& options) {
   auto r = std::make_unique<RagRuntime>();
-  r->encoder_backend = std::make_unique<backend::CpuBackend>(backend::CpuBackendOptions{.num_threads = options.threads});
-  r->index_backend = std::make_unique<backend::CpuBackend>(backend::CpuBackendOptions{.num_threads = options.threads});
+  auto make = [&]() -> absl::StatusOr<std::unique_ptr<backend::Backend>> {
+    if (options.make_backend) return options.make_backend();
+    return std::make_unique<backend::CpuBackend>(backend::CpuBackendOptions{.num_threads = options.threads});
+  };
+  QRAG_ASSIGN_OR_RETURN(r->encoder_backend, make());
+  QRAG_ASSIGN_OR_RETURN(r->index_backend, make());
   model::BertEncoderOptions eo;
   eo.precision = options.embedder_precision;
   QRAG_ASSIGN_OR_RETURN(r->encoder, model::BertEncoder::Load(options.embedder_dir, r->encoder_backend.get(), eo));

@@ -1,8 +1,11 @@
-// Everything the RAG stage needs at run time, built from the server's flags: the encoder on its own CPU
-// backend, the index backend, and the collections opened (indexes rebuilt) from the data directory.
+// Everything the RAG stage needs at run time, built from the server's flags: the encoder on its own backend,
+// the index backend (the exact index's GEMM runs there), and the collections opened (indexes rebuilt) from the
+// data directory. The backends come from `make_backend` (qrag-server: the device --embedder-device picks, as
+// the generator's does); without it, CPU backends.
 #ifndef QRAG_SERVER_RAG_RAG_RUNTIME_H_
 #define QRAG_SERVER_RAG_RAG_RUNTIME_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,11 +21,13 @@ struct RagRuntimeOptions {
   backend::Precision embedder_precision = backend::Precision::kF32;  // fp32 | bf16 | fp8 | int8
   int threads = 0;                                                   // encoder CPU threads (0: all)
   CollectionsOptions collections;                                    // data_dir, index precision, limits
+  // Makes one backend (called twice: encoder, index); null: CpuBackend with `threads`.
+  std::function<absl::StatusOr<std::unique_ptr<backend::Backend>>()> make_backend;
 };
 
 struct RagRuntime {
-  std::unique_ptr<backend::CpuBackend> encoder_backend;
-  std::unique_ptr<backend::CpuBackend> index_backend;
+  std::unique_ptr<backend::Backend> encoder_backend;
+  std::unique_ptr<backend::Backend> index_backend;
   std::unique_ptr<model::BertEncoder> encoder;
   std::unique_ptr<Collections> collections;
 

@@ -39,6 +39,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
@@ -88,6 +89,7 @@ struct ServerFlags {
   std::string nvml_library = "libnvidia-ml.so.1", powercap_root = "/sys/class/powercap";
   int energy_sample_ms = 100;
   std::string embedder, data_dir, embedder_quant = "fp32", index_quant = "fp32";
+  std::string embedder_device;  // empty: as --device
   int64_t rag_max_document_bytes = 8 << 20;
   int64_t rag_max_store_bytes = 0;
   int retrieval_threads = 4;
@@ -171,6 +173,10 @@ void AddServerFlags(CLI::App& app, ServerFlags* f) {
       ->type_name("DIR");
   app.add_option("--embedder-quant", f->embedder_quant, "GEMMs of the embedder")->type_name("{fp32,bf16,fp8,int8}");
   app.add_option("--index-quant", f->index_quant, "exact-search corpus matrix")->type_name("{fp32,int8}");
+  app.add_option("--embedder-device", f->embedder_device,
+                 "where the embedder and the exact index run (default: as --device; on cuda the exact search is a "
+                 "GEMM on the GPU)")
+      ->type_name("{cuda,cpu,auto}");
   cli::AddNumber(app, "--rag-max-document-bytes", &f->rag_max_document_bytes, "largest document accepted by Ingest");
   cli::AddNumber(app, "--rag-max-store-bytes", &f->rag_max_store_bytes,
                  "cap on rag.sqlite; ingests past it are RESOURCE_EXHAUSTED (0: none)");
@@ -195,6 +201,10 @@ absl::Status ValidateServerFlags(ServerFlags* f) {
   // --data-dir alone is accepted (a container always mounts it; RAG stays off until --embedder is given).
   if (!f->embedder.empty() && f->data_dir.empty()) {
     return Usage("--embedder needs --data-dir (where collections are stored)");
+  }
+  if (!f->embedder_device.empty()) {
+    absl::StatusOr<backend::Device> d = backend::ParseDevice(f->embedder_device);
+    if (!d.ok()) return Usage(absl::StrCat("--embedder-device: ", d.status().message()));
   }
   if (f->rag_max_document_bytes <= 0 || f->rag_max_store_bytes < 0) {
     return Usage("--rag-max-document-bytes must be > 0 and --rag-max-store-bytes >= 0");
@@ -286,6 +296,21 @@ absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const ServerFlags& args
   o.collections.max_document_bytes = args.rag_max_document_bytes;
   o.collections.max_store_bytes = args.rag_max_store_bytes;
   o.collections.observer = observer;
+  backend::BackendOptions bo;
+  bo.device = args.model.device;
+  if (!args.embedder_device.empty()) {
+    QRAG_ASSIGN_OR_RETURN(bo.device, backend::ParseDevice(args.embedder_device));
+  }
+  bo.cpu.num_threads = args.model.threads;
+  const bool own_flag = !args.embedder_device.empty();
+  o.make_backend = [bo, own_flag]() -> absl::StatusOr<std::unique_ptr<backend::Backend>> {
+    absl::StatusOr<std::unique_ptr<backend::Backend>> b = backend::CreateBackend(bo);
+    if (!b.ok() && own_flag) {  // the registry's message names --device: name the flag that chose it
+      return absl::Status(b.status().code(), absl::StrReplaceAll(b.status().message(),
+                                                                 {{"--device", "--embedder-device"}}));
+    }
+    return b;
+  };
   return rag::RagRuntime::Load(o);
 }
 
@@ -441,7 +466,8 @@ int Serve(const ServerFlags& args) {
     const std::vector<rag::CollectionInfo> collections = rag->collections->List();
     for (const rag::CollectionInfo& c : collections) chunks += c.chunks;
     Log(absl::StrCat("RAG: embedder ", rag->encoder->model_id(), " (", backend::PrecisionName(rag->encoder->precision()),
-                     ", dim ", rag->encoder->dim(), "), ", collections.size(), " collection(s), ", chunks,
+                     ", dim ", rag->encoder->dim(), ", on ", std::string(rag->encoder_backend->name()), "), ",
+                     collections.size(), " collection(s), ", chunks,
                      " chunks indexed from ", args.data_dir));
     for (const std::string& name : rag->collections->keyword_indexes_built()) {
       Log(absl::StrCat("RAG: collection '", name, "' predates keyword search: built its BM25 index from its chunks "

@@ -694,6 +694,24 @@ class NoEmbedder(unittest.TestCase):
         self.assertEqual(p.returncode, 2)
         self.assertIn(b"--data-dir", p.stderr)
 
+    def test_embedder_device_flag(self):
+        base = [st.ARGS.server_bin, "--model", st.MODEL, "--embedder", MINILM, "--data-dir",
+                os.path.join(st.TMP, "device-flag"), "--listen", "127.0.0.1:0"]
+        p = subprocess.run(base + ["--embedder-device", "tpu"], capture_output=True, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--embedder-device: unknown device 'tpu'", p.stderr)
+        # The generator on the CPU, the embedder on cpu too (explicitly): the log says where it runs.
+        s = rag_server(os.path.join(st.TMP, "device-flag"), "--device", "cpu", "--embedder-device", "cpu")
+        self.assertIn("dim 384, on cpu)", s.log_text())
+        s.kill()
+        # On a machine without a GPU, cuda is refused at start naming the flag (on a GPU machine the
+        # cuda_rag_test parity test covers it).
+        if not os.path.exists("/dev/nvidiactl"):
+            p = subprocess.run(base + ["--embedder-device", "cuda"], capture_output=True, timeout=120)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"--embedder-device cuda: ", p.stderr)
+            self.assertIn(b"use --embedder-device cpu or auto", p.stderr)
+
 
     def test_unwritable_data_dir_fails_at_start_with_a_clear_message(self):
         blocker = os.path.join(st.TMP, "not-a-directory")
