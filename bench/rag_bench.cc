@@ -194,8 +194,10 @@ int RandomCorpus(int n, int clusters, int threads, const qrag::rag::IndexSpec& h
 }  // namespace
 
 int main(int argc, char** argv) {
+  qrag::backend::RestartForOpenBlasKernels(argv);  // as qrag-server does
   std::string model, shared = "../shared", quant = "fp32", save, load, weight_scheme, json_out;
   int threads = 0, max_docs = 0;
+  bool blas = true;  // --gemm canonical: the batch-invariant kernels instead of OpenBLAS (as the server's RAG)
   size_t range_begin = 0, range_end = 0;  // --encode-range B:E: encode docs [B, E) only, save, exit
   int random_corpus = 0;  // --random-corpus N: retrieve QPS only, on N random unit vectors (no model)
   int clusters = 0;       // --clusters C: the random corpus drawn around C centres
@@ -214,6 +216,7 @@ int main(int argc, char** argv) {
     else if (a == "--quant") quant = next();
     else if (a == "--threads") threads = std::stoi(next());
     else if (a == "--docs") max_docs = std::stoi(next());
+    else if (a == "--gemm") blas = next() != "canonical";
     else if (a == "--save-embeddings") save = next();
     else if (a == "--load-embeddings") load = next();
     else if (a == "--random-corpus") random_corpus = std::stoi(next());
@@ -232,7 +235,7 @@ int main(int argc, char** argv) {
     }
     else {
       std::fprintf(stderr, "usage: rag_bench --model DIR [--shared DIR] [--quant fp32|fp8|int8] [--threads N] "
-                           "[--docs N] [--weight-scheme log4.3|2:4] [--json FILE]\n"
+                           "[--docs N] [--gemm blas|canonical] [--weight-scheme log4.3|2:4] [--json FILE]\n"
                            "                 [--save-embeddings FILE | --load-embeddings FILE] [--encode-range B:E]\n"
                            "       rag_bench --random-corpus N [--clusters C] [--threads N]\n"
                            "       FAISS: [--hnsw-m N] [--hnsw-ef-construction N] [--hnsw-ef-search N] "
@@ -273,7 +276,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads});
+  qrag::backend::CpuBackend cpu(qrag::backend::CpuBackendOptions{.num_threads = threads, .blas = blas});
   qrag::model::BertEncoderOptions eo;
   eo.precision = *precision;
   if (!weight_scheme.empty()) {
@@ -310,9 +313,9 @@ int main(int argc, char** argv) {
     encode_s = Seconds(t0, Clock::now());
     std::fprintf(stderr, "\n");
     for (const auto& t : doc_texts) tokens += std::min<size_t>((*encoder)->tokenizer().Encode(t)->size() + 2, 256);
-    std::printf("encode: %zu docs, %zu tokens in %.1f s: %.2f docs/s, %.0f tokens/s (%s, %d threads)\n",
+    std::printf("encode: %zu docs, %zu tokens in %.1f s: %.2f docs/s, %.0f tokens/s (%s, %s GEMMs, %d threads)\n",
                 doc_texts.size(), tokens, encode_s, doc_texts.size() / encode_s, tokens / encode_s, quant.c_str(),
-                cpu.options().num_threads);
+                blas ? "OpenBLAS fp32" : "canonical", cpu.options().num_threads);
     if (!save.empty()) {
       std::ofstream out(save, std::ios::binary);
       out.write(reinterpret_cast<const char*>(doc_emb.data()), doc_emb.size() * sizeof(float));

@@ -59,10 +59,14 @@ def main():
                 break
             except grpc.RpcError:
                 time.sleep(0.5)
-        docs, seconds = scifact_eval.ingest(rpb, stub, "scifact", corpus)
+        docs, seconds, tokens = scifact_eval.ingest(rpb, stub, "scifact", corpus)
+        # The encoder alone through the same server: Embed of the documents (truncated to 256 tokens).
+        embed_tokens, embed_seconds = scifact_eval.embed_rate(rpb, stub, [corpus[k] for k in sorted(corpus)])
         chunks = [c.chunks for c in stub.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections
                   if c.name == "scifact"][0]
         out = {"documents": docs, "chunks": chunks, "ingest_seconds": seconds, "ingest_docs_per_s": docs / seconds,
+               "ingest_tokens_per_s": tokens / seconds, "embed_tokens_per_s": embed_tokens / embed_seconds,
+               "ingest_vs_embed": (tokens / seconds) / (embed_tokens / embed_seconds),
                "queries": len(queries), "modes": {}}
         for name, mode in (("dense", rpb.SEARCH_MODE_DENSE), ("bm25", rpb.SEARCH_MODE_BM25),
                            ("hybrid", rpb.SEARCH_MODE_HYBRID)):
@@ -78,7 +82,10 @@ def main():
         print(json.dumps(out, indent=2))
         return
     print(f"SciFact through qrag-server: {out['documents']} documents ({out['chunks']} chunks) ingested in "
-          f"{out['ingest_seconds']:.0f} s ({out['ingest_docs_per_s']:.1f} docs/s); {out['queries']} queries")
+          f"{out['ingest_seconds']:.0f} s ({out['ingest_docs_per_s']:.1f} docs/s, "
+          f"{out['ingest_tokens_per_s']:.0f} tokens/s; the encoder alone through Embed: "
+          f"{out['embed_tokens_per_s']:.0f} tokens/s, ingest ÷ embed {out['ingest_vs_embed']:.2f}); "
+          f"{out['queries']} queries")
     print("| mode | nDCG@10 | recall@100 | ms per query |")
     print("|---|---:|---:|---:|")
     for name, m in out["modes"].items():

@@ -23,6 +23,9 @@ packages=(
   libboost-dev libssl-dev
   # FAISS HNSW / IVF indexes of RAG collections (static libfaiss.a; pulls BLAS, LAPACK; OpenMP from gcc)
   libfaiss-dev
+  # OpenBLAS (pthreads): the RAG embedder's and exact index's fp32 GEMMs (CpuBackendOptions::blas); installing
+  # it also makes it the system BLAS that FAISS uses
+  libopenblas-dev
   # qrag-server --config FILE.yaml
   libyaml-cpp-dev
   # command-line flags and --help of every program (CLI11, header-only; server/common/cli.h)

@@ -177,6 +177,7 @@ class IngestCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
     if (!r.ok()) return Fail(r.status());
     progress_.set_documents(progress_.documents() + r->documents);
     progress_.set_chunks(progress_.chunks() + r->chunks);
+    progress_.set_tokens(progress_.tokens() + r->tokens);
     progress_.set_replaced(progress_.replaced() + r->replaced);
     if (absl::Status s = SerializeMessage(progress_, &out_); !s.ok()) return Fail(s);
     StartWrite(&out_);
@@ -292,8 +293,10 @@ RetrievalService::Unary* RetrievalService::Embed(grpc::CallbackServerContext* co
               absl::StrCat("texts: ", req.texts_size(), " texts, at most ", kMaxEmbedTexts, " per call"));
         }
         const std::vector<std::string> texts(req.texts().begin(), req.texts().end());
-        QRAG_ASSIGN_OR_RETURN(std::vector<float> emb, rag->Embed(texts));
+        int64_t tokens = 0;
+        QRAG_ASSIGN_OR_RETURN(std::vector<float> emb, rag->Embed(texts, &tokens));
         const int dim = rag->encoder().dim();
+        out->set_tokens(tokens);
         out->set_embedder(rag->encoder().model_id());
         out->set_dim(dim);
         for (size_t i = 0; i < texts.size(); ++i) {

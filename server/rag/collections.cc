@@ -198,6 +198,7 @@ absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, 
     }
   }
   QRAG_ASSIGN_OR_RETURN(std::vector<float> emb, encoder_->EmbedTokens(all_tokens));
+  for (const std::vector<int32_t>& t : all_tokens) result.tokens += static_cast<int64_t>(t.size()) + 2;
   const int dim = encoder_->dim();
   size_t row = 0;
   for (StoredDocument& d : stored) {

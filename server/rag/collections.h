@@ -94,6 +94,7 @@ struct IngestResult {
   int64_t documents = 0;  // upserted
   int64_t chunks = 0;     // chunks written for them
   int64_t replaced = 0;   // documents that already existed (upsert)
+  int64_t tokens = 0;     // WordPiece tokens encoded for the chunks ([CLS] and [SEP] included)
 };
 
 class Collections {

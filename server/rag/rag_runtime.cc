@@ -8,7 +8,8 @@ absl::StatusOr<std::unique_ptr<RagRuntime>> RagRuntime::Load(const RagRuntimeOpt
   auto r = std::make_unique<RagRuntime>();
   auto make = [&]() -> absl::StatusOr<std::unique_ptr<backend::Backend>> {
     if (options.make_backend) return options.make_backend();
-    return std::make_unique<backend::CpuBackend>(backend::CpuBackendOptions{.num_threads = options.threads});
+    return std::make_unique<backend::CpuBackend>(
+        backend::CpuBackendOptions{.num_threads = options.threads, .blas = true});
   };
   QRAG_ASSIGN_OR_RETURN(r->encoder_backend, make());
   QRAG_ASSIGN_OR_RETURN(r->index_backend, make());

@@ -21,7 +21,8 @@ struct RagRuntimeOptions {
   backend::Precision embedder_precision = backend::Precision::kF32;  // fp32 | bf16 | fp8 | int8
   int threads = 0;                                                   // encoder CPU threads (0: all)
   CollectionsOptions collections;                                    // data_dir, index precision, limits
-  // Makes one backend (called twice: encoder, index); null: CpuBackend with `threads`.
+  // Makes one backend (called twice: encoder, index); null: CpuBackend with `threads` and OpenBLAS fp32 GEMMs
+  // (embeddings need no batch invariance).
   std::function<absl::StatusOr<std::unique_ptr<backend::Backend>>()> make_backend;
 };
 

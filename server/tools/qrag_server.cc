@@ -302,6 +302,7 @@ absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const ServerFlags& args
     QRAG_ASSIGN_OR_RETURN(bo.device, backend::ParseDevice(args.embedder_device));
   }
   bo.cpu.num_threads = args.model.threads;
+  bo.cpu.blas = true;  // on the CPU, fp32 GEMMs through OpenBLAS: embeddings need no batch invariance
   const bool own_flag = !args.embedder_device.empty();
   o.make_backend = [bo, own_flag]() -> absl::StatusOr<std::unique_ptr<backend::Backend>> {
     absl::StatusOr<std::unique_ptr<backend::Backend>> b = backend::CreateBackend(bo);
@@ -466,7 +467,10 @@ int Serve(const ServerFlags& args) {
     const std::vector<rag::CollectionInfo> collections = rag->collections->List();
     for (const rag::CollectionInfo& c : collections) chunks += c.chunks;
     Log(absl::StrCat("RAG: embedder ", rag->encoder->model_id(), " (", backend::PrecisionName(rag->encoder->precision()),
-                     ", dim ", rag->encoder->dim(), ", on ", std::string(rag->encoder_backend->name()), "), ",
+                     ", dim ", rag->encoder->dim(), ", on ", std::string(rag->encoder_backend->name()),
+                     rag->encoder_backend->name() == "cpu" ? absl::StrCat(" with ", backend::CpuBackend::BlasDescription())
+                                                           : std::string(),
+                     "), ",
                      collections.size(), " collection(s), ", chunks,
                      " chunks indexed from ", args.data_dir));
     for (const std::string& name : rag->collections->keyword_indexes_built()) {
@@ -541,4 +545,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace qrag
 
-int main(int argc, char** argv) { return qrag::Main(argc, argv); }
+int main(int argc, char** argv) {
+  qrag::backend::RestartForOpenBlasKernels(argv);  // the embedder's GEMMs: OpenBLAS's kernels for this CPU
+  return qrag::Main(argc, argv);
+}

@@ -71,6 +71,32 @@ TEST_P(CpuGemmOp, IntegerInputsExactInEveryPrecision_OpsCounted) {
   EXPECT_TRUE(any_nonzero);
 }
 
+// The RAG embedder's OpenBLAS fp32 GEMM (CpuBackendOptions::blas): exact on small integers (every partial
+// sum is an exact float), with and without bias, over row counts that split across the pool's threads or not.
+TEST(CpuBackendBlas, Fp32Gemm_IntegerInputsExact_BiasAndRowSplits) {
+  CpuBackend blas(CpuBackendOptions{.num_threads = 2, .blas = true});
+  for (const int m : {1, 17, 33, 300}) {
+    for (const bool with_bias : {false, true}) {
+      const int n = 70, k = 129;
+      const std::vector<float> w = SmallIntegers(static_cast<size_t>(n) * k, 4 + m),
+                               x = SmallIntegers(static_cast<size_t>(m) * k, 5 + m), bias = SmallIntegers(n, 6);
+      auto wt = blas.UploadWeight(w.data(), n, k, Precision::kF32, with_bias ? bias.data() : nullptr);
+      ASSERT_TRUE(wt.ok());
+      std::vector<float> y(static_cast<size_t>(m) * n, NAN);
+      EXPECT_EQ(blas.Gemm(x.data(), m, *wt, y.data()).ops, 2LL * m * n * k);
+      ASSERT_TRUE(blas.Synchronize().ok());
+      for (int i = 0; i < m; ++i) {
+        for (int j = 0; j < n; ++j) {
+          double exact = with_bias ? bias[j] : 0.0;
+          for (int p = 0; p < k; ++p) exact += static_cast<double>(x[i * k + p]) * w[j * k + p];
+          ASSERT_EQ(y[static_cast<size_t>(i) * n + j], static_cast<float>(exact)) << m << " " << i << "," << j;
+        }
+      }
+    }
+  }
+  EXPECT_THAT(CpuBackend::BlasDescription(), ::testing::StartsWith("OpenBLAS "));
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuGemmOp,
                          ::testing::Combine(::testing::Values(Precision::kF32, Precision::kBF16, Precision::kFP8,
                                                               Precision::kInt8),

@@ -90,14 +90,16 @@ TEST(CpuEncoderOps, EncoderAttention_3Seqs_Lens5_1_37_Heads4_Dim32_MatchesNaive)
   const int tokens = offsets.back();
   const auto q = Random(tokens * heads * hd, 11), k = Random(tokens * heads * hd, 12), v = Random(tokens * heads * hd, 13);
   const auto want = NaiveAttention(q, k, v, offsets, heads, hd);
-  for (bool reference : {false, true}) {
-    CpuBackend cpu(CpuBackendOptions{.reference = reference, .num_threads = 2});
-    std::vector<float> out(q.size());
+  // The canonical-order kernels, the plain-loop reference, and OpenBLAS (the RAG embedder's blas mode).
+  for (const CpuBackendOptions& o : {CpuBackendOptions{.num_threads = 2}, CpuBackendOptions{.reference = true},
+                                     CpuBackendOptions{.num_threads = 2, .blas = true}}) {
+    CpuBackend cpu(o);
+    std::vector<float> out(q.size(), NAN);
     const int64_t ops = cpu.EncoderAttention(q.data(), k.data(), v.data(), offsets, {heads, heads, hd}, out.data());
     EXPECT_EQ(ops, 4LL * (25 + 1 + 37 * 37) * hd * heads);
     bool nonzero = false;
     for (size_t i = 0; i < out.size(); ++i) {
-      ASSERT_NEAR(out[i], want[i], 1e-5) << reference << " " << i;
+      ASSERT_NEAR(out[i], want[i], 1e-5) << o.reference << o.blas << " " << i;
       nonzero |= out[i] != 0;
     }
     EXPECT_TRUE(nonzero);

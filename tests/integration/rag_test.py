@@ -702,7 +702,7 @@ class NoEmbedder(unittest.TestCase):
         self.assertIn(b"--embedder-device: unknown device 'tpu'", p.stderr)
         # The generator on the CPU, the embedder on cpu too (explicitly): the log says where it runs.
         s = rag_server(os.path.join(st.TMP, "device-flag"), "--device", "cpu", "--embedder-device", "cpu")
-        self.assertIn("dim 384, on cpu)", s.log_text())
+        self.assertIn("dim 384, on cpu with OpenBLAS", s.log_text())
         s.kill()
         # On a machine without a GPU, cuda is refused at start naming the flag (on a GPU machine the
         # cuda_rag_test parity test covers it).

@@ -34,7 +34,8 @@ def load(scifact_dir):
 
 
 def ingest(rpb, stub, collection, corpus, batch=32, chunk_tokens=254, chunk_overlap=32, timeout=7200):
-    """Creates `collection` and ingests `corpus` ({id: text}) in batches; returns (documents, seconds)."""
+    """Creates `collection` and ingests `corpus` ({id: text}) in batches; returns (documents, seconds, tokens
+    encoded)."""
     stub.CreateCollection(rpb.CreateCollectionRequest(name=collection, chunk_tokens=chunk_tokens,
                                                       chunk_overlap_tokens=chunk_overlap), timeout=60)
     items = sorted(corpus.items())
@@ -47,7 +48,16 @@ def ingest(rpb, stub, collection, corpus, batch=32, chunk_tokens=254, chunk_over
     last = None
     for last in stub.Ingest(requests(), timeout=timeout):
         pass
-    return (last.documents if last is not None else 0), time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    return (last.documents, seconds, last.tokens) if last is not None else (0, seconds, 0)
+
+
+def embed_rate(rpb, stub, texts, batch=256):
+    """(tokens, seconds) of the Embed RPC over `texts` (each truncated by the server to the encoder's length)."""
+    tokens, t0 = 0, time.perf_counter()
+    for i in range(0, len(texts), batch):
+        tokens += stub.Embed(rpb.EmbedRequest(texts=texts[i:i + batch]), timeout=3600).tokens
+    return tokens, time.perf_counter() - t0
 
 
 def retrieve_all(rpb, stub, collection, queries, mode, top_k=100):

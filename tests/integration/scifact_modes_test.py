@@ -52,8 +52,9 @@ class SciFactModes(unittest.TestCase):
         server = rt.rag_server(self.data)
         modes = (("dense", rt.rpb.SEARCH_MODE_DENSE), ("bm25", rt.rpb.SEARCH_MODE_BM25),
                  ("hybrid", rt.rpb.SEARCH_MODE_HYBRID))
-        ingested, _ = scifact_eval.ingest(rt.rpb, server.retrieval, "scifact", docs)
+        ingested, _, tokens = scifact_eval.ingest(rt.rpb, server.retrieval, "scifact", docs)
         self.assertEqual(ingested, len(docs))
+        self.assertGreater(tokens, sum(len(t.split()) for t in docs.values()))  # WordPieces, at least one a word
         scores, runs = {}, {}
         for name, mode in modes:
             runs[name], _ = scifact_eval.retrieve_all(rt.rpb, server.retrieval, "scifact", queries, mode, top_k=10)

@@ -2,12 +2,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 
+#include <cblas.h>
+#include <unistd.h>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/backend/cpu/cpu_gemm.h"
+#include "server/common/cpu_features.h"
 #include "server/common/status.h"
 #include "server/quant/row_quant.h"
 
@@ -32,8 +40,35 @@ inline int64_t SlotOfPosition(const AttentionBatch& batch, int seq, int32_t pos)
 
 }  // namespace
 
+void RestartForOpenBlasKernels(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's choice, or this is the restart
+  const std::string current = openblas_get_corename();
+  const CpuFeatures& f = GetCpuFeatures();
+  const char* core = nullptr;
+  if (f.avx512f && f.avx512bw && f.avx512vl) {
+    if (current == "SkylakeX" || current == "Cooperlake" || current == "SapphireRapids") return;
+    core = "SkylakeX";
+  } else if (f.avx2 && f.fma) {
+    if (current == "Haswell" || current == "Zen" || current == "SkylakeX" || current == "Cooperlake") return;
+    core = "Haswell";
+  }
+  if (core == nullptr) return;  // no better kernels for this CPU
+  setenv("OPENBLAS_CORETYPE", core, 1);
+  execv("/proc/self/exe", argv);
+  // Only on failure: carry on with the kernels OpenBLAS chose (slower, still correct).
+  std::fprintf(stderr, "note: could not restart with OPENBLAS_CORETYPE=%s (%s); OpenBLAS runs its %s kernels\n",
+               core, std::strerror(errno), current.c_str());
+}
+
+std::string CpuBackend::BlasDescription() {
+  return absl::StrCat(absl::StripAsciiWhitespace(OPENBLAS_VERSION), " (", openblas_get_corename(), " kernels)");
+}
+
 CpuBackend::CpuBackend(const CpuBackendOptions& options)
-    : options_(options), pool_(std::make_unique<ThreadPool>(options.reference ? 1 : options.num_threads)) {}
+    : options_(options), pool_(std::make_unique<ThreadPool>(options.reference ? 1 : options.num_threads)) {
+  // OpenBLAS runs on the calling thread (process-wide setting): this backend's pool splits the rows.
+  if (options_.blas) openblas_set_num_threads(1);
+}
 
 CpuBackend::~CpuBackend() = default;
 
@@ -156,7 +191,23 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
   absl::Status status;
   switch (w.precision) {
     case Precision::kF32:
-      status = cpu::GemmF32(x, m, w.data.as<float>(), n, k, bias, y, ko);
+      if (options_.blas && !options_.reference) {
+        // y[m, n] = x[m, k] . W[n, k]^T (+ bias): OpenBLAS single-threaded on each of our pool's threads, over
+        // row blocks (OpenBLAS's own threads would spin between calls and starve the pool's other ops).
+        const float* wd = w.data.as<float>();
+        auto rows = [&](int64_t r0, int64_t r1) {
+          if (bias != nullptr) {  // y = bias, then y += x W^T (beta 1): no separate pass over y
+            for (int64_t r = r0; r < r1; ++r) std::memcpy(y + r * n, bias, n * sizeof(float));
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(r1 - r0), static_cast<int>(n),
+                      static_cast<int>(k), 1.0f, x + r0 * k, static_cast<int>(k), wd, static_cast<int>(k),
+                      bias != nullptr ? 1.0f : 0.0f, y + r0 * n, static_cast<int>(n));
+        };
+        const int64_t per_thread = (m + pool_->num_threads() - 1) / pool_->num_threads();
+        pool_->ParallelFor(m, std::max<int64_t>(16, per_thread), rows);
+      } else {
+        status = cpu::GemmF32(x, m, w.data.as<float>(), n, k, bias, y, ko);
+      }
       break;
     case Precision::kBF16:
       act_codes_.resize(static_cast<size_t>(m) * k * sizeof(uint16_t));

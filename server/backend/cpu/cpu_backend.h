@@ -9,6 +9,7 @@
 #define QRAG_SERVER_BACKEND_CPU_CPU_BACKEND_H_
 
 #include <memory>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -24,7 +25,21 @@ struct CpuBackendOptions {
   bool reference = false;  // plain-loop oracle instead of the fast kernels
   int num_threads = 0;     // fast mode only; 0 = all hardware threads
   quant::W4Options w4 = {};  // how UploadWeight quantizes --quant w4 (asymmetric grid by default)
+  // fp32 GEMMs through OpenBLAS (single-threaded, on this backend's threads) instead of the canonical-order
+  // kernels: 2-2.6x faster on encoder shapes, but NOT batch-invariant (a row's result may depend on the batch
+  // it is computed in, in the last bits). For the RAG embedder and exact index only, never the generator.
+  bool blas = false;
 };
+
+// Debian's OpenBLAS (DYNAMIC_ARCH) picks its kernels from the CPU model when it loads — before main, since
+// FAISS's BLAS loads it — and falls back to generic SSE3 kernels ("Prescott") on a model it does not know, the
+// rule in VMs whose CPUID model is generic: 20 GFLOP/s instead of 119 on an encoder GEMM of this project's
+// AVX-512 machine. It reads OPENBLAS_CORETYPE only then. Called first thing in main by the programs that embed
+// (qrag-server, rag_bench): when the variable is unset and the CPU's own feature flags support better kernels
+// than the ones chosen, sets OPENBLAS_CORETYPE (SkylakeX for AVX-512, Haswell for AVX2+FMA) and re-executes
+// the program with the same arguments (same pid). Returns when there is nothing to do, or when exec fails
+// (after a note on stderr). Set OPENBLAS_CORETYPE yourself to choose, or to skip this.
+void RestartForOpenBlasKernels(char** argv);
 
 class CpuBackend final : public Backend {
  public:
@@ -32,6 +47,8 @@ class CpuBackend final : public Backend {
   ~CpuBackend() override;
 
   std::string_view name() const override { return options_.reference ? "cpu-reference" : "cpu"; }
+  // "OpenBLAS 0.3.21 (SkylakeX kernels)": what CpuBackendOptions::blas runs (for logs).
+  static std::string BlasDescription();
   const CpuBackendOptions& options() const { return options_; }
 
   absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) override;

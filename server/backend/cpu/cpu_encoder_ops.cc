@@ -8,6 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include <cblas.h>
+
 #include "server/backend/cpu/cpu_backend.h"
 #include "server/backend/cpu/cpu_gemm.h"
 #include "server/backend/cpu/cpu_vector_math.h"
@@ -103,6 +105,24 @@ int64_t CpuBackend::EncoderAttention(const float* q, const float* k, const float
           float* o = out + (first + i) * stride + off;
           for (int c = 0; c < hd; ++c) o[c] = static_cast<float>(acc[c]);
         }
+        continue;
+      }
+      if (options_.blas) {
+        // OpenBLAS (single-threaded on this worker): the head's q, k, v read in place (leading dimension =
+        // the packed row stride), scores = scale * q k^T, softmax, out = scores v written in place.
+        const float* qb = q + first * stride + off;
+        const float* kb = k + first * stride + off;
+        const float* vb = v + first * stride + off;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, hd, scale, qb, static_cast<int>(stride), kb,
+                    static_cast<int>(stride), 0.0f, scores.data(), len);
+        for (int i = 0; i < len; ++i) {
+          float* row = scores.data() + static_cast<int64_t>(i) * len;
+          const float max_score = *std::max_element(row, row + len);
+          const float inv = 1.0f / cpu::ExpShiftedSum(row, len, max_score);
+          for (int j = 0; j < len; ++j) row[j] *= inv;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, len, 1.0f, scores.data(), len, vb,
+                    static_cast<int>(stride), 0.0f, out + first * stride + off, static_cast<int>(stride));
         continue;
       }
       // Fast: gather the head's q, k (row-major [len, hd]) and v^T ([hd, len]); two GEMMs.
