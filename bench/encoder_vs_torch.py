@@ -4,7 +4,8 @@
 The same documents (the first --docs of BEIR SciFact, title + " " + text, truncated to 256 tokens as MTEB does)
 are embedded by
   - qrag's BertEncoder (build/bench/rag_bench: packed sequences, one Embed call per 256 documents) in fp32 with
-    OpenBLAS GEMMs (what the server's RAG uses), fp32 with the batch-invariant kernels, int8 and fp8;
+    OpenBLAS GEMMs (what the server's RAG uses), fp32 with the batch-invariant kernels, int8 (oneDNN's VNNI
+    GEMMs) and fp8 (qrag's own kernels);
   - PyTorch (transformers' BertModel, mean pooling + L2 normalization as sentence-transformers does, fp32,
     torch.inference_mode, batches of 32 sorted by length to limit padding), with torch.set_num_threads(T),
 interleaved: every engine runs once per round, --rounds rounds, and the median of each is reported.
@@ -102,7 +103,7 @@ def main():
     engines = {
         "qrag fp32 (OpenBLAS GEMMs)": lambda: run_qrag(a, "fp32", "blas"),
         "qrag fp32 (batch-invariant GEMMs)": lambda: run_qrag(a, "fp32", "canonical"),
-        "qrag int8": lambda: run_qrag(a, "int8", "blas"),
+        "qrag int8 (oneDNN VNNI GEMMs)": lambda: run_qrag(a, "int8", "blas"),
         "qrag fp8": lambda: run_qrag(a, "fp8", "blas"),
         "PyTorch fp32": lambda: json.loads(subprocess.run(
             [py, script, a.model, corpus, str(a.docs), str(a.threads)], capture_output=True, text=True,

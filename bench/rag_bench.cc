@@ -315,7 +315,7 @@ int main(int argc, char** argv) {
     for (const auto& t : doc_texts) tokens += std::min<size_t>((*encoder)->tokenizer().Encode(t)->size() + 2, 256);
     std::printf("encode: %zu docs, %zu tokens in %.1f s: %.2f docs/s, %.0f tokens/s (%s, %s GEMMs, %d threads)\n",
                 doc_texts.size(), tokens, encode_s, doc_texts.size() / encode_s, tokens / encode_s, quant.c_str(),
-                blas ? "OpenBLAS fp32" : "canonical", cpu.options().num_threads);
+                blas ? "vendor (OpenBLAS fp32, oneDNN int8)" : "canonical", cpu.options().num_threads);
     if (!save.empty()) {
       std::ofstream out(save, std::ios::binary);
       out.write(reinterpret_cast<const char*>(doc_emb.data()), doc_emb.size() * sizeof(float));

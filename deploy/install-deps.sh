@@ -26,6 +26,8 @@ packages=(
   # OpenBLAS (pthreads): the RAG embedder's and exact index's fp32 GEMMs (CpuBackendOptions::blas); installing
   # it also makes it the system BLAS that FAISS uses
   libopenblas-dev
+  # oneDNN: the RAG embedder's int8 GEMMs on VNNI (dnnl_gemm_s8s8s32)
+  libdnnl-dev
   # qrag-server --config FILE.yaml
   libyaml-cpp-dev
   # command-line flags and --help of every program (CLI11, header-only; server/common/cli.h)

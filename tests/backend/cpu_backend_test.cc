@@ -97,6 +97,28 @@ TEST(CpuBackendBlas, Fp32Gemm_IntegerInputsExact_BiasAndRowSplits) {
   EXPECT_THAT(CpuBackend::BlasDescription(), ::testing::StartsWith("OpenBLAS "));
 }
 
+// blas mode's int8 GEMM (oneDNN's VNNI kernels, where the CPU has VNNI): the same codes and scales as the own
+// int8 kernels, so the same products up to the epilogue's rounding (mul + add vs fma).
+TEST(CpuBackendBlas, Int8Gemm_MatchesTheOwnKernels) {
+  CpuBackend blas(CpuBackendOptions{.num_threads = 2, .blas = true});
+  CpuBackend own(CpuBackendOptions{.num_threads = 2});
+  for (const int m : {1, 17, 300}) {
+    const int n = 70, k = 129;
+    const std::vector<float> w = Random(static_cast<size_t>(n) * k, 8 + m), x = Random(static_cast<size_t>(m) * k, 9 + m),
+                             bias = Random(n, 10);
+    auto wb = blas.UploadWeight(w.data(), n, k, Precision::kInt8, bias.data());
+    auto wo = own.UploadWeight(w.data(), n, k, Precision::kInt8, bias.data());
+    ASSERT_TRUE(wb.ok() && wo.ok());
+    std::vector<float> yb(static_cast<size_t>(m) * n, NAN), yo(yb.size(), NAN);
+    EXPECT_EQ(blas.Gemm(x.data(), m, *wb, yb.data()).ops, 2LL * m * n * k);
+    own.Gemm(x.data(), m, *wo, yo.data());
+    ASSERT_TRUE(blas.Synchronize().ok());
+    for (size_t i = 0; i < yb.size(); ++i) {
+      ASSERT_NEAR(yb[i], yo[i], 1e-6f * std::max(1.0f, std::abs(yo[i]))) << m << " at " << i;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuGemmOp,
                          ::testing::Combine(::testing::Values(Precision::kF32, Precision::kBF16, Precision::kFP8,
                                                               Precision::kInt8),

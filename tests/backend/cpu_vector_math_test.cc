@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "server/quant/row_quant.h"
 
 namespace qrag::backend::cpu {
 namespace {
@@ -112,6 +113,57 @@ TEST(CpuVectorMath, GeluErf_Nan_Propagates) {
   std::vector<float> x = {std::nanf(""), 1.0f};
   GeluErf(x.data(), x.size(), x.data());
   EXPECT_TRUE(std::isnan(x[0]));
+}
+
+
+// The embedder's int8 quantizer: bit for bit quant::QuantizeRowsInt8 (the one CUDA and the own kernels share),
+// on rows of every length around the 16-lane width, with ties, zeros, subnormals, NaN and infinities.
+TEST(CpuVectorMath, QuantizeRowsInt8Fast_BitForBitTheReference) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  for (int cols : {1, 15, 16, 17, 31, 32, 33, 384, 1537}) {
+    for (int variant = 0; variant < 6; ++variant) {
+      const int rows = 5;
+      std::vector<float> x(static_cast<size_t>(rows) * cols);
+      for (float& v : x) v = d(rng);
+      if (variant == 1) {  // exact ties after scaling: amax 127 -> scale 1, values k + 0.5
+        for (int c = 0; c < cols; ++c) x[c] = static_cast<float>(c % 20) - 9.5f;
+        x[0] = 127.0f;
+      }
+      if (variant == 2) std::fill(x.begin(), x.begin() + cols, 0.0f);                           // all zero
+      if (variant == 3) x[static_cast<size_t>(cols) / 2] = NAN;                                  // NaN: scale 1
+      if (variant == 4) x[static_cast<size_t>(cols) - 1] = -INFINITY;                           // inf: scale 1
+      if (variant == 5) std::fill(x.begin(), x.begin() + cols, 1e-42f);                         // subnormal
+      std::vector<int8_t> want(x.size()), got(x.size(), 99);
+      std::vector<float> want_s(rows), got_s(rows, -1);
+      quant::QuantizeRowsInt8(x.data(), rows, cols, want.data(), want_s.data());
+      QuantizeRowsInt8Fast(x.data(), rows, cols, got.data(), got_s.data());
+      for (int r = 0; r < rows; ++r) {
+        ASSERT_EQ(std::memcmp(&want_s[r], &got_s[r], sizeof(float)), 0) << cols << " " << variant << " row " << r;
+      }
+      for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], want[i]) << cols << " " << variant << " at " << i;
+    }
+  }
+}
+
+TEST(CpuVectorMath, DequantizeInt32_ScalesAndBias) {
+  const int rows = 3, n = 37;
+  std::vector<int32_t> acc(rows * n);
+  std::vector<float> sx = {0.5f, 2.0f, 0.25f}, sw(n), bias(n), out(acc.size(), NAN), out_nb(acc.size(), NAN);
+  for (int i = 0; i < rows * n; ++i) acc[i] = (i * 7919) % 20001 - 10000;
+  for (int j = 0; j < n; ++j) {
+    sw[j] = 0.125f * (j + 1);
+    bias[j] = static_cast<float>(j) - 18.0f;
+  }
+  DequantizeInt32(acc.data(), rows, n, sx.data(), sw.data(), bias.data(), out.data());
+  DequantizeInt32(acc.data(), rows, n, sx.data(), sw.data(), nullptr, out_nb.data());
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < n; ++j) {
+      const float s = sx[r] * sw[j];  // powers of two and small integers: every product below is exact
+      ASSERT_EQ(out[r * n + j], static_cast<float>(acc[r * n + j]) * s + bias[j]) << r << "," << j;
+      ASSERT_EQ(out_nb[r * n + j], static_cast<float>(acc[r * n + j]) * s) << r << "," << j;
+    }
+  }
 }
 
 }  // namespace

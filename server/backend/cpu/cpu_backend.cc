@@ -1,6 +1,7 @@
 #include "server/backend/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cerrno>
 #include <cstdio>
@@ -10,11 +11,14 @@
 #include <string>
 
 #include <cblas.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <unistd.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "server/backend/cpu/cpu_gemm.h"
+#include "server/backend/cpu/cpu_vector_math.h"
 #include "server/common/cpu_features.h"
 #include "server/common/status.h"
 #include "server/quant/row_quant.h"
@@ -225,6 +229,10 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
     case Precision::kInt8:
       act_codes_.resize(static_cast<size_t>(m) * k);
       act_scales_.resize(m);
+      if (options_.blas && !options_.reference && VnniForInt8()) {
+        status = Int8GemmDnnl(x, m, w, y);
+        break;
+      }
       quant::QuantizeRowsInt8(x, m, k, reinterpret_cast<int8_t*>(act_codes_.data()), act_scales_.data());
       status = cpu::GemmInt8(reinterpret_cast<const int8_t*>(act_codes_.data()), act_scales_.data(), m,
                              w.data.as<int8_t>(), w.scales.as<float>(), n, k, bias, y, ko);
@@ -238,6 +246,42 @@ GemmStats CpuBackend::Gemm(const float* x, int m, const Weight& w, float* y) {
   }
   if (!status.ok()) RecordError(status);
   return GemmStats{w.precision, 2 * static_cast<int64_t>(m) * n * k};
+}
+
+bool CpuBackend::VnniForInt8() {
+  // Without VNNI, oneDNN's int8 GEMM multiplies through vpmaddubsw, whose int16 pair sums can saturate on
+  // full-range codes: the own kernels then.
+  const CpuFeatures& f = GetCpuFeatures();
+  return f.avx512_vnni || f.avx_vnni;
+}
+
+absl::Status CpuBackend::Int8GemmDnnl(const float* x, int m, const Weight& w, float* y) {
+  const int64_t n = w.n, k = w.k;
+  acc_.resize(static_cast<size_t>(m) * n);
+  int8_t* a = reinterpret_cast<int8_t*>(act_codes_.data());
+  const int8_t* wd = w.data.as<int8_t>();
+  float* sx = act_scales_.data();
+  const float* sw = w.scales.as<float>();
+  const float* bias = w.bias.empty() ? nullptr : w.bias.as<float>();
+  std::atomic<int> failed{0};
+  auto rows = [&](int64_t r0, int64_t r1) {
+    omp_set_num_threads(1);  // oneDNN runs on this pool thread; the pool splits the rows
+    cpu::QuantizeRowsInt8Fast(x + r0 * k, r1 - r0, k, a + r0 * k, sx + r0);  // per token, as the own kernels
+    const int32_t zero = 0;
+    const dnnl_status_t st = dnnl_gemm_s8s8s32('N', 'T', 'F', r1 - r0, n, k, 1.0f, a + r0 * k, k, 0, wd, k, 0, 0.0f,
+                                               acc_.data() + r0 * n, n, &zero);
+    if (st != dnnl_success) {
+      failed.store(static_cast<int>(st));
+      return;
+    }
+    cpu::DequantizeInt32(acc_.data() + r0 * n, r1 - r0, n, sx + r0, sw, bias, y + r0 * n);
+  };
+  const int64_t per_thread = (m + pool_->num_threads() - 1) / pool_->num_threads();
+  pool_->ParallelFor(m, std::max<int64_t>(16, per_thread), rows);
+  if (failed.load() != 0) {
+    return absl::InternalError(absl::StrCat("oneDNN int8 GEMM failed with status ", failed.load()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CpuBackend::Synchronize() {

@@ -5,10 +5,13 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "server/backend/cpu/cpu_gemm.h"
+#include "server/common/cpu_features.h"
+#include "server/quant/row_quant.h"
 
 namespace qrag::backend::cpu {
 namespace {
@@ -127,6 +130,95 @@ void GeluErfAvx2(const float* x, int64_t n, float* out) {
 #endif
 
 }  // namespace
+
+__attribute__((target("avx512f,avx512bw"))) void QuantizeRowsInt8Avx512(const float* x, int64_t rows,
+                                                                         int64_t cols, int8_t* q, float* scales) {
+  const __m512 inf = _mm512_set1_ps(INFINITY);
+  const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * cols;
+    // quant's RowScale: amax / 127, or 1 for an all-zero row, a NaN or an infinity, or an underflow to 0.
+    __m512 vmax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    int64_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+      const __m512 a = _mm512_abs_ps(_mm512_loadu_ps(row + c));
+      bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ);  // inf or NaN
+      vmax = _mm512_max_ps(vmax, a);
+    }
+    float amax = _mm512_reduce_max_ps(vmax);
+    bool finite = bad == 0;
+    for (; c < cols; ++c) {
+      const float a = std::fabs(row[c]);
+      if (!std::isfinite(a)) finite = false;
+      if (a > amax) amax = a;
+    }
+    float scale = 1.0f;
+    if (finite && amax != 0.0f) {
+      scale = amax / 127.0f;
+      if (!(scale > 0.0f)) scale = 1.0f;
+    }
+    scales[r] = scale;
+    int8_t* out = q + r * cols;
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (c = 0; c + 16 <= cols; c += 16) {
+      const __m512 v = _mm512_div_ps(_mm512_loadu_ps(row + c), vs);
+      const __mmask16 ordered = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+      const __m512 clamped = _mm512_max_ps(_mm512_min_ps(v, hi), lo);
+      const __m512i i = _mm512_maskz_cvt_roundps_epi32(ordered, clamped, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm512_cvtsepi32_epi8(i));
+    }
+    for (; c < cols; ++c) {
+      float v = row[c] / scale;
+      if (std::isnan(v)) {
+        out[c] = 0;
+        continue;
+      }
+      v = std::min(std::max(v, -127.0f), 127.0f);
+      out[c] = static_cast<int8_t>(std::nearbyint(v));  // the default rounding mode: to nearest, ties to even
+    }
+  }
+}
+
+void DequantizeInt32Scalar(const int32_t* acc, int64_t rows, int64_t n, const float* x_scale, const float* w_scale,
+                           const float* bias, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      out[r * n + j] = static_cast<float>(acc[r * n + j]) * (x_scale[r] * w_scale[j]) + (bias ? bias[j] : 0.0f);
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) void DequantizeInt32Avx512(const int32_t* acc, int64_t rows, int64_t n,
+                                                               const float* x_scale, const float* w_scale,
+                                                               const float* bias, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 sx = _mm512_set1_ps(x_scale[r]);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+      const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * n + j));
+      const __m512 s = _mm512_mul_ps(sx, _mm512_loadu_ps(w_scale + j));
+      __m512 y = _mm512_mul_ps(a, s);
+      if (bias != nullptr) y = _mm512_add_ps(y, _mm512_loadu_ps(bias + j));
+      _mm512_storeu_ps(out + r * n + j, y);
+    }
+    for (; j < n; ++j) {
+      out[r * n + j] = static_cast<float>(acc[r * n + j]) * (x_scale[r] * w_scale[j]) + (bias ? bias[j] : 0.0f);
+    }
+  }
+}
+
+void DequantizeInt32(const int32_t* acc, int64_t rows, int64_t n, const float* x_scale, const float* w_scale,
+                     const float* bias, float* out) {
+  if (GetCpuFeatures().avx512f) return DequantizeInt32Avx512(acc, rows, n, x_scale, w_scale, bias, out);
+  DequantizeInt32Scalar(acc, rows, n, x_scale, w_scale, bias, out);
+}
+
+void QuantizeRowsInt8Fast(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales) {
+  const CpuFeatures& f = GetCpuFeatures();
+  if (f.avx512f && f.avx512bw) return QuantizeRowsInt8Avx512(x, rows, cols, q, scales);
+  quant::QuantizeRowsInt8(x, rows, cols, q, scales);
+}
 
 float ExpShiftedSum(float* x, int64_t n, float shift) {
   if (CpuHasAvx2()) return ExpShiftedSumAvx2(x, n, shift);

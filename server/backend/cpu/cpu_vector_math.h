@@ -21,6 +21,15 @@ float ExpShiftedSum(float* x, int64_t n, float shift);
 // out[i] = x[i] / 2 * (1 + erf(x[i] / sqrt(2))) for i < n; out may equal x.
 void GeluErf(const float* x, int64_t n, float* out);
 
+// quant::QuantizeRowsInt8, bit for bit (the same scale, division, ties-to-even rounding, clamp and NaN -> 0),
+// with AVX-512 where the CPU has AVX-512F/BW, else that function itself.
+void QuantizeRowsInt8Fast(const float* x, int64_t rows, int64_t cols, int8_t* q, float* scales);
+
+// out[r][j] = acc[r][j] * (x_scale[r] * w_scale[j]) + bias[j] (bias may be null) over rows x n, row-major with
+// leading dimension n; AVX-512 where the CPU has it.
+void DequantizeInt32(const int32_t* acc, int64_t rows, int64_t n, const float* x_scale, const float* w_scale,
+                     const float* bias, float* out);
+
 }  // namespace qrag::backend::cpu
 
 #endif  // QRAG_SERVER_BACKEND_CPU_CPU_VECTOR_MATH_H_
