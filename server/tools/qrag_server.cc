@@ -24,11 +24,14 @@
 // certificates (mutual TLS); --auth-tokens FILE requires `authorization: Bearer <token>` metadata on every
 // qrag.v1 call (grpc.health.v1 and reflection stay open). Without them the server is plaintext and open:
 // keep it on loopback or a trusted network.
-#include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -343,14 +346,36 @@ api::ServedModel Describe(const ServerFlags& args, const LoadedServable& s) {
   return m;
 }
 
-// Waits for SIGTERM/SIGINT on a dedicated thread (the signals are blocked in every other thread, so the
-// gRPC and engine threads never see them). The first one notifies `shutdown`; a second one exits at once.
-void StartSignalThread(const sigset_t& signals, absl::Notification* shutdown) {
-  std::thread([signals, shutdown] {
+// SIGTERM/SIGINT reach a handler that writes the signal's number to a pipe (async-signal-safe), and a
+// dedicated thread reads the pipe: the first one notifies `shutdown`, a second one exits at once. A handler
+// rather than blocking the signals everywhere and sigwait-ing: threads that exist before main (OpenBLAS
+// starts its pool when the library loads) never had the signals blocked, and the default action there would
+// kill the server without draining.
+int g_signal_pipe[2] = {-1, -1};
+
+void OnShutdownSignal(int sig) {
+  const int saved = errno;
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = write(g_signal_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+absl::Status StartSignalThread(absl::Notification* shutdown) {
+  if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("cannot create the signal pipe: ", std::strerror(errno)));
+  }
+  struct sigaction sa {};
+  sa.sa_handler = OnShutdownSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::thread([shutdown] {
     bool first = true;
     while (true) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
+      unsigned char sig = 0;
+      const ssize_t n = read(g_signal_pipe[0], &sig, 1);
+      if (n != 1) continue;  // EINTR
       if (first) {
         first = false;
         Log(absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT", "; draining"));
@@ -361,19 +386,17 @@ void StartSignalThread(const sigset_t& signals, absl::Notification* shutdown) {
       }
     }
   }).detach();
+  return absl::OkStatus();
 }
 
 // Serves until a signal has drained the server: 0, or 1 when it cannot start.
 int Serve(const ServerFlags& args) {
-  // Block the shutdown signals before any thread exists: threads inherit the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   absl::Notification shutdown;
-  StartSignalThread(signals, &shutdown);
+  if (absl::Status s = StartSignalThread(&shutdown); !s.ok()) {
+    Log(absl::StrCat("error: ", s.message()));
+    return 1;
+  }
 
   api::ValidationOptions validation;
   validation.models = {args.model_name};

@@ -171,7 +171,8 @@ class RetrievalApi(unittest.TestCase):
                 r = self.server.inference.Generate(rag, timeout=300)
                 self.assertEqual(len(r.passages), 2)
                 self.assertIn(expected, r.passages[0].text)
-                self.assertGreaterEqual(r.passages[0].score, r.passages[1].score)
+                # Best first by the default (hybrid) ranking: the fused score, not the cosine, orders them.
+                self.assertGreaterEqual(r.passages[0].fused_score, r.passages[1].fused_score)
                 self.assertEqual(r.passages[0].document_id, file_document_id(SOTU))
                 self.assertEqual(r.passages[0].metadata["source"], file_document_id(SOTU))
                 self.assertGreater(r.timings.embed_seconds, 0)
@@ -256,7 +257,7 @@ class RetrievalApi(unittest.TestCase):
         # Default (canonical): the prompt holds a, b, c in that order, so [n] follows the document id.
         first = ask("b")
         self.assertEqual({p.document_id: p.citation for p in first.passages}, {"a": 1, "b": 2, "c": 3})
-        scores = [p.score for p in first.passages]
+        scores = [p.fused_score for p in first.passages]  # best first (hybrid ranking) whatever the prompt order
         self.assertEqual(scores, sorted(scores, reverse=True))
         second = ask("c", rpb.PASSAGE_ORDER_CANONICAL)
         self.assertEqual({p.document_id: p.citation for p in second.passages}, {"a": 1, "b": 2, "c": 3})
@@ -555,8 +556,9 @@ class FaissIndexes(unittest.TestCase):
         require(self)
 
     def top(self, stub, collection, query, k=5, **kw):
-        r = stub.Retrieve(rpb.RetrieveRequest(collection=collection, query=query, top_k=k, min_score=-1, **kw),
-                          timeout=300)
+        # Dense: this class tests the vector indexes (hybrid would mix in the keyword ranking).
+        r = stub.Retrieve(rpb.RetrieveRequest(collection=collection, query=query, top_k=k, min_score=-1,
+                                              mode=rpb.SEARCH_MODE_DENSE, **kw), timeout=300)
         return [(p.document_id, p.chunk_index) for p in r.passages], r.passages
 
     def test_hnsw_ivf_match_exact_filters_deletes_errors_restart(self):
