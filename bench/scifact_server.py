@@ -5,7 +5,8 @@
 recall@100 per mode (tests/integration/scifact_eval.py), ingest documents/s and retrieve latency.
 
 usage: python3 bench/scifact_server.py --server-bin build/server/tools/qrag-server \
-           --embedder ~/.cache/qrag/all-MiniLM-L6-v2 [--scifact ../shared/data/scifact] [--docs N] [--json]
+           --embedder ~/.cache/qrag/all-MiniLM-L6-v2 [--embedder-quant fp32|int8|...] [--scifact DIR] [--docs N]
+           [--json]
 qrag-server needs a generator; the script serves stories260K (../shared/models/stories260K, --model).
 """
 import argparse
@@ -34,6 +35,8 @@ def main():
     p.add_argument("--scifact", default=os.path.join(HERE, "..", "..", "shared", "data", "scifact"))
     p.add_argument("--docs", type=int, default=0, help="only the first N documents (a quick look; not SciFact's)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--embedder-quant", default="fp32", choices=["fp32", "bf16", "fp8", "int8"],
+                   help="qrag-server --embedder-quant: the encoder's GEMMs")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     tmp, grpc, pb, pbg = qrag_stubs.generate()
@@ -43,7 +46,8 @@ def main():
         corpus = dict(sorted(corpus.items())[:a.docs])
     data = tempfile.mkdtemp(prefix="qrag-scifact-")
     proc = subprocess.Popen([a.server_bin, "--model", a.model, "--embedder", a.embedder, "--data-dir", data,
-                             "--threads", str(a.threads), "--listen", "127.0.0.1:0", "--energy-meter", "none"],
+                             "--embedder-quant", a.embedder_quant, "--threads", str(a.threads),
+                            "--listen", "127.0.0.1:0", "--energy-meter", "none"],
                             stderr=subprocess.PIPE, text=True)
     try:
         addr = None
@@ -64,7 +68,7 @@ def main():
         embed_tokens, embed_seconds = scifact_eval.embed_rate(rpb, stub, [corpus[k] for k in sorted(corpus)])
         chunks = [c.chunks for c in stub.ListCollections(rpb.ListCollectionsRequest(), timeout=60).collections
                   if c.name == "scifact"][0]
-        out = {"documents": docs, "chunks": chunks, "ingest_seconds": seconds, "ingest_docs_per_s": docs / seconds,
+        out = {"embedder_quant": a.embedder_quant, "documents": docs, "chunks": chunks, "ingest_seconds": seconds, "ingest_docs_per_s": docs / seconds,
                "ingest_tokens_per_s": tokens / seconds, "embed_tokens_per_s": embed_tokens / embed_seconds,
                "ingest_vs_embed": (tokens / seconds) / (embed_tokens / embed_seconds),
                "queries": len(queries), "modes": {}}
@@ -81,7 +85,7 @@ def main():
     if a.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"SciFact through qrag-server: {out['documents']} documents ({out['chunks']} chunks) ingested in "
+    print(f"SciFact through qrag-server ({a.embedder_quant} encoder): {out['documents']} documents ({out['chunks']} chunks) ingested in "
           f"{out['ingest_seconds']:.0f} s ({out['ingest_docs_per_s']:.1f} docs/s, "
           f"{out['ingest_tokens_per_s']:.0f} tokens/s; the encoder alone through Embed: "
           f"{out['embed_tokens_per_s']:.0f} tokens/s, ingest ÷ embed {out['ingest_vs_embed']:.2f}); "

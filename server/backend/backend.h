@@ -161,6 +161,14 @@ class Backend {
   virtual void LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
                          float* out) = 0;
 
+  // The residual step x += y, then out = LayerNorm(x) as above (x keeps the sum; out may equal x). The
+  // default runs Add then LayerNorm; a backend may fuse them into one pass over the rows.
+  virtual void AddLayerNorm(float* x, const float* y, const float* weight, const float* bias, int rows, int dim,
+                            float eps, float* out) {
+    Add(x, y, static_cast<int64_t>(rows) * dim);
+    LayerNorm(x, weight, bias, rows, dim, eps, out);
+  }
+
   // out[i] = x[i] * 0.5 * (1 + erf(x[i] / sqrt(2))) for i < n: the exact GELU of BERT's "gelu" activation
   // (not the tanh approximation). In-place allowed.
   virtual void Gelu(const float* x, int64_t n, float* out) = 0;

@@ -305,13 +305,18 @@ absl::Status BertEncoder::Forward(absl::Span<const std::vector<int32_t>> seqs, f
   const int tokens = static_cast<int>(ids.size());
   zeros.assign(tokens, 0);
   backend::Backend* b = backend_;
-  const size_t row_bytes = static_cast<size_t>(tokens) * sizeof(float);
-  QRAG_ASSIGN_OR_RETURN(DeviceBuffer x, b->Allocate(row_bytes * h));
-  QRAG_ASSIGN_OR_RETURN(DeviceBuffer tmp, b->Allocate(row_bytes * h));
-  QRAG_ASSIGN_OR_RETURN(DeviceBuffer q, b->Allocate(row_bytes * h));
-  QRAG_ASSIGN_OR_RETURN(DeviceBuffer k, b->Allocate(row_bytes * h));
-  QRAG_ASSIGN_OR_RETURN(DeviceBuffer v, b->Allocate(row_bytes * h));
-  QRAG_ASSIGN_OR_RETURN(DeviceBuffer ff, b->Allocate(row_bytes * c.intermediate_size));
+  if (ws_.tokens < tokens) {
+    ws_ = Workspace{};  // free the smaller buffers first
+    const size_t row_bytes = static_cast<size_t>(tokens) * sizeof(float);
+    QRAG_ASSIGN_OR_RETURN(ws_.x, b->Allocate(row_bytes * h));
+    QRAG_ASSIGN_OR_RETURN(ws_.tmp, b->Allocate(row_bytes * h));
+    QRAG_ASSIGN_OR_RETURN(ws_.q, b->Allocate(row_bytes * h));
+    QRAG_ASSIGN_OR_RETURN(ws_.k, b->Allocate(row_bytes * h));
+    QRAG_ASSIGN_OR_RETURN(ws_.v, b->Allocate(row_bytes * h));
+    QRAG_ASSIGN_OR_RETURN(ws_.ff, b->Allocate(row_bytes * c.intermediate_size));
+    ws_.tokens = tokens;
+  }
+  DeviceBuffer &x = ws_.x, &tmp = ws_.tmp, &q = ws_.q, &k = ws_.k, &v = ws_.v, &ff = ws_.ff;
   const int64_t n = static_cast<int64_t>(tokens) * h;
 
   b->Embed(word_emb_.as<float>(), h, ids, x.as<float>());
@@ -329,15 +334,13 @@ absl::Status BertEncoder::Forward(absl::Span<const std::vector<int32_t>> seqs, f
     ops += b->Gemm(x.as<float>(), tokens, L.v, v.as<float>()).ops;
     ops += b->EncoderAttention(q.as<float>(), k.as<float>(), v.as<float>(), offsets, shape, tmp.as<float>());
     ops += b->Gemm(tmp.as<float>(), tokens, L.attn_out, q.as<float>()).ops;
-    b->Add(x.as<float>(), q.as<float>(), n);
-    b->LayerNorm(x.as<float>(), L.attn_ln_w.as<float>(), L.attn_ln_b.as<float>(), tokens, h, c.layer_norm_eps,
-                 x.as<float>());
+    b->AddLayerNorm(x.as<float>(), q.as<float>(), L.attn_ln_w.as<float>(), L.attn_ln_b.as<float>(), tokens, h,
+                    c.layer_norm_eps, x.as<float>());
     ops += b->Gemm(x.as<float>(), tokens, L.inter, ff.as<float>()).ops;
     b->Gelu(ff.as<float>(), static_cast<int64_t>(tokens) * c.intermediate_size, ff.as<float>());
     ops += b->Gemm(ff.as<float>(), tokens, L.out, q.as<float>()).ops;
-    b->Add(x.as<float>(), q.as<float>(), n);
-    b->LayerNorm(x.as<float>(), L.out_ln_w.as<float>(), L.out_ln_b.as<float>(), tokens, h, c.layer_norm_eps,
-                 x.as<float>());
+    b->AddLayerNorm(x.as<float>(), q.as<float>(), L.out_ln_w.as<float>(), L.out_ln_b.as<float>(), tokens, h,
+                    c.layer_norm_eps, x.as<float>());
   }
   std::vector<float> host(static_cast<size_t>(n));
   QRAG_RETURN_IF_ERROR(b->CopyToHost(x.data(), host.size() * sizeof(float), host.data()));

@@ -21,8 +21,10 @@ std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
 TEST(CpuEncoderOps, LayerNorm_Rows3_Dim384_FastAndReferenceMatchFormula) {
   const int rows = 3, dim = 384;
   const auto x = Random(rows * dim, 1, 3.0f), w = Random(dim, 2), b = Random(dim, 3);
-  for (bool reference : {false, true}) {
-    CpuBackend cpu(CpuBackendOptions{.reference = reference});
+  for (const CpuBackendOptions& o : {CpuBackendOptions{}, CpuBackendOptions{.reference = true},
+                                     CpuBackendOptions{.num_threads = 2, .blas = true}}) {
+    const bool reference = o.reference;
+    CpuBackend cpu(o);
     std::vector<float> out(rows * dim);
     cpu.LayerNorm(x.data(), w.data(), b.data(), rows, dim, 1e-12f, out.data());
     for (int r = 0; r < rows; ++r) {
@@ -38,6 +40,32 @@ TEST(CpuEncoderOps, LayerNorm_Rows3_Dim384_FastAndReferenceMatchFormula) {
     std::vector<float> y = x;
     cpu.LayerNorm(y.data(), w.data(), b.data(), rows, dim, 1e-12f, y.data());
     EXPECT_EQ(y, out);
+  }
+}
+
+// The residual step fused with the LayerNorm: x keeps x + y, out is LayerNorm(x + y); the same as Add then
+// LayerNorm in every mode, for dims on and off the 16-lane width (the blas mode's vector rows need dim % 16 == 0).
+TEST(CpuEncoderOps, AddLayerNorm_EqualsAddThenLayerNorm_EveryMode) {
+  for (int dim : {384, 40, 7}) {
+    const int rows = 37;
+    const auto x = Random(rows * dim, 4, 2.0f), y = Random(rows * dim, 5), w = Random(dim, 6), b = Random(dim, 7);
+    for (const CpuBackendOptions& o : {CpuBackendOptions{}, CpuBackendOptions{.reference = true},
+                                       CpuBackendOptions{.num_threads = 2, .blas = true}}) {
+      CpuBackend cpu(o);
+      std::vector<float> sum = x, want(rows * dim);
+      cpu.Add(sum.data(), y.data(), sum.size());
+      cpu.LayerNorm(sum.data(), w.data(), b.data(), rows, dim, 1e-12f, want.data());
+      std::vector<float> got_x = x, got(rows * dim, NAN);
+      cpu.AddLayerNorm(got_x.data(), y.data(), w.data(), b.data(), rows, dim, 1e-12f, got.data());
+      EXPECT_EQ(got_x, sum) << dim << " " << o.reference << o.blas;
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_NEAR(got[i], want[i], 2e-5 * (1 + std::abs(want[i]))) << dim << " " << o.blas << " " << i;
+      }
+      // In place, as the encoder calls it.
+      std::vector<float> inplace = x;
+      cpu.AddLayerNorm(inplace.data(), y.data(), w.data(), b.data(), rows, dim, 1e-12f, inplace.data());
+      EXPECT_EQ(inplace, got) << dim << " " << o.reference << o.blas;
+    }
   }
 }
 
@@ -103,6 +131,17 @@ TEST(CpuEncoderOps, EncoderAttention_3Seqs_Lens5_1_37_Heads4_Dim32_MatchesNaive)
       nonzero |= out[i] != 0;
     }
     EXPECT_TRUE(nonzero);
+  }
+  // Row lengths on both sides of the 16-lane softmax width, and a long one (BERT's 254 + 2).
+  {
+    const std::vector<int32_t> offs = {0, 15, 31, 48, 304};
+    const int n = offs.back();
+    const auto q2 = Random(n * heads * hd, 21, 2.0f), k2 = Random(n * heads * hd, 22), v2 = Random(n * heads * hd, 23);
+    const auto want2 = NaiveAttention(q2, k2, v2, offs, heads, hd);
+    CpuBackend cpu(CpuBackendOptions{.num_threads = 2, .blas = true});
+    std::vector<float> out(q2.size(), NAN);
+    cpu.EncoderAttention(q2.data(), k2.data(), v2.data(), offs, {heads, heads, hd}, out.data());
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], want2[i], 1e-5) << i;
   }
   // A sequence of one token attends only to itself: its output is its own v.
   CpuBackend cpu(CpuBackendOptions{});

@@ -3,6 +3,7 @@
 // position in the array (vector body vs scalar tail).
 #include "server/backend/cpu/cpu_vector_math.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -107,6 +108,52 @@ TEST(CpuVectorMath, GeluErf_NotTanhApproximation_InPlace) {
   EXPECT_EQ(x[0], x[8]);
   EXPECT_EQ(x[2], 0.0f);
   EXPECT_NEAR(x[1], ExactGelu(-3.0), 2e-6 * std::fabs(ExactGelu(-3.0)));
+}
+
+TEST(CpuVectorMath, GeluErf_ValueIndependentOfPosition) {
+  // Full 16- and 8-lane vectors, and tails of every length: an element's bits do not depend on where it falls.
+  for (int n : {1, 7, 8, 9, 15, 16, 17, 31, 33, 47}) {
+    std::vector<float> x(n);
+    for (int i = 0; i < n; ++i) x[i] = -4.0f + 1.37f * static_cast<float>(i % 7);
+    std::vector<float> out(n);
+    GeluErf(x.data(), n, out.data());
+    for (int i = 7; i < n; ++i) ASSERT_EQ(out[i], out[i % 7]) << n << " " << i;
+    std::vector<float> one(1);
+    for (int i = 0; i < std::min(n, 7); ++i) {
+      GeluErf(&x[i], 1, one.data());
+      ASSERT_EQ(one[0], out[i]) << n << " " << i;
+    }
+  }
+}
+
+// SoftmaxRows: rows sum to 1 and match the double-precision softmax, for lengths around the lane widths; the
+// max is subtracted (no overflow for large scores); a -inf score gets probability 0.
+TEST(CpuVectorMath, SoftmaxRows_MatchesDoubleSoftmax) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> d(0.0f, 5.0f);
+  for (int cols : {1, 2, 15, 16, 17, 33, 254, 256}) {
+    const int rows = 3;
+    std::vector<float> x(static_cast<size_t>(rows) * cols);
+    for (float& v : x) v = d(rng);
+    x[0] += 500.0f;  // exp(500) overflows fp32 without the shift
+    if (cols > 1) x[cols + 1] = -INFINITY;
+    std::vector<float> y = x;
+    SoftmaxRows(y.data(), rows, cols);
+    for (int r = 0; r < rows; ++r) {
+      float mx = -INFINITY;
+      for (int j = 0; j < cols; ++j) mx = std::max(mx, x[r * cols + j]);
+      double sum = 0;  // of exp of the fp32 differences, as computed
+      for (int j = 0; j < cols; ++j) sum += std::exp(static_cast<double>(x[r * cols + j] - mx));
+      double got_sum = 0;
+      for (int j = 0; j < cols; ++j) {
+        const double want = std::exp(static_cast<double>(x[r * cols + j] - mx)) / sum;
+        ASSERT_NEAR(y[r * cols + j], want, 1e-6 * want + 1e-30) << cols << " " << r << " " << j;
+        got_sum += y[r * cols + j];
+      }
+      EXPECT_NEAR(got_sum, 1.0, 1e-5) << cols << " " << r;
+    }
+    if (cols > 1) EXPECT_EQ(y[cols + 1], 0.0f);
+  }
 }
 
 TEST(CpuVectorMath, GeluErf_Nan_Propagates) {

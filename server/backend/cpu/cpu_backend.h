@@ -73,6 +73,8 @@ class CpuBackend final : public Backend {
   void Add(float* x, const float* y, int64_t n) override;
   void LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
                  float* out) override;
+  void AddLayerNorm(float* x, const float* y, const float* weight, const float* bias, int rows, int dim, float eps,
+                    float* out) override;
   void Gelu(const float* x, int64_t n, float* out) override;
   int64_t EncoderAttention(const float* q, const float* k, const float* v, absl::Span<const int32_t> seq_offsets,
                            const AttentionShape& shape, float* out) override;
@@ -99,7 +101,6 @@ class CpuBackend final : public Backend {
   // Per-token quantized activations, reused across GEMMs.
   std::vector<uint8_t> act_codes_;
   std::vector<float> act_scales_;
-  std::vector<int32_t> acc_;  // Int8GemmDnnl's int32 products
 };
 
 }  // namespace qrag::backend

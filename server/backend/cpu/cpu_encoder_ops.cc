@@ -17,8 +17,25 @@
 
 namespace qrag::backend {
 
+void CpuBackend::AddLayerNorm(float* x, const float* y, const float* weight, const float* bias, int rows, int dim,
+                              float eps, float* out) {
+  if (!options_.blas || options_.reference) return Backend::AddLayerNorm(x, y, weight, bias, rows, dim, eps, out);
+  pool_->ParallelFor(rows, 16, [&](int64_t begin, int64_t end) {
+    cpu::LayerNormRows(x + begin * dim, y + begin * dim, weight, bias, end - begin, dim, eps, out + begin * dim);
+  });
+}
+
 void CpuBackend::LayerNorm(const float* x, const float* weight, const float* bias, int rows, int dim, float eps,
                            float* out) {
+  if (options_.blas && !options_.reference) {
+    // Vendor-GEMM mode is not batch-invariant anyway: the vectorized rows (LayerNormRows reads x before it
+    // writes out, so in place is fine; x itself is not written without y).
+    pool_->ParallelFor(rows, 16, [&](int64_t begin, int64_t end) {
+      cpu::LayerNormRows(const_cast<float*>(x) + begin * dim, nullptr, weight, bias, end - begin, dim, eps,
+                         out + begin * dim);
+    });
+    return;
+  }
   const bool reference = options_.reference;
   auto work = [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
@@ -115,12 +132,7 @@ int64_t CpuBackend::EncoderAttention(const float* q, const float* k, const float
         const float* vb = v + first * stride + off;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, hd, scale, qb, static_cast<int>(stride), kb,
                     static_cast<int>(stride), 0.0f, scores.data(), len);
-        for (int i = 0; i < len; ++i) {
-          float* row = scores.data() + static_cast<int64_t>(i) * len;
-          const float max_score = *std::max_element(row, row + len);
-          const float inv = 1.0f / cpu::ExpShiftedSum(row, len, max_score);
-          for (int j = 0; j < len; ++j) row[j] *= inv;
-        }
+        cpu::SoftmaxRows(scores.data(), len, len);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, hd, len, 1.0f, scores.data(), len, vb,
                     static_cast<int>(stride), 0.0f, out + first * stride + off, static_cast<int>(stride));
         continue;

@@ -13,6 +13,13 @@
 #include "server/common/cpu_features.h"
 #include "server/quant/row_quant.h"
 
+// GCC 12 reports the _mm512_undefined_* placeholders inside AVX-512 intrinsics (reduce, extract, masked
+// min/max, narrowing moves) as uninitialized when it inlines them: false positives, silenced for this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace qrag::backend::cpu {
 namespace {
 
@@ -129,6 +136,124 @@ void GeluErfAvx2(const float* x, int64_t n, float* out) {
 #pragma GCC pop_options
 #endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#endif
+
+// Exp8 on 16 lanes: the same operations in the same order, so each lane's bits equal Exp8's and ExpScalar's.
+__m512 Exp16(__m512 x) {
+  const __mmask16 underflow = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kExpLo), _CMP_LT_OQ);
+  x = _mm512_min_ps(_mm512_set1_ps(kExpHi), x);  // a NaN x stays NaN (minps returns its second operand)
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kExpP[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kExpP[i]));
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_maskz_mul_ps(static_cast<__mmask16>(~underflow), e, _mm512_castsi512_ps(bits));
+}
+
+// GeluErfAvx2's arithmetic on 16 lanes (bit for bit the same per element); the tail through a masked vector.
+__m512 Gelu16(__m512 v) {
+  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(v), _mm512_set1_ps(kInvSqrt2));
+  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f)));
+  __m512 poly = _mm512_set1_ps(kErfcP[0]);
+  for (int j = 1; j < 10; ++j) poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(kErfcP[j]));
+  const __m512 erfc = _mm512_mul_ps(t, Exp16(_mm512_fnmadd_ps(z, z, poly)));
+  const __mmask16 negative = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 factor = _mm512_mask_blend_ps(negative, _mm512_sub_ps(_mm512_set1_ps(2.0f), erfc), erfc);
+  return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), factor);
+}
+
+void GeluErfAvx512(const float* x, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, Gelu16(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(out + i, m, Gelu16(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+void SoftmaxRowsAvx512(float* x, int64_t rows, int64_t cols) {
+  const int64_t body = cols / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (cols - body)) - 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * cols;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < body; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
+    if (tail != 0) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_maskz_loadu_ps(tail, row + body));
+    const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j < body; j += 16) {
+      const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), shift));
+      _mm512_storeu_ps(row + j, e);
+      acc = _mm512_add_ps(acc, e);
+    }
+    if (tail != 0) {
+      const __m512 e = _mm512_maskz_mov_ps(tail, Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + body), shift)));
+      _mm512_mask_storeu_ps(row + body, tail, e);
+      acc = _mm512_add_ps(acc, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+    for (int64_t j = 0; j < body; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+    if (tail != 0) {
+      _mm512_mask_storeu_ps(row + body, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, row + body), inv));
+    }
+  }
+}
+
+// One row of LayerNormRows: dim a multiple of 16 (the caller checks).
+void LayerNormRowAvx512(float* x, const float* y, const float* weight, const float* bias, int64_t dim, float eps,
+                        float* out) {
+  __m512 s = _mm512_setzero_ps();
+  for (int64_t j = 0; j < dim; j += 16) {
+    __m512 v = _mm512_loadu_ps(x + j);
+    if (y != nullptr) {
+      v = _mm512_add_ps(v, _mm512_loadu_ps(y + j));
+      _mm512_storeu_ps(x + j, v);
+    }
+    s = _mm512_add_ps(s, v);
+  }
+  const float mean = _mm512_reduce_add_ps(s) / static_cast<float>(dim);
+  const __m512 vm = _mm512_set1_ps(mean);
+  __m512 ss = _mm512_setzero_ps();
+  for (int64_t j = 0; j < dim; j += 16) {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + j), vm);
+    ss = _mm512_fmadd_ps(d, d, ss);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(ss) / static_cast<float>(dim) + eps));
+  for (int64_t j = 0; j < dim; j += 16) {
+    const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm), inv);
+    _mm512_storeu_ps(out + j, _mm512_fmadd_ps(d, _mm512_loadu_ps(weight + j), _mm512_loadu_ps(bias + j)));
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+void LayerNormRowScalar(float* x, const float* y, const float* weight, const float* bias, int64_t dim, float eps,
+                        float* out) {
+  if (y != nullptr) {
+    for (int64_t j = 0; j < dim; ++j) x[j] += y[j];
+  }
+  float s = 0;
+  for (int64_t j = 0; j < dim; ++j) s += x[j];
+  const float mean = s / static_cast<float>(dim);
+  float ss = 0;
+  for (int64_t j = 0; j < dim; ++j) ss += (x[j] - mean) * (x[j] - mean);
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  for (int64_t j = 0; j < dim; ++j) out[j] = (x[j] - mean) * inv * weight[j] + bias[j];
+}
+
 }  // namespace
 
 __attribute__((target("avx512f,avx512bw"))) void QuantizeRowsInt8Avx512(const float* x, int64_t rows,
@@ -231,8 +356,37 @@ float ExpShiftedSum(float* x, int64_t n, float shift) {
 }
 
 void GeluErf(const float* x, int64_t n, float* out) {
+  if (GetCpuFeatures().avx512f) return GeluErfAvx512(x, n, out);
   if (CpuHasAvx2()) return GeluErfAvx2(x, n, out);
   for (int64_t i = 0; i < n; ++i) out[i] = GeluScalar(x[i]);
+}
+
+}  // namespace qrag::backend::cpu
+
+namespace qrag::backend::cpu {
+
+void SoftmaxRows(float* x, int64_t rows, int64_t cols) {
+  if (cols <= 0) return;
+  if (GetCpuFeatures().avx512f) return SoftmaxRowsAvx512(x, rows, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = x + r * cols;
+    const float inv = 1.0f / ExpShiftedSum(row, cols, *std::max_element(row, row + cols));
+    for (int64_t j = 0; j < cols; ++j) row[j] *= inv;
+  }
+}
+
+void LayerNormRows(float* x, const float* y, const float* weight, const float* bias, int64_t rows, int64_t dim,
+                   float eps, float* out) {
+  const bool avx512 = GetCpuFeatures().avx512f && dim % 16 == 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* xr = x + r * dim;
+    const float* yr = y == nullptr ? nullptr : y + r * dim;
+    if (avx512) {
+      LayerNormRowAvx512(xr, yr, weight, bias, dim, eps, out + r * dim);
+    } else {
+      LayerNormRowScalar(xr, yr, weight, bias, dim, eps, out + r * dim);
+    }
+  }
 }
 
 }  // namespace qrag::backend::cpu

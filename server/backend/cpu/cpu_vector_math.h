@@ -1,5 +1,5 @@
 // Vectorized elementwise math of the CPU backend's fast encoder ops: exp for the attention softmax and the
-// exact (erf) GELU. AVX2/FMA where the CPU has it (CpuHasAvx2), a portable loop with the same polynomials
+// exact (erf) GELU. AVX-512 or AVX2/FMA where the CPU has it, a portable loop with the same polynomials
 // otherwise, so results do not depend on the thread split or on where an element falls in the array.
 //
 // Accuracy (checked against std::erf / std::exp in double by cpu_vector_math_test):
@@ -20,6 +20,17 @@ float ExpShiftedSum(float* x, int64_t n, float shift);
 
 // out[i] = x[i] / 2 * (1 + erf(x[i] / sqrt(2))) for i < n; out may equal x.
 void GeluErf(const float* x, int64_t n, float* out);
+
+// Each row of the row-major [rows, cols] x replaced by its softmax, in place: exp(x - max) / sum. AVX-512
+// where the CPU has it (sums over 16 lanes), else the row max, ExpShiftedSum and a scaling loop; the
+// elements' exp is the one of ExpShiftedSum either way.
+void SoftmaxRows(float* x, int64_t rows, int64_t cols);
+
+// out[r] = LayerNorm(x[r] (+ y[r])) * weight + bias over rows of `dim`, fp32 accumulation. With y non-null,
+// x[r] += y[r] first (x keeps the sum: the residual stream). out may equal x. AVX-512 when dim is a multiple
+// of 16 and the CPU has it; the lane-wise sums make the last bits differ from a sequential loop.
+void LayerNormRows(float* x, const float* y, const float* weight, const float* bias, int64_t rows, int64_t dim,
+                   float eps, float* out);
 
 // quant::QuantizeRowsInt8, bit for bit (the same scale, division, ties-to-even rounding, clamp and NaN -> 0),
 // with AVX-512 where the CPU has AVX-512F/BW, else that function itself.
