@@ -332,7 +332,8 @@ RetrievalService::Unary* RetrievalService::ListCollections(grpc::CallbackServerC
       context, request, response,
       [](rag::Collections* rag, const qrag::v1::ListCollectionsRequest&,
          qrag::v1::ListCollectionsResponse* out) -> absl::Status {
-        for (const rag::CollectionInfo& i : rag->List()) FillInfo(i, out->add_collections());
+        QRAG_ASSIGN_OR_RETURN(std::vector<rag::CollectionInfo> all, rag->List());
+        for (const rag::CollectionInfo& i : all) FillInfo(i, out->add_collections());
         return absl::OkStatus();
       });
 }

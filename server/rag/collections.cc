@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<Collections>> Collections::Open(const Collections
   c->encoder_ = encoder;
   c->index_backend_ = index_backend;
   QRAG_ASSIGN_OR_RETURN(c->store_, DocumentStore::Open(options.data_dir + "/rag.sqlite", options.max_store_bytes));
-  for (const CollectionInfo& info : c->store_->ListCollections()) {
+  QRAG_ASSIGN_OR_RETURN(std::vector<CollectionInfo> stored, c->store_->ListCollections());
+  for (const CollectionInfo& info : stored) {
     auto e = std::make_shared<Entry>();
     e->info = info;
     QRAG_ASSIGN_OR_RETURN(e->index, c->MakeIndex(info));
@@ -130,8 +131,8 @@ absl::StatusOr<CollectionInfo> Collections::Create(const std::string& name, cons
   return info;
 }
 
-std::vector<CollectionInfo> Collections::List() {
-  std::vector<CollectionInfo> list = store_->ListCollections();
+absl::StatusOr<std::vector<CollectionInfo>> Collections::List() {
+  QRAG_ASSIGN_OR_RETURN(std::vector<CollectionInfo> list, store_->ListCollections());
   for (CollectionInfo& info : list) {
     std::shared_ptr<Entry> e;
     {

@@ -115,7 +115,7 @@ class Collections {
   absl::StatusOr<CollectionInfo> Create(const std::string& name, const std::string& embedder,
                                         const ChunkingOptions& chunking, const IndexSpec& index = {});
   // Every collection, with index_status saying what serves its searches now.
-  std::vector<CollectionInfo> List();
+  absl::StatusOr<std::vector<CollectionInfo>> List();
   absl::Status Drop(const std::string& name);
 
   // Validates every document first (non-empty unique ids of at most 512 bytes, non-empty text with at least

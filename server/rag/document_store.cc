@@ -6,8 +6,10 @@
 #include <cctype>
 #include <cstring>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "server/common/echo.h"
 #include "server/common/status.h"
@@ -76,10 +78,9 @@ class Statement {
 std::string FtsTable(const std::string& collection) { return absl::StrCat("\"fts:", collection, "\""); }
 std::string FtsContent(const std::string& collection) { return absl::StrCat("\"chunks:", collection, "\""); }
 
-// An FTS5 query matching any word of `text`: the runs of letters and digits (ASCII alphanumerics, and every
-// byte of a non-ASCII UTF-8 character, as FTS5's unicode61 tokenizer keeps letters), each quoted, joined by
-// OR; duplicates once; at most 64 words. Empty when `text` has none.
-std::string KeywordQuery(const std::string& text) {
+}  // namespace
+
+std::string KeywordMatchQuery(const std::string& text) {
   std::vector<std::string> words;
   std::string word;
   auto flush = [&] {
@@ -101,6 +102,8 @@ std::string KeywordQuery(const std::string& text) {
   for (const std::string& w : words) absl::StrAppend(&q, q.empty() ? "" : " OR ", "\"", w, "\"");
   return q;
 }
+
+namespace {
 
 // The chunks of document `doc`: appends their ids to `ids` and removes their words from the keyword index
 // (`old_chunks`: SELECT id, text of a document's chunks; `fts_del`: the index's 'delete' command). SQLITE_OK,
@@ -131,6 +134,45 @@ int UnindexChunks(Statement& old_chunks, Statement& fts_del, const std::string& 
 
 }  // namespace
 
+// The SQLite implementation (the contract at the top of document_store.h).
+class SqliteDocumentStore final : public DocumentStore {
+ public:
+  static absl::StatusOr<std::unique_ptr<SqliteDocumentStore>> Open(const std::string& path, int64_t max_bytes);
+  ~SqliteDocumentStore() override;
+
+  const std::string& path() const override { return path_; }
+  absl::Status CreateCollection(const CollectionInfo& info) override;
+  absl::StatusOr<std::vector<CollectionInfo>> ListCollections() override;
+  absl::Status DropCollection(const std::string& name) override;
+  absl::Status UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
+                               std::vector<std::vector<int64_t>>* added, std::vector<int64_t>* removed,
+                               int64_t* replaced) override;
+  absl::Status DeleteDocuments(const std::string& collection, absl::Span<const std::string> ids, int64_t* deleted,
+                               std::vector<int64_t>* removed) override;
+  absl::Status ForEachChunk(const std::string& collection,
+                            const std::function<void(int64_t, const std::string&, absl::Span<const float>)>& fn)
+      override;
+  absl::StatusOr<std::vector<ChunkRecord>> GetChunks(absl::Span<const int64_t> ids) override;
+  absl::StatusOr<std::vector<std::string>> FindDocuments(const std::string& collection,
+                                                         const Metadata& filter) override;
+  absl::StatusOr<bool> HasDocument(const std::string& collection, const std::string& id) override;
+  absl::StatusOr<std::vector<KeywordHit>> KeywordSearch(const std::string& collection, const std::string& query,
+                                                        int limit, const std::function<bool(int64_t)>& keep) override;
+  const std::vector<std::string>& keyword_indexes_built() const override { return keyword_indexes_built_; }
+
+ private:
+  SqliteDocumentStore() = default;
+  absl::Status Error(int rc, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Creates `collection`'s keyword index and fills it from its chunks (inside the caller's transaction).
+  absl::Status BuildKeywordIndex(const std::string& collection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::string path_;
+  std::vector<std::string> keyword_indexes_built_;
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
 std::string MetadataToJson(const Metadata& m) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [k, v] : m) j[k] = v;
@@ -148,12 +190,12 @@ absl::StatusOr<Metadata> MetadataFromJson(const std::string& json) {
   return m;
 }
 
-DocumentStore::~DocumentStore() {
+SqliteDocumentStore::~SqliteDocumentStore() {
   absl::MutexLock lock(&mu_);
   if (db_ != nullptr) sqlite3_close_v2(db_);
 }
 
-absl::Status DocumentStore::Error(int rc, const char* what) {
+absl::Status SqliteDocumentStore::Error(int rc, const char* what) {
   const std::string msg = absl::StrCat(path_, ": ", what, ": ", db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
   switch (rc & 0xff) {
     case SQLITE_FULL:
@@ -173,7 +215,7 @@ absl::Status DocumentStore::Error(int rc, const char* what) {
   }
 }
 
-absl::Status DocumentStore::Exec(const char* sql) {
+absl::Status SqliteDocumentStore::Exec(const char* sql) {
   char* err = nullptr;
   const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
   sqlite3_free(err);
@@ -182,7 +224,13 @@ absl::Status DocumentStore::Exec(const char* sql) {
 }
 
 absl::StatusOr<std::unique_ptr<DocumentStore>> DocumentStore::Open(const std::string& path, int64_t max_bytes) {
-  std::unique_ptr<DocumentStore> s(new DocumentStore());
+  QRAG_ASSIGN_OR_RETURN(std::unique_ptr<SqliteDocumentStore> s, SqliteDocumentStore::Open(path, max_bytes));
+  return s;
+}
+
+absl::StatusOr<std::unique_ptr<SqliteDocumentStore>> SqliteDocumentStore::Open(const std::string& path,
+                                                                               int64_t max_bytes) {
+  std::unique_ptr<SqliteDocumentStore> s(new SqliteDocumentStore());
   s->path_ = path;
   absl::MutexLock lock(&s->mu_);
   const int rc = sqlite3_open_v2(path.c_str(), &s->db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -230,7 +278,7 @@ absl::StatusOr<std::unique_ptr<DocumentStore>> DocumentStore::Open(const std::st
   return s;
 }
 
-absl::Status DocumentStore::BuildKeywordIndex(const std::string& collection) {
+absl::Status SqliteDocumentStore::BuildKeywordIndex(const std::string& collection) {
   const std::string table = FtsTable(collection);
   const std::string content = FtsContent(collection);
   // The view names the collection as a literal: names are [A-Za-z0-9_.-], so no quote can end it.
@@ -239,7 +287,7 @@ absl::Status DocumentStore::BuildKeywordIndex(const std::string& collection) {
   QRAG_RETURN_IF_ERROR(Exec(view.c_str()));
   const std::string create = absl::StrCat("CREATE VIRTUAL TABLE ", table, " USING fts5(text, content='",
                                           absl::StrReplaceAll(content, {{"'", "''"}}), "', content_rowid='id', "
-                                          "tokenize='porter unicode61 remove_diacritics 2')");
+                                          "tokenize='", kKeywordTokenizer, "')");
   QRAG_RETURN_IF_ERROR(Exec(create.c_str()));
   Statement fill(db_, absl::StrCat("INSERT INTO ", table, "(rowid, text) SELECT id, text FROM chunks "
                                    "WHERE collection = ?").c_str());
@@ -250,7 +298,7 @@ absl::Status DocumentStore::BuildKeywordIndex(const std::string& collection) {
   return absl::OkStatus();
 }
 
-absl::Status DocumentStore::CreateCollection(const CollectionInfo& info) {
+absl::Status SqliteDocumentStore::CreateCollection(const CollectionInfo& info) {
   absl::MutexLock lock(&mu_);
   QRAG_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   absl::Status s = [&]() -> absl::Status {
@@ -276,14 +324,15 @@ absl::Status DocumentStore::CreateCollection(const CollectionInfo& info) {
   return s;
 }
 
-std::vector<CollectionInfo> DocumentStore::ListCollections() {
+absl::StatusOr<std::vector<CollectionInfo>> SqliteDocumentStore::ListCollections() {
   absl::MutexLock lock(&mu_);
   std::vector<CollectionInfo> out;
   Statement st(db_,
                "SELECT name, embedder, precision, dim, chunk_tokens, chunk_overlap, index_spec, "
                "(SELECT COUNT(*) FROM documents d WHERE d.collection = c.name), "
                "(SELECT COUNT(*) FROM chunks k WHERE k.collection = c.name) FROM collections c ORDER BY name");
-  while (st.Step() == SQLITE_ROW) {
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
     CollectionInfo i;
     i.name = st.ColText(0);
     i.embedder = st.ColText(1);
@@ -301,17 +350,19 @@ std::vector<CollectionInfo> DocumentStore::ListCollections() {
     i.chunks = st.ColInt(8);
     out.push_back(std::move(i));
   }
+  if (rc != SQLITE_DONE) return Error(rc, "list collections");
   return out;
 }
 
 absl::StatusOr<CollectionInfo> DocumentStore::GetCollection(const std::string& name) {
-  for (CollectionInfo& i : ListCollections()) {
+  QRAG_ASSIGN_OR_RETURN(std::vector<CollectionInfo> all, ListCollections());
+  for (CollectionInfo& i : all) {
     if (i.name == name) return std::move(i);
   }
   return absl::NotFoundError(absl::StrCat("collection ", Echo(name), " does not exist"));
 }
 
-absl::Status DocumentStore::DropCollection(const std::string& name) {
+absl::Status SqliteDocumentStore::DropCollection(const std::string& name) {
   absl::MutexLock lock(&mu_);
   QRAG_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
   absl::Status s = [&]() -> absl::Status {
@@ -330,7 +381,7 @@ absl::Status DocumentStore::DropCollection(const std::string& name) {
   return s;
 }
 
-absl::Status DocumentStore::UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
+absl::Status SqliteDocumentStore::UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
                                             std::vector<std::vector<int64_t>>* added, std::vector<int64_t>* removed,
                                             int64_t* replaced) {
   absl::MutexLock lock(&mu_);
@@ -403,7 +454,7 @@ absl::Status DocumentStore::UpsertDocuments(const std::string& collection, absl:
   return absl::OkStatus();
 }
 
-absl::Status DocumentStore::DeleteDocuments(const std::string& collection, absl::Span<const std::string> ids,
+absl::Status SqliteDocumentStore::DeleteDocuments(const std::string& collection, absl::Span<const std::string> ids,
                                             int64_t* deleted, std::vector<int64_t>* removed) {
   absl::MutexLock lock(&mu_);
   {
@@ -445,7 +496,7 @@ absl::Status DocumentStore::DeleteDocuments(const std::string& collection, absl:
   return absl::OkStatus();
 }
 
-absl::Status DocumentStore::ForEachChunk(
+absl::Status SqliteDocumentStore::ForEachChunk(
     const std::string& collection, const std::function<void(int64_t, const std::string&, absl::Span<const float>)>& fn) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT id, doc_id, embedding FROM chunks WHERE collection = ? ORDER BY id");
@@ -462,7 +513,7 @@ absl::Status DocumentStore::ForEachChunk(
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ChunkRecord>> DocumentStore::GetChunks(absl::Span<const int64_t> ids) {
+absl::StatusOr<std::vector<ChunkRecord>> SqliteDocumentStore::GetChunks(absl::Span<const int64_t> ids) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "SELECT k.doc_id, k.seq, k.text, d.metadata FROM chunks k JOIN documents d "
@@ -487,7 +538,7 @@ absl::StatusOr<std::vector<ChunkRecord>> DocumentStore::GetChunks(absl::Span<con
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> DocumentStore::FindDocuments(const std::string& collection,
+absl::StatusOr<std::vector<std::string>> SqliteDocumentStore::FindDocuments(const std::string& collection,
                                                                       const Metadata& filter) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT doc_id, metadata FROM documents WHERE collection = ?");
@@ -510,10 +561,10 @@ absl::StatusOr<std::vector<std::string>> DocumentStore::FindDocuments(const std:
   return out;
 }
 
-absl::StatusOr<std::vector<DocumentStore::KeywordHit>> DocumentStore::KeywordSearch(
+absl::StatusOr<std::vector<DocumentStore::KeywordHit>> SqliteDocumentStore::KeywordSearch(
     const std::string& collection, const std::string& query, int limit, const std::function<bool(int64_t)>& keep) {
   std::vector<KeywordHit> out;
-  const std::string match = KeywordQuery(query);
+  const std::string match = KeywordMatchQuery(query);
   if (match.empty()) return out;
   absl::MutexLock lock(&mu_);
   const std::string fts = FtsTable(collection);
@@ -535,7 +586,7 @@ absl::StatusOr<std::vector<DocumentStore::KeywordHit>> DocumentStore::KeywordSea
   return out;
 }
 
-absl::StatusOr<bool> DocumentStore::HasDocument(const std::string& collection, const std::string& id) {
+absl::StatusOr<bool> SqliteDocumentStore::HasDocument(const std::string& collection, const std::string& id) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT 1 FROM documents WHERE collection = ? AND doc_id = ?");
   st.Text(1, collection);

@@ -9,7 +9,7 @@
 // a read-only file or directory (SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM) is FAILED_PRECONDITION;
 // other SQLite errors are INTERNAL; each message names the database file and SQLite's own message.
 //
-// Thread safety: all methods may be called from any thread (one connection behind a mutex).
+// Thread safety: all methods may be called from any thread (one connection behind a mutex), in both stores.
 #ifndef QRAG_SERVER_RAG_DOCUMENT_STORE_H_
 #define QRAG_SERVER_RAG_DOCUMENT_STORE_H_
 
@@ -20,13 +20,9 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "server/rag/index_spec.h"
-
-struct sqlite3;
 
 namespace qrag::rag {
 
@@ -68,72 +64,76 @@ struct ChunkRecord {
   Metadata metadata;  // the document's
 };
 
+// The store's interface; two implementations: SQLite (this header's contract above, Open) and PostgreSQL
+// (postgres_store.h: shared by several replicas). Both: every mutating call is one transaction and returns OK
+// only after it committed; a failed call changed nothing.
 class DocumentStore {
  public:
-  // Opens (creating if needed) `path`. FAILED_PRECONDITION when it cannot be created or is read-only.
-  // `max_bytes` > 0 caps the database file (SQLite's max_page_count): a write past it fails as a full disk
-  // does (RESOURCE_EXHAUSTED), which is how an operator bounds the disk the store may take.
+  // Opens (creating if needed) the SQLite database `path`. FAILED_PRECONDITION when it cannot be created or
+  // is read-only. `max_bytes` > 0 caps the database file (SQLite's max_page_count): a write past it fails as a
+  // full disk does (RESOURCE_EXHAUSTED), which is how an operator bounds the disk the store may take.
   static absl::StatusOr<std::unique_ptr<DocumentStore>> Open(const std::string& path, int64_t max_bytes = 0);
-  ~DocumentStore();
+  virtual ~DocumentStore() = default;
 
-  const std::string& path() const { return path_; }
+  // Where the store lives, for logs and messages: the SQLite file, or the PostgreSQL database as
+  // "postgresql://user@host:port/dbname" (never a password).
+  virtual const std::string& path() const = 0;
+  // True when other processes may change the store (PostgreSQL replicas sharing one database).
+  virtual bool shared() const { return false; }
 
   // ALREADY_EXISTS when the name is taken.
-  absl::Status CreateCollection(const CollectionInfo& info);
-  std::vector<CollectionInfo> ListCollections();
+  virtual absl::Status CreateCollection(const CollectionInfo& info) = 0;
+  virtual absl::StatusOr<std::vector<CollectionInfo>> ListCollections() = 0;
   // NOT_FOUND when absent.
   absl::StatusOr<CollectionInfo> GetCollection(const std::string& name);
   // Removes the collection and everything in it. NOT_FOUND when absent.
-  absl::Status DropCollection(const std::string& name);
+  virtual absl::Status DropCollection(const std::string& name) = 0;
 
   // Inserts or replaces (same id) `docs` in one transaction. For each replaced document, the ids of its
-  // old chunks are appended to `removed` (and counted in `replaced`); the new chunks' ids, in order, to `added` (per document). NOT_FOUND
-  // when the collection does not exist.
-  absl::Status UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
-                               std::vector<std::vector<int64_t>>* added, std::vector<int64_t>* removed,
-                               int64_t* replaced);
+  // old chunks are appended to `removed` (and counted in `replaced`); the new chunks' ids, in order, to
+  // `added` (per document). NOT_FOUND when the collection does not exist.
+  virtual absl::Status UpsertDocuments(const std::string& collection, absl::Span<const StoredDocument> docs,
+                                       std::vector<std::vector<int64_t>>* added, std::vector<int64_t>* removed,
+                                       int64_t* replaced) = 0;
   // Deletes documents by id in one transaction; unknown ids are counted out of `deleted`. Appends the ids
   // of their chunks to `removed`.
-  absl::Status DeleteDocuments(const std::string& collection, absl::Span<const std::string> ids,
-                               int64_t* deleted, std::vector<int64_t>* removed);
+  virtual absl::Status DeleteDocuments(const std::string& collection, absl::Span<const std::string> ids,
+                                       int64_t* deleted, std::vector<int64_t>* removed) = 0;
 
-  // Calls fn(chunk id, document id, embedding) for every chunk of the collection.
-  absl::Status ForEachChunk(const std::string& collection,
-                            const std::function<void(int64_t, const std::string&, absl::Span<const float>)>& fn);
+  // Calls fn(chunk id, document id, embedding) for every chunk of the collection, in id order.
+  virtual absl::Status ForEachChunk(
+      const std::string& collection,
+      const std::function<void(int64_t, const std::string&, absl::Span<const float>)>& fn) = 0;
   // The chunks `ids` (missing ids are skipped), in the order given.
-  absl::StatusOr<std::vector<ChunkRecord>> GetChunks(absl::Span<const int64_t> ids);
+  virtual absl::StatusOr<std::vector<ChunkRecord>> GetChunks(absl::Span<const int64_t> ids) = 0;
   // Document ids of the collection whose metadata has key == value for every pair of `filter`.
-  absl::StatusOr<std::vector<std::string>> FindDocuments(const std::string& collection, const Metadata& filter);
+  virtual absl::StatusOr<std::vector<std::string>> FindDocuments(const std::string& collection,
+                                                                 const Metadata& filter) = 0;
   // True when the document exists.
-  absl::StatusOr<bool> HasDocument(const std::string& collection, const std::string& id);
+  virtual absl::StatusOr<bool> HasDocument(const std::string& collection, const std::string& id) = 0;
 
-  // Keyword search (BM25 over an FTS5 index of the collection's chunks, kept in the same transactions as the
-  // chunks, so it is exactly as durable; Porter-stemmed, case- and diacritics-folded words). The chunks
-  // matching any word of `query`, best first (higher bm25), at most `limit` (0: all); `keep` (optional)
-  // filters by chunk id before the limit. An empty list when the query has no word.
+  // Keyword search (BM25 over an FTS5 index of the collection's chunks; Porter-stemmed, case- and
+  // diacritics-folded words). The chunks matching any word of `query`, best first (higher bm25), at most
+  // `limit` (0: all); `keep` (optional) filters by chunk id before the limit. An empty list when the query
+  // has no word. SQLite keeps the index in the same transactions as the chunks; PostgreSQL replicas keep it
+  // in memory, following the store.
   struct KeywordHit {
     int64_t id = 0;
     float bm25 = 0;  // > 0; FTS5's bm25() negated (k1 = 1.2, b = 0.75)
   };
-  absl::StatusOr<std::vector<KeywordHit>> KeywordSearch(const std::string& collection, const std::string& query,
-                                                        int limit,
-                                                        const std::function<bool(int64_t)>& keep = nullptr);
+  virtual absl::StatusOr<std::vector<KeywordHit>> KeywordSearch(const std::string& collection,
+                                                                const std::string& query, int limit,
+                                                                const std::function<bool(int64_t)>& keep = nullptr) = 0;
   // The collections whose keyword index was built at Open because the database predates it.
-  const std::vector<std::string>& keyword_indexes_built() const { return keyword_indexes_built_; }
-
- private:
-  DocumentStore() = default;
-  absl::Status Error(int rc, const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // Creates `collection`'s keyword index and fills it from its chunks (inside the caller's transaction).
-  absl::Status BuildKeywordIndex(const std::string& collection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  std::string path_;
-  std::vector<std::string> keyword_indexes_built_;
-  absl::Mutex mu_;
-  sqlite3* db_ ABSL_GUARDED_BY(mu_) = nullptr;
+  virtual const std::vector<std::string>& keyword_indexes_built() const = 0;
 };
+
+// An FTS5 query matching any word of `text`: the runs of letters and digits (ASCII alphanumerics, and every
+// byte of a non-ASCII UTF-8 character, as FTS5's unicode61 tokenizer keeps letters), each quoted, joined by
+// OR; duplicates once; at most 64 words. Empty when `text` has none.
+std::string KeywordMatchQuery(const std::string& text);
+// FTS5's tokenizer of every keyword index (the SQLite store's and the PostgreSQL replicas' in memory).
+inline constexpr const char* kKeywordTokenizer = "porter unicode61 remove_diacritics 2";
 
 // Metadata as a JSON object of strings (what the store keeps) and back.
 std::string MetadataToJson(const Metadata& m);

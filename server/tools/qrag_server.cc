@@ -487,7 +487,8 @@ int Serve(const ServerFlags& args) {
     rag = *std::move(loaded);
     state.SetRag(rag->collections.get());
     int64_t chunks = 0;
-    const std::vector<rag::CollectionInfo> collections = rag->collections->List();
+    const std::vector<rag::CollectionInfo> collections = rag->collections->List().value_or(
+        std::vector<rag::CollectionInfo>{});  // just opened: the list was read a moment ago
     for (const rag::CollectionInfo& c : collections) chunks += c.chunks;
     Log(absl::StrCat("RAG: embedder ", rag->encoder->model_id(), " (", backend::PrecisionName(rag->encoder->precision()),
                      ", dim ", rag->encoder->dim(), ", on ", std::string(rag->encoder_backend->name()),

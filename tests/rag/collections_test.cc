@@ -92,7 +92,7 @@ TEST_F(CollectionsTest, IngestRetrieve_RelevantFirst_FilterUpsertDelete_Survives
   // Reopen: the index is rebuilt from the store.
   c = Open();
   ASSERT_NE(c, nullptr);
-  auto list = c->List();
+  auto list = c->List().value();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].documents, 2);
   hits = c->Retrieve("kb", "Which language prevents memory bugs?", 5, -1.0f, {}, nullptr);
@@ -150,7 +150,7 @@ TEST_F(CollectionsTest, HnswIvfAuto_SameTopHitAsExact_FilterUpsertDelete_KindSur
       EXPECT_NE(h.chunk.document_id, "paris") << name;
     }
   }
-  auto list = c->List();
+  auto list = c->List().value();
   ASSERT_EQ(list.size(), 4u);
   std::map<std::string, CollectionInfo> by_name;
   for (const auto& i : list) by_name[i.name] = i;
@@ -161,7 +161,7 @@ TEST_F(CollectionsTest, HnswIvfAuto_SameTopHitAsExact_FilterUpsertDelete_KindSur
   c.reset();
   c = Open();  // reopen: kinds and parameters come back from the store, the structures are rebuilt
   ASSERT_NE(c, nullptr);
-  for (const auto& i : c->List()) {
+  for (const auto& i : c->List().value()) {
     const IndexSpec want = *ResolveIndexSpec(by_name[i.name].index);
     EXPECT_EQ(i.index, want) << i.name;
     EXPECT_EQ(i.chunks, by_name[i.name].chunks) << i.name;
@@ -179,7 +179,7 @@ TEST_F(CollectionsTest, HnswIvfAuto_SameTopHitAsExact_FilterUpsertDelete_KindSur
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ivf_nprobe")));
   EXPECT_THAT(c->Create("bad", "", {32, 4}, {.kind = IndexKind::kExact, .ivf_nlist = 4}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not exact")));
-  EXPECT_EQ(c->List().size(), 4u);
+  EXPECT_EQ(c->List().value().size(), 4u);
 }
 
 TEST_F(CollectionsTest, LongDocument_ChunkedWithOverlap_EveryChunkFitsTheEncoder) {
@@ -229,7 +229,7 @@ TEST_F(CollectionsTest, BadRequests_ClearErrors_NothingStored) {
   EXPECT_EQ(c->CheckQuery(0, 0, "rag.").value_or(-1), kDefaultTopK);
   EXPECT_THAT(c->CheckQuery(1001, 0, "rag."),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rag.top_k must be in [0, 1000] (0: 5)")));
-  EXPECT_EQ(c->List()[0].documents, 0);
+  EXPECT_EQ(c->List().value()[0].documents, 0);
   auto hits = c->Retrieve("kb", "anything", 3, -1, {}, nullptr);
   ASSERT_TRUE(hits.ok());
   EXPECT_TRUE(hits->empty());
@@ -263,7 +263,7 @@ TEST_F(CollectionsTest, StoreFull_ResourceExhausted_AcknowledgedDocumentsKept) {
   std::string big;
   for (int i = 0; i < 400; ++i) big += "filler words to fill the disk quota ";
   EXPECT_THAT(c->Ingest("kb", {{"big", big, {}}}), StatusIsCode(absl::StatusCode::kResourceExhausted));
-  EXPECT_EQ(c->List()[0].documents, 3);
+  EXPECT_EQ(c->List().value()[0].documents, 3);
   auto hits = c->Retrieve("kb", "filler words", 10, -1, {}, nullptr);
   ASSERT_TRUE(hits.ok());
   for (const auto& h : *hits) EXPECT_NE(h.chunk.document_id, "big");

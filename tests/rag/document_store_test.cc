@@ -64,7 +64,7 @@ TEST(DocumentStore, CommittedWrites_SurviveReopen_UpsertReplaces_DeleteRemoves) 
   }
   auto s = DocumentStore::Open(path);
   ASSERT_TRUE(s.ok());
-  auto list = (*s)->ListCollections();
+  auto list = (*s)->ListCollections().value();
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0].documents, 2);
   EXPECT_EQ(list[0].chunks, 2);
@@ -87,7 +87,7 @@ TEST(DocumentStore, CommittedWrites_SurviveReopen_UpsertReplaces_DeleteRemoves) 
   EXPECT_FALSE(*(*s)->HasDocument("c", "b"));
   ASSERT_TRUE((*s)->DropCollection("c").ok());
   EXPECT_THAT((*s)->DropCollection("c"), StatusIsCode(absl::StatusCode::kNotFound));
-  EXPECT_TRUE((*s)->ListCollections().empty());
+  EXPECT_TRUE((*s)->ListCollections().value().empty());
 }
 
 TEST(DocumentStore, SizeCapReached_ResourceExhausted_NothingOfTheBatchStored) {
@@ -135,7 +135,7 @@ TEST(DocumentStore, IndexSpec_StoredWithTheCollection_OldDatabaseMigrated_Corrup
   }
   auto s = DocumentStore::Open(path);
   ASSERT_TRUE(s.ok()) << s.status();
-  auto list = (*s)->ListCollections();
+  auto list = (*s)->ListCollections().value();
   ASSERT_EQ(list.size(), 3u);
   EXPECT_EQ(list[0].name, "h");
   EXPECT_EQ(list[0].index.kind, IndexKind::kHnsw);
@@ -158,7 +158,7 @@ TEST(DocumentStore, IndexSpec_StoredWithTheCollection_OldDatabaseMigrated_Corrup
   }
   s = DocumentStore::Open(path);
   ASSERT_TRUE(s.ok());
-  list = (*s)->ListCollections();
+  list = (*s)->ListCollections().value();
   EXPECT_EQ(list[0].index.kind, IndexKind::kExact);
   EXPECT_THAT(list[0].index_status, HasSubstr("hnsw_m must be in [4, 128]"));
   EXPECT_THAT(list[0].index_status, HasSubstr("searching exactly"));
