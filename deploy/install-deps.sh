@@ -17,7 +17,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # qrag_api / qrag_client (gRPC API, metrics) and RAG storage
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
-  prometheus-cpp-dev libsqlite3-dev
+  prometheus-cpp-dev libsqlite3-dev libpq-dev
+  # the PostgreSQL store's tests start a real server (initdb into a temporary directory)
+  postgresql
   # the HTTP server under /metrics and the OpenAI API (server/http/): Boost.Beast/Asio (header-only) and
   # OpenSSL for HTTPS
   libboost-dev libssl-dev

@@ -10,6 +10,7 @@
 #include "server/common/echo.h"
 #include "server/common/status.h"
 #include "server/model/utf8.h"
+#include "server/rag/postgres_store.h"
 
 namespace qrag::rag {
 namespace {
@@ -37,18 +38,28 @@ std::string EmbedderDirName(const std::string& model_id) { return model_id.subst
 absl::StatusOr<std::unique_ptr<Collections>> Collections::Open(const CollectionsOptions& options,
                                                                model::BertEncoder* encoder,
                                                                backend::Backend* index_backend) {
-  if (options.data_dir.empty()) return absl::InvalidArgumentError("the RAG data directory is not set (--data-dir)");
-  std::error_code ec;
-  std::filesystem::create_directories(options.data_dir, ec);
-  if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot create the data directory ", options.data_dir, ": ", ec.message()));
-  }
   std::unique_ptr<Collections> c(new Collections());
   c->options_ = options;
   c->encoder_ = encoder;
   c->index_backend_ = index_backend;
-  QRAG_ASSIGN_OR_RETURN(c->store_, DocumentStore::Open(options.data_dir + "/rag.sqlite", options.max_store_bytes));
+  if (!options.store.empty()) {
+    if (options.max_store_bytes > 0) {
+      return absl::InvalidArgumentError("a store size cap (--rag-max-store-bytes) applies to SQLite only: "
+                                        "PostgreSQL's disk is the database administrator's");
+    }
+    QRAG_ASSIGN_OR_RETURN(c->store_, OpenPostgresStore(options.store));
+  } else {
+    if (options.data_dir.empty()) {
+      return absl::InvalidArgumentError("the RAG data directory is not set (--data-dir)");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(options.data_dir, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create the data directory ", options.data_dir, ": ", ec.message()));
+    }
+    QRAG_ASSIGN_OR_RETURN(c->store_, DocumentStore::Open(options.data_dir + "/rag.sqlite", options.max_store_bytes));
+  }
   QRAG_ASSIGN_OR_RETURN(std::vector<CollectionInfo> stored, c->store_->ListCollections());
   for (const CollectionInfo& info : stored) {
     auto e = std::make_shared<Entry>();

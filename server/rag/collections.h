@@ -44,6 +44,9 @@ inline constexpr int kDefaultTopK = 5;
 
 struct CollectionsOptions {
   std::string data_dir;                                           // holds rag.sqlite
+  // The shared PostgreSQL store instead (a libpq URL or "key=value" string; postgres_store.h); empty: SQLite
+  // in data_dir.
+  std::string store;
   backend::Precision index_precision = backend::Precision::kF32;  // of exact indexes: kF32 or kInt8
   int64_t max_document_bytes = 8 << 20;                           // larger documents: INVALID_ARGUMENT
   int max_top_k = 1000;  // Retrieve's and Generate's rag top_k (0 -> kDefaultTopK)
@@ -99,13 +102,16 @@ struct IngestResult {
 
 class Collections {
  public:
-  // Opens (creating) `options.data_dir`/rag.sqlite and rebuilds every collection's index. `encoder` and
+  // Opens (creating) `options.data_dir`/rag.sqlite, or the PostgreSQL store `options.store`, and rebuilds every
+  // collection's index. `encoder` and
   // `index_backend` must outlive this object; the index backend must not be used by anything else.
   static absl::StatusOr<std::unique_ptr<Collections>> Open(const CollectionsOptions& options,
                                                            model::BertEncoder* encoder,
                                                            backend::Backend* index_backend);
 
   model::BertEncoder& encoder() { return *encoder_; }
+  // Where the collections are stored: the SQLite file or the PostgreSQL database (no password).
+  const std::string& store_description() const { return store_->path(); }
   // Collections whose keyword (BM25) index was built at Open: their database predates hybrid search.
   const std::vector<std::string>& keyword_indexes_built() const { return store_->keyword_indexes_built(); }
 

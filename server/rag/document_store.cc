@@ -13,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "server/common/echo.h"
 #include "server/common/status.h"
+#include "server/rag/store_internal.h"
 
 namespace qrag::rag {
 namespace {
@@ -340,12 +341,7 @@ absl::StatusOr<std::vector<CollectionInfo>> SqliteDocumentStore::ListCollections
     i.dim = static_cast<int>(st.ColInt(3));
     i.chunk_tokens = static_cast<int>(st.ColInt(4));
     i.chunk_overlap = static_cast<int>(st.ColInt(5));
-    absl::StatusOr<IndexSpec> index = IndexSpecFromJson(st.ColText(6));
-    if (index.ok()) {
-      i.index = *index;
-    } else {  // never lose a collection over it: exact search is always correct
-      i.index_status = absl::StrCat(index.status().message(), "; searching exactly");
-    }
+    SetStoredIndexSpec(st.ColText(6), &i);
     i.documents = st.ColInt(7);
     i.chunks = st.ColInt(8);
     out.push_back(std::move(i));
@@ -561,28 +557,52 @@ absl::StatusOr<std::vector<std::string>> SqliteDocumentStore::FindDocuments(cons
   return out;
 }
 
+void SetStoredIndexSpec(const std::string& json, CollectionInfo* info) {
+  absl::StatusOr<IndexSpec> index = IndexSpecFromJson(json);
+  if (index.ok()) {
+    info->index = *index;
+  } else {  // never lose a collection over it: exact search is always correct
+    info->index_status = absl::StrCat(index.status().message(), "; searching exactly");
+  }
+}
+
+int SearchFts5(sqlite3* db, const std::string& table, const std::string& match, int limit,
+               const std::function<bool(int64_t)>& keep, std::vector<DocumentStore::KeywordHit>* out,
+               const char** failed) {
+  // bm25() ascending is best first; ties by rowid for a stable order.
+  // Without `keep`, SQLite stops at the limit; with it, the matches are filtered here first.
+  const std::string bound = !keep && limit > 0 ? absl::StrCat(" LIMIT ", limit) : "";
+  Statement st(db, absl::StrCat("SELECT rowid, bm25(", table, ") AS s FROM ", table, " WHERE ", table,
+                                " MATCH ? ORDER BY s, rowid", bound).c_str());
+  if (st.prepare_rc() != SQLITE_OK) {
+    *failed = "prepare keyword search";
+    return st.prepare_rc();
+  }
+  st.Text(1, match);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    const int64_t id = st.ColInt(0);
+    if (keep && !keep(id)) continue;
+    out->push_back({id, static_cast<float>(-sqlite3_column_double(st.get(), 1))});
+    if (limit > 0 && static_cast<int>(out->size()) >= limit) break;
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    *failed = "keyword search";
+    return rc;
+  }
+  return SQLITE_OK;
+}
+
 absl::StatusOr<std::vector<DocumentStore::KeywordHit>> SqliteDocumentStore::KeywordSearch(
     const std::string& collection, const std::string& query, int limit, const std::function<bool(int64_t)>& keep) {
   std::vector<KeywordHit> out;
   const std::string match = KeywordMatchQuery(query);
   if (match.empty()) return out;
   absl::MutexLock lock(&mu_);
-  const std::string fts = FtsTable(collection);
-  // bm25() ascending is best first; ties by rowid for a stable order.
-  // Without `keep`, SQLite stops at the limit; with it, the matches are filtered here first.
-  const std::string bound = !keep && limit > 0 ? absl::StrCat(" LIMIT ", limit) : "";
-  Statement st(db_, absl::StrCat("SELECT rowid, bm25(", fts, ") AS s FROM ", fts, " WHERE ", fts,
-                                 " MATCH ? ORDER BY s, rowid", bound).c_str());
-  if (st.prepare_rc() != SQLITE_OK) return Error(st.prepare_rc(), "prepare keyword search");
-  st.Text(1, match);
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    const int64_t id = st.ColInt(0);
-    if (keep && !keep(id)) continue;
-    out.push_back({id, static_cast<float>(-sqlite3_column_double(st.get(), 1))});
-    if (limit > 0 && static_cast<int>(out.size()) >= limit) break;
+  const char* failed = nullptr;
+  if (const int rc = SearchFts5(db_, FtsTable(collection), match, limit, keep, &out, &failed); rc != SQLITE_OK) {
+    return Error(rc, failed);
   }
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(rc, "keyword search");
   return out;
 }
 

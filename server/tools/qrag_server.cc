@@ -33,14 +33,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
@@ -67,6 +70,7 @@
 #include "server/http/http_server.h"
 #include "server/metrics/metrics_stack.h"
 #include "server/rag/index_spec.h"
+#include "server/rag/postgres_store.h"
 #include "server/rag/rag_runtime.h"
 #include "server/tools/model_flags.h"
 
@@ -93,6 +97,7 @@ struct ServerFlags {
   int energy_sample_ms = 100;
   std::string embedder, data_dir, embedder_quant = "fp32", index_quant = "fp32";
   std::string embedder_device;  // empty: as --device
+  std::string store, store_file;  // PostgreSQL instead of DIR/rag.sqlite
   int64_t rag_max_document_bytes = 8 << 20;
   int64_t rag_max_store_bytes = 0;
   int retrieval_threads = 4;
@@ -174,6 +179,16 @@ void AddServerFlags(CLI::App& app, ServerFlags* f) {
                  "where RAG collections are stored (DIR/rag.sqlite, created if missing); without --embedder it is "
                  "unused")
       ->type_name("DIR");
+  app.add_option("--store", f->store,
+                 "keep RAG collections in this PostgreSQL database instead of --data-dir's SQLite file, so that "
+                 "several replicas share them (postgresql://user@host:port/dbname; a password is better kept out "
+                 "of process lists: $QRAG_STORE or --store-file)")
+      ->type_name("URL")
+      ->envname("QRAG_STORE");
+  app.add_option("--store-file", f->store_file,
+                 "read --store's connection string (a URL or libpq key=value pairs) from this file, e.g. a "
+                 "mounted secret")
+      ->type_name("FILE");
   app.add_option("--embedder-quant", f->embedder_quant, "GEMMs of the embedder")->type_name("{fp32,bf16,fp8,int8}");
   app.add_option("--index-quant", f->index_quant, "exact-search corpus matrix")->type_name("{fp32,int8}");
   app.add_option("--embedder-device", f->embedder_device,
@@ -202,8 +217,23 @@ absl::Status Usage(absl::string_view message) { return absl::InvalidArgumentErro
 absl::Status ValidateServerFlags(ServerFlags* f) {
   QRAG_RETURN_IF_ERROR(tools::ValidateModelFlags(f->model));
   // --data-dir alone is accepted (a container always mounts it; RAG stays off until --embedder is given).
-  if (!f->embedder.empty() && f->data_dir.empty()) {
-    return Usage("--embedder needs --data-dir (where collections are stored)");
+  if (!f->store.empty() && !f->store_file.empty()) return Usage("--store and --store-file: give one");
+  if (!f->store.empty() && !rag::IsPostgresUrl(f->store)) {
+    return Usage("--store takes a postgresql:// URL (without it, collections live in --data-dir)");
+  }
+  if (!f->store_file.empty()) {
+    std::ifstream in(f->store_file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) return Usage(absl::StrCat("--store-file ", f->store_file, ": cannot read it"));
+    f->store = std::string(absl::StripAsciiWhitespace(text.str()));
+    if (f->store.empty()) return Usage(absl::StrCat("--store-file ", f->store_file, " is empty"));
+  }
+  if (!f->embedder.empty() && f->data_dir.empty() && f->store.empty()) {
+    return Usage("--embedder needs --data-dir (where collections are stored) or --store (a PostgreSQL database)");
+  }
+  if (!f->store.empty() && f->rag_max_store_bytes > 0) {
+    return Usage("--rag-max-store-bytes caps the SQLite file; with --store, PostgreSQL's disk is the database's");
   }
   if (!f->embedder_device.empty()) {
     absl::StatusOr<backend::Device> d = backend::ParseDevice(f->embedder_device);
@@ -296,6 +326,7 @@ absl::StatusOr<std::unique_ptr<rag::RagRuntime>> LoadRag(const ServerFlags& args
   QRAG_ASSIGN_OR_RETURN(o.collections.index_precision, backend::ParsePrecision(args.index_quant));
   o.threads = args.model.threads;
   o.collections.data_dir = args.data_dir;
+  o.collections.store = args.store;
   o.collections.max_document_bytes = args.rag_max_document_bytes;
   o.collections.max_store_bytes = args.rag_max_store_bytes;
   o.collections.observer = observer;
@@ -496,7 +527,7 @@ int Serve(const ServerFlags& args) {
                                                            : std::string(),
                      "), ",
                      collections.size(), " collection(s), ", chunks,
-                     " chunks indexed from ", args.data_dir));
+                     " chunks indexed from ", rag->collections->store_description()));
     for (const std::string& name : rag->collections->keyword_indexes_built()) {
       Log(absl::StrCat("RAG: collection '", name, "' predates keyword search: built its BM25 index from its chunks "
                        "(once; hybrid and bm25 modes now serve it)"));

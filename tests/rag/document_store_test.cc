@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "server/rag/prompt_builder.h"
+#include "tests/rag/store_test_util.h"
 #include "tests/test_util.h"
 
 namespace qrag::rag {
@@ -16,16 +17,7 @@ namespace {
 using ::qrag::testing::TempDir;
 using ::testing::HasSubstr;
 
-CollectionInfo Info(const std::string& name) {
-  CollectionInfo i;
-  i.name = name;
-  i.embedder = "test@0";
-  i.precision = "fp32";
-  i.dim = 3;
-  i.chunk_tokens = 16;
-  i.chunk_overlap = 2;
-  return i;
-}
+CollectionInfo Info(const std::string& name) { return TestCollection(name); }
 
 StoredDocument Doc(const std::string& id, int chunks, float base) {
   StoredDocument d;
