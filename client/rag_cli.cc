@@ -154,10 +154,13 @@ std::string IndexText(const qrag::v1::IndexSpec& i) {
 }
 
 void PrintInfo(const qrag::v1::CollectionInfo& c) {
-  std::printf("%s\tdocuments=%lld\tchunks=%lld\tchunk_tokens=%d\toverlap=%d\tembedder=%s\t%s\tindex=%s\t[%s]\n",
+  std::printf("%s\tdocuments=%lld\tchunks=%lld\tchunk_tokens=%d\toverlap=%d\tembedder=%s\t%s\tindex=%s\t[%s]",
               c.name().c_str(), static_cast<long long>(c.documents()), static_cast<long long>(c.chunks()),
               c.chunk_tokens(), c.chunk_overlap_tokens(), c.embedder().c_str(), c.precision().c_str(),
               IndexText(c.index()).c_str(), c.index_status().c_str());
+  // A replica of a shared (PostgreSQL) store: how far behind its index may be.
+  if (c.index_lag_seconds() > 0) std::printf("\tlag<=%.2fs", c.index_lag_seconds());
+  std::printf("\n");
 }
 
 }  // namespace

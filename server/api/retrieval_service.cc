@@ -77,6 +77,7 @@ void FillInfo(const rag::CollectionInfo& i, qrag::v1::CollectionInfo* out) {
   index->set_ivf_nprobe(i.index.ivf_nprobe);
   index->set_auto_threshold(i.index.auto_threshold);
   out->set_index_status(i.index_status);
+  out->set_index_lag_seconds(i.index_lag_seconds);
 }
 
 // Why bytes that should be an IngestRequest did not parse: a string field that is not UTF-8, named by

@@ -92,6 +92,13 @@ ServingMetrics::ServingMetrics(std::shared_ptr<prometheus::Registry> registry, c
                            StepBuckets());
   rag_embed_ = histogram("qrag_rag_embed_seconds", "Time to embed one retrieval query.", LatencyBuckets());
   rag_search_ = histogram("qrag_rag_search_seconds", "Time of one vector-index search.", LatencyBuckets());
+  rag_change_apply_ = histogram("qrag_rag_change_apply_seconds",
+                                "Shared store: time from another replica's commit to its change in this "
+                                "replica's indexes.",
+                                LatencyBuckets());
+  rag_index_lag_ = gauge("qrag_rag_index_lag_seconds",
+                         "Shared store: bound on how far this replica's indexes are behind the database (0 with "
+                         "SQLite).");
   prompt_tokens_per_request_ = histogram("qrag_request_prompt_tokens", "Prompt tokens of a successful request.",
                                          TokenBuckets());
   generated_tokens_per_request_ = histogram("qrag_request_generated_tokens",
@@ -220,6 +227,8 @@ void ServingMetrics::OnEngineStats(const engine::EngineStats& s) {
 
 void ServingMetrics::OnEmbed(double seconds) { rag_embed_->Observe(seconds); }
 void ServingMetrics::OnSearch(double seconds) { rag_search_->Observe(seconds); }
+void ServingMetrics::OnIndexLag(double seconds) { rag_index_lag_->Set(seconds); }
+void ServingMetrics::OnChangeApplied(double seconds) { rag_change_apply_->Observe(seconds); }
 
 void ServingMetrics::OnEnergySample(const EnergySample& sample) {
   if (energy_ == nullptr) return;

@@ -58,6 +58,8 @@ class ServingMetrics final : public engine::EngineObserver, public rag::RagObser
   // RagObserver
   void OnEmbed(double seconds) override;
   void OnSearch(double seconds) override;
+  void OnIndexLag(double seconds) override;
+  void OnChangeApplied(double seconds) override;
 
   // EnergySamplerOptions::on_sample: power and energy series, then the sliding-window efficiency gauges.
   void OnEnergySample(const EnergySample& sample);
@@ -80,9 +82,9 @@ class ServingMetrics final : public engine::EngineObserver, public rag::RagObser
   std::atomic<prometheus::Counter*> requests_ok_{nullptr};
 
   prometheus::Histogram *queue_time_, *ttft_, *itl_, *e2e_, *prefill_step_, *decode_step_, *rag_embed_,
-      *rag_search_, *prompt_tokens_per_request_, *generated_tokens_per_request_;
+      *rag_search_, *rag_change_apply_, *prompt_tokens_per_request_, *generated_tokens_per_request_;
   prometheus::Counter *prompt_tokens_, *generated_tokens_, *prefix_queried_, *prefix_hit_;
-  prometheus::Gauge *running_, *waiting_, *kv_used_, *kv_free_, *kv_cached_, *batch_size_;
+  prometheus::Gauge *running_, *waiting_, *kv_used_, *kv_free_, *kv_cached_, *batch_size_, *rag_index_lag_;
 
   // Cumulative counts the efficiency window reads on the sampler thread.
   std::array<std::atomic<int64_t>, model::kNumPrecisions> ops_total_{};

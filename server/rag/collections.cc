@@ -7,6 +7,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/common/echo.h"
 #include "server/common/status.h"
 #include "server/model/utf8.h"
@@ -60,29 +62,132 @@ absl::StatusOr<std::unique_ptr<Collections>> Collections::Open(const Collections
     }
     QRAG_ASSIGN_OR_RETURN(c->store_, DocumentStore::Open(options.data_dir + "/rag.sqlite", options.max_store_bytes));
   }
+  // A shared store: the change log's position before loading, so that whatever commits during the load is
+  // applied again by the follower (idempotent), never missed.
+  c->caught_up_at_.store(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  if (c->store_->shared()) {
+    QRAG_ASSIGN_OR_RETURN(c->applied_seq_, c->store_->LatestChange());
+  }
   QRAG_ASSIGN_OR_RETURN(std::vector<CollectionInfo> stored, c->store_->ListCollections());
   for (const CollectionInfo& info : stored) {
-    auto e = std::make_shared<Entry>();
-    e->info = info;
-    QRAG_ASSIGN_OR_RETURN(e->index, c->MakeIndex(info));
-    absl::Status bad;
-    absl::MutexLock lock(&e->mu);
-    QRAG_RETURN_IF_ERROR(c->store_->ForEachChunk(
-        info.name, [&](int64_t id, const std::string& doc, absl::Span<const float> v) {
-          absl::Status s = e->index->Upsert(id, v);
-          if (!s.ok() && bad.ok()) bad = absl::DataLossError(absl::StrCat("collection '", info.name, "' chunk ", id, ": ", s.message()));
-          e->chunk_docs[id] = doc;
-        }));
-    QRAG_RETURN_IF_ERROR(bad);
-    absl::Status built = e->index->Prepare();  // HNSW graph / IVF lists / exact matrix, before serving
-    if (!built.ok()) {
-      return absl::Status(built.code(), absl::StrCat("collection '", info.name, "': building its ",
-                                                     IndexKindName(info.index.kind), " index: ", built.message()));
-    }
+    QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, c->LoadEntry(info));
     absl::MutexLock map_lock(&c->mu_);
     c->entries_[info.name] = std::move(e);
   }
+  if (c->store_->shared()) c->follower_ = std::thread([p = c.get()] { p->Follow(); });
   return c;
+}
+
+Collections::~Collections() {
+  stop_.store(true);
+  if (follower_.joinable()) follower_.join();
+}
+
+absl::StatusOr<std::shared_ptr<Collections::Entry>> Collections::LoadEntry(const CollectionInfo& info) {
+  auto e = std::make_shared<Entry>();
+  e->info = info;
+  QRAG_ASSIGN_OR_RETURN(e->index, MakeIndex(info));
+  absl::Status bad;
+  absl::MutexLock lock(&e->mu);
+  QRAG_RETURN_IF_ERROR(store_->ForEachChunk(
+      info.name, [&](int64_t id, const std::string& doc, absl::Span<const float> v) {
+        absl::Status s = e->index->Upsert(id, v);
+        if (!s.ok() && bad.ok()) bad = absl::DataLossError(absl::StrCat("collection '", info.name, "' chunk ", id, ": ", s.message()));
+        e->chunk_docs[id] = doc;
+        e->doc_chunks[doc].push_back(id);
+      }));
+  QRAG_RETURN_IF_ERROR(bad);
+  absl::Status built = e->index->Prepare();  // HNSW graph / IVF lists / exact matrix, before serving
+  if (!built.ok()) {
+    return absl::Status(built.code(), absl::StrCat("collection '", info.name, "': building its ",
+                                                   IndexKindName(info.index.kind), " index: ", built.message()));
+  }
+  return e;
+}
+
+double Collections::index_lag_seconds() const {
+  if (!store_->shared()) return 0;
+  return std::max(0.0, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()) - caught_up_at_.load());
+}
+
+void Collections::Follow() {
+  constexpr int kBatch = 1000;
+  while (!stop_.load()) {
+    store_->WaitForChange(absl::Milliseconds(kFollowPollMs));
+    if (stop_.load()) break;
+    const double poll_began = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+    absl::StatusOr<std::vector<DocumentStore::Change>> changes = store_->ChangesSince(applied_seq_, kBatch);
+    if (!changes.ok()) {  // the database is away: the lag grows; caught up from applied_seq_ when back
+      if (options_.observer != nullptr) options_.observer->OnIndexLag(index_lag_seconds());
+      continue;
+    }
+    bool all = true;
+    {
+      absl::MutexLock write(&write_mu_);
+      for (const DocumentStore::Change& change : *changes) {
+        if (!ApplyChange(change).ok()) {
+          all = false;  // retried at the next poll, from this change
+          break;
+        }
+        applied_seq_ = change.seq;
+        if (options_.observer != nullptr) {
+          options_.observer->OnChangeApplied(
+              std::max(0.0, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()) - change.committed_unix_seconds));
+        }
+      }
+    }
+    if (all && static_cast<int>(changes->size()) < kBatch) caught_up_at_.store(poll_began);
+    if (options_.observer != nullptr) options_.observer->OnIndexLag(index_lag_seconds());
+  }
+}
+
+absl::Status Collections::ApplyChange(const DocumentStore::Change& change) {
+  const std::string& name = change.collection;
+  if (change.kind == "drop" || change.kind == "create") {
+    {
+      absl::MutexLock lock(&mu_);
+      if (change.kind == "create" && entries_.count(name) > 0) return absl::OkStatus();  // this replica's own
+      entries_.erase(name);  // a drop; or a create after a drop this replica has not seen: load it afresh
+    }
+    QRAG_RETURN_IF_ERROR(store_->FollowCollection(name));
+    if (change.kind == "drop") return absl::OkStatus();
+    absl::StatusOr<CollectionInfo> info = store_->GetCollection(name);
+    if (absl::IsNotFound(info.status())) return absl::OkStatus();  // dropped again since: a later change says so
+    QRAG_RETURN_IF_ERROR(info.status());
+    QRAG_ASSIGN_OR_RETURN(std::shared_ptr<Entry> e, LoadEntry(*info));
+    absl::MutexLock lock(&mu_);
+    entries_[name] = std::move(e);
+    return absl::OkStatus();
+  }
+  std::shared_ptr<Entry> e;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(name);
+    if (it == entries_.end()) return absl::OkStatus();  // a collection dropped since
+    e = it->second;
+  }
+  QRAG_ASSIGN_OR_RETURN(std::vector<DocumentStore::ChunkVector> now, store_->FollowDocument(name, change.document_id));
+  absl::MutexLock lock(&e->mu);
+  std::set<int64_t> keep;
+  for (const DocumentStore::ChunkVector& c : now) keep.insert(c.id);
+  auto old = e->doc_chunks.find(change.document_id);
+  if (old != e->doc_chunks.end()) {
+    for (int64_t id : old->second) {
+      if (keep.count(id) > 0) continue;
+      e->index->Remove(id);
+      e->chunk_docs.erase(id);
+    }
+    e->doc_chunks.erase(old);
+  }
+  std::vector<int64_t> ids;
+  for (const DocumentStore::ChunkVector& c : now) {
+    QRAG_RETURN_IF_ERROR(e->index->Upsert(c.id, c.embedding));
+    e->chunk_docs[c.id] = change.document_id;
+    ids.push_back(c.id);
+  }
+  if (!ids.empty()) e->doc_chunks[change.document_id] = std::move(ids);
+  if (e->info.index.kind != IndexKind::kExact) e->index->Prepare().IgnoreError();  // as in Ingest
+  return absl::OkStatus();
 }
 
 absl::Status Collections::CheckEmbedder(const CollectionInfo& info) const {
@@ -154,6 +259,7 @@ absl::StatusOr<std::vector<CollectionInfo>> Collections::List() {
     if (e == nullptr) continue;  // dropped or created meanwhile
     const std::string live = e->index->Describe();
     info.index_status = info.index_status.empty() ? live : absl::StrCat(info.index_status, " (", live, ")");
+    info.index_lag_seconds = index_lag_seconds();
   }
   return list;
 }
@@ -241,6 +347,7 @@ absl::StatusOr<IngestResult> Collections::Ingest(const std::string& collection, 
       QRAG_RETURN_IF_ERROR(e->index->Upsert(added[d][c], stored[d].chunks[c].embedding));
       e->chunk_docs[added[d][c]] = stored[d].id;
     }
+    e->doc_chunks[stored[d].id] = added[d];
     result.chunks += static_cast<int64_t>(added[d].size());
   }
   if (e->info.index.kind != IndexKind::kExact) {
@@ -264,6 +371,7 @@ absl::StatusOr<int64_t> Collections::Delete(const std::string& collection, const
     e->index->Remove(id);
     e->chunk_docs.erase(id);
   }
+  for (const std::string& id : ids) e->doc_chunks.erase(id);
   if (e->info.index.kind != IndexKind::kExact) e->index->Prepare().IgnoreError();  // as in Ingest
   return deleted;
 }

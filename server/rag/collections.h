@@ -9,6 +9,12 @@
 // serves), so the index never holds what the store lost and never lacks what it kept. FAISS indexes insert an
 // ingest's vectors before the ingest returns; the exact index uploads its matrix at the next search.
 //
+// Several replicas (a shared PostgreSQL store): each keeps its own indexes; a follower thread reads the store's
+// change log (woken by NOTIFY, polling at least every kFollowPollMs) and re-reads each changed document, so a
+// replica converges on what the store holds whichever replica wrote it; index_lag_seconds() bounds how far
+// behind it may be. Changes are applied in commit order and are idempotent, so catching up after a lost
+// connection (or at start, from the sequence number read before loading) re-applies nothing wrongly.
+//
 // Embedder identity: a collection records the encoder's model_id() and precision at creation; ingest and
 // retrieval on a collection made with another embedder are FAILED_PRECONDITION (its vectors would not be
 // comparable), naming both.
@@ -18,12 +24,14 @@
 #ifndef QRAG_SERVER_RAG_COLLECTIONS_H_
 #define QRAG_SERVER_RAG_COLLECTIONS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -102,6 +110,7 @@ struct IngestResult {
 
 class Collections {
  public:
+  ~Collections();
   // Opens (creating) `options.data_dir`/rag.sqlite, or the PostgreSQL store `options.store`, and rebuilds every
   // collection's index. `encoder` and
   // `index_backend` must outlive this object; the index backend must not be used by anything else.
@@ -142,6 +151,12 @@ class Collections {
                                                        int top_k, float min_score, const Metadata& filter,
                                                        RetrieveTimings* timings, const RetrieveOptions& how = {});
 
+  // With a shared store (PostgreSQL): an upper bound, in seconds, of how far this replica's indexes may be
+  // behind what the store committed: the time since a poll of its change log began that found every change
+  // applied (polls run on every NOTIFY and at least every kFollowPollMs). 0 for an unshared store.
+  double index_lag_seconds() const;
+  static constexpr int kFollowPollMs = 500;
+
   // Embeddings of texts [n, dim], for the Embed RPC and /v1/embeddings; `tokens`: the tokens encoded.
   absl::StatusOr<std::vector<float>> Embed(const std::vector<std::string>& texts, int64_t* tokens = nullptr);
 
@@ -151,11 +166,22 @@ class Collections {
     std::unique_ptr<VectorIndex> index;
     absl::Mutex mu;
     std::map<int64_t, std::string> chunk_docs ABSL_GUARDED_BY(mu);  // chunk id -> document id (filters)
+    std::map<std::string, std::vector<int64_t>> doc_chunks ABSL_GUARDED_BY(mu);  // and back
   };
   Collections() = default;
   absl::StatusOr<std::shared_ptr<Entry>> Find(const std::string& name, bool check_embedder);
   absl::Status CheckEmbedder(const CollectionInfo& info) const;
   absl::StatusOr<std::unique_ptr<VectorIndex>> MakeIndex(const CollectionInfo& info) const;
+  // A collection's entry with its index built from the store's chunks.
+  absl::StatusOr<std::shared_ptr<Entry>> LoadEntry(const CollectionInfo& info);
+
+  // The follower of a shared store (its own thread): applies the changes other replicas commit.
+  void Follow();
+  absl::Status ApplyChange(const DocumentStore::Change& change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  std::thread follower_;
+  std::atomic<bool> stop_{false};
+  int64_t applied_seq_ = 0;                 // the follower's: every change up to it is applied
+  std::atomic<double> caught_up_at_{0};     // unix time when a poll that found nothing newer began
 
   CollectionsOptions options_;
   model::BertEncoder* encoder_ = nullptr;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "server/common/echo.h"
 #include "server/common/status.h"
@@ -349,6 +350,8 @@ absl::StatusOr<std::vector<CollectionInfo>> SqliteDocumentStore::ListCollections
   if (rc != SQLITE_DONE) return Error(rc, "list collections");
   return out;
 }
+
+void DocumentStore::WaitForChange(absl::Duration timeout) { absl::SleepFor(timeout); }
 
 absl::StatusOr<CollectionInfo> DocumentStore::GetCollection(const std::string& name) {
   QRAG_ASSIGN_OR_RETURN(std::vector<CollectionInfo> all, ListCollections());

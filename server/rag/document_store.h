@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "server/rag/index_spec.h"
 
@@ -41,6 +42,8 @@ struct CollectionInfo {
   // What serves searches now (Collections::List fills it from the live index). The store sets it only when
   // the stored index spec is unreadable: `index` is then exact, and this says why.
   std::string index_status;
+  // Collections::List: with a shared store, the bound on how far this replica's index may be behind it.
+  double index_lag_seconds = 0;
 };
 
 struct StoredChunk {
@@ -126,6 +129,35 @@ class DocumentStore {
                                                                 const std::function<bool(int64_t)>& keep = nullptr) = 0;
   // The collections whose keyword index was built at Open because the database predates it.
   virtual const std::vector<std::string>& keyword_indexes_built() const = 0;
+
+  // Following the changes other replicas commit (shared() stores; the SQLite store has none: these defaults).
+  struct Change {
+    int64_t seq = 0;
+    std::string collection;
+    std::string document_id;  // empty for a collection's create or drop
+    std::string kind;         // "create", "drop", "upsert", "delete"
+    double committed_unix_seconds = 0;
+  };
+  // The changes with a sequence number above `after`, oldest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<Change>> ChangesSince(int64_t after, int limit) {
+    return std::vector<Change>{};
+  }
+  // The newest sequence number committed (0: none yet).
+  virtual absl::StatusOr<int64_t> LatestChange() { return 0; }
+  // Returns when another process may have committed a change (PostgreSQL's NOTIFY), or after `timeout`.
+  virtual void WaitForChange(absl::Duration timeout);
+  struct ChunkVector {
+    int64_t id = 0;
+    std::vector<float> embedding;
+  };
+  // A document as the store holds it now, for a replica that learnt of a change to it: its chunks, by id (none
+  // when the document or its collection is gone). The store's own keyword index is brought in line with them.
+  virtual absl::StatusOr<std::vector<ChunkVector>> FollowDocument(const std::string& collection,
+                                                                  const std::string& document_id) {
+    return absl::UnimplementedError("this store has no other writers to follow");
+  }
+  // A collection created or dropped elsewhere: the store's keyword index loads or forgets it.
+  virtual absl::Status FollowCollection(const std::string& collection) { return absl::OkStatus(); }
 };
 
 // An FTS5 query matching any word of `text`: the runs of letters and digits (ASCII alphanumerics, and every

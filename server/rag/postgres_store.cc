@@ -1,6 +1,7 @@
 #include "server/rag/postgres_store.h"
 
 #include <endian.h>
+#include <sys/select.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
@@ -18,6 +19,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/common/echo.h"
 #include "server/common/status.h"
 #include "server/rag/store_internal.h"
@@ -106,12 +109,24 @@ class KeywordMirror {
     return Exec(absl::StrCat("CREATE VIRTUAL TABLE IF NOT EXISTS ", Table(collection), " USING fts5(text, tokenize='",
                              kKeywordTokenizer, "')"));
   }
-  absl::Status Drop(const std::string& collection) { return Exec(absl::StrCat("DROP TABLE IF EXISTS ", Table(collection))); }
-  absl::Status Add(const std::string& collection, int64_t id, const std::string& text) {
-    return Run(absl::StrCat("INSERT INTO ", Table(collection), "(rowid, text) VALUES(?, ?)"), id, &text);
+  absl::Status Drop(const std::string& collection) {
+    docs_.erase(collection);
+    return Exec(absl::StrCat("DROP TABLE IF EXISTS ", Table(collection)));
   }
-  absl::Status Remove(const std::string& collection, int64_t id) {
-    return Run(absl::StrCat("DELETE FROM ", Table(collection), " WHERE rowid = ?"), id, nullptr);
+  // Document `doc` of `collection` now has `chunks` (id, text): its old chunks' words go, the new ones' come.
+  absl::Status SetDocument(const std::string& collection, const std::string& doc,
+                           const std::vector<std::pair<int64_t, std::string>>& chunks) {
+    std::vector<int64_t>& ids = docs_[collection][doc];
+    for (int64_t id : ids) {
+      QRAG_RETURN_IF_ERROR(Run(absl::StrCat("DELETE FROM ", Table(collection), " WHERE rowid = ?"), id, nullptr));
+    }
+    ids.clear();
+    for (const auto& [id, text] : chunks) {
+      QRAG_RETURN_IF_ERROR(Run(absl::StrCat("INSERT INTO ", Table(collection), "(rowid, text) VALUES(?, ?)"), id, &text));
+      ids.push_back(id);
+    }
+    if (ids.empty()) docs_[collection].erase(doc);
+    return absl::OkStatus();
   }
   absl::StatusOr<std::vector<DocumentStore::KeywordHit>> Search(const std::string& collection, const std::string& match,
                                                                 int limit, const std::function<bool(int64_t)>& keep) {
@@ -149,12 +164,17 @@ class KeywordMirror {
   }
 
   sqlite3* db_ = nullptr;
+  std::map<std::string, std::map<std::string, std::vector<int64_t>>> docs_;  // collection -> document -> chunk ids
 };
 
 class PostgresDocumentStore final : public DocumentStore {
  public:
   static absl::StatusOr<std::unique_ptr<PostgresDocumentStore>> Open(const std::string& conninfo);
   ~PostgresDocumentStore() override {
+    {
+      absl::MutexLock lock(&listen_mu_);
+      if (listen_ != nullptr) PQfinish(listen_);
+    }
     absl::MutexLock lock(&mu_);
     if (conn_ != nullptr) PQfinish(conn_);
   }
@@ -179,6 +199,12 @@ class PostgresDocumentStore final : public DocumentStore {
   absl::StatusOr<std::vector<KeywordHit>> KeywordSearch(const std::string& collection, const std::string& query,
                                                         int limit, const std::function<bool(int64_t)>& keep) override;
   const std::vector<std::string>& keyword_indexes_built() const override { return none_; }
+  absl::StatusOr<std::vector<Change>> ChangesSince(int64_t after, int limit) override;
+  absl::StatusOr<int64_t> LatestChange() override;
+  void WaitForChange(absl::Duration timeout) override;
+  absl::StatusOr<std::vector<ChunkVector>> FollowDocument(const std::string& collection,
+                                                          const std::string& document_id) override;
+  absl::Status FollowCollection(const std::string& collection) override;
 
  private:
   PostgresDocumentStore() = default;
@@ -202,8 +228,10 @@ class PostgresDocumentStore final : public DocumentStore {
   absl::Status Mirror(const std::string& collection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // After a commit: applies it to the keyword index of `collection` when that holds the collection; a failure
   // there does not undo the commit: the collection is reloaded at its next keyword search instead.
-  void FollowCommit(const std::string& collection, const std::vector<int64_t>& removed,
-                    const std::vector<std::pair<int64_t, const std::string*>>& added) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `documents`: each changed document's chunks (id, text) after the commit, none for a deleted one.
+  using DocumentChunkTexts = std::vector<std::pair<std::string, std::vector<std::pair<int64_t, std::string>>>>;
+  void FollowCommit(const std::string& collection, const DocumentChunkTexts& documents)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::string conninfo_, name_;
   std::vector<std::string> none_;
@@ -211,6 +239,9 @@ class PostgresDocumentStore final : public DocumentStore {
   PGconn* conn_ ABSL_GUARDED_BY(mu_) = nullptr;
   KeywordMirror keywords_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> mirrored_ ABSL_GUARDED_BY(mu_);  // collections the keyword index holds
+  // WaitForChange's own connection, LISTENing on qrag_changes (used by one thread at a time).
+  absl::Mutex listen_mu_;
+  PGconn* listen_ ABSL_GUARDED_BY(listen_mu_) = nullptr;
 };
 
 absl::StatusOr<std::unique_ptr<PostgresDocumentStore>> PostgresDocumentStore::Open(const std::string& conninfo) {
@@ -330,24 +361,27 @@ absl::Status PostgresDocumentStore::Mirror(const std::string& collection) {
   if (mirrored_.count(collection) > 0) return absl::OkStatus();
   QRAG_RETURN_IF_ERROR(keywords_.Drop(collection));
   QRAG_RETURN_IF_ERROR(keywords_.Create(collection));
-  QRAG_ASSIGN_OR_RETURN(Result r, Query("read the chunks' text", "SELECT id, text FROM qrag_chunks "
-                                                                 "WHERE collection = $1", {Text(collection)}));
-  for (int i = 0; i < r.rows(); ++i) QRAG_RETURN_IF_ERROR(keywords_.Add(collection, r.Num(i, 0), r.Str(i, 1)));
+  QRAG_ASSIGN_OR_RETURN(Result r, Query("read the chunks' text", "SELECT doc_id, id, text FROM qrag_chunks "
+                                                                 "WHERE collection = $1 ORDER BY doc_id, id",
+                                        {Text(collection)}));
+  for (int i = 0; i < r.rows();) {
+    const std::string doc = r.Str(i, 0);
+    std::vector<std::pair<int64_t, std::string>> chunks;
+    for (; i < r.rows() && r.Str(i, 0) == doc; ++i) chunks.emplace_back(r.Num(i, 1), r.Str(i, 2));
+    QRAG_RETURN_IF_ERROR(keywords_.SetDocument(collection, doc, chunks));
+  }
   mirrored_.insert(collection);
   return absl::OkStatus();
 }
 
-void PostgresDocumentStore::FollowCommit(const std::string& collection, const std::vector<int64_t>& removed,
-                                         const std::vector<std::pair<int64_t, const std::string*>>& added) {
+void PostgresDocumentStore::FollowCommit(const std::string& collection, const DocumentChunkTexts& documents) {
   if (mirrored_.count(collection) == 0) return;
-  absl::Status s;
-  for (int64_t id : removed) {
-    if (s.ok()) s = keywords_.Remove(collection, id);
+  for (const auto& [doc, chunks] : documents) {
+    if (!keywords_.SetDocument(collection, doc, chunks).ok()) {
+      mirrored_.erase(collection);  // reloaded at the next keyword search
+      return;
+    }
   }
-  for (const auto& [id, text] : added) {
-    if (s.ok()) s = keywords_.Add(collection, id, *text);
-  }
-  if (!s.ok()) mirrored_.erase(collection);
 }
 
 absl::Status PostgresDocumentStore::CreateCollection(const CollectionInfo& info) {
@@ -460,11 +494,12 @@ absl::Status PostgresDocumentStore::UpsertDocuments(const std::string& collectio
     return Query("notify", "NOTIFY qrag_changes").status();
   }));
   // Committed: this replica's keyword index follows.
-  std::vector<std::pair<int64_t, const std::string*>> texts;
+  DocumentChunkTexts texts(docs.size());
   for (size_t d = 0; d < docs.size(); ++d) {
-    for (size_t c = 0; c < new_ids[d].size(); ++c) texts.emplace_back(new_ids[d][c], &docs[d].chunks[c].text);
+    texts[d].first = docs[d].id;
+    for (size_t c = 0; c < new_ids[d].size(); ++c) texts[d].second.emplace_back(new_ids[d][c], docs[d].chunks[c].text);
   }
-  FollowCommit(collection, old_ids, texts);
+  FollowCommit(collection, texts);
   for (auto& ids : new_ids) added->push_back(std::move(ids));
   *replaced = replaced_docs;
   removed->insert(removed->end(), old_ids.begin(), old_ids.end());
@@ -490,7 +525,9 @@ absl::Status PostgresDocumentStore::DeleteDocuments(const std::string& collectio
     }
     return Query("notify", "NOTIFY qrag_changes").status();
   }));
-  FollowCommit(collection, old_ids, {});
+  DocumentChunkTexts gone;
+  for (const std::string& id : ids) gone.emplace_back(id, std::vector<std::pair<int64_t, std::string>>{});
+  FollowCommit(collection, gone);
   *deleted = count;
   removed->insert(removed->end(), old_ids.begin(), old_ids.end());
   return absl::OkStatus();
@@ -575,6 +612,89 @@ absl::StatusOr<std::vector<DocumentStore::KeywordHit>> PostgresDocumentStore::Ke
   QRAG_RETURN_IF_ERROR(Connect());
   QRAG_RETURN_IF_ERROR(Mirror(collection));
   return keywords_.Search(collection, match, limit, keep);
+}
+
+absl::StatusOr<std::vector<DocumentStore::Change>> PostgresDocumentStore::ChangesSince(int64_t after, int limit) {
+  absl::MutexLock lock(&mu_);
+  QRAG_RETURN_IF_ERROR(Connect());
+  QRAG_ASSIGN_OR_RETURN(Result r, Query("read the change log",
+                                        "SELECT seq, collection, coalesce(doc_id, ''), kind, "
+                                        "extract(epoch FROM committed_at)::float8 FROM qrag_changes "
+                                        "WHERE seq > $1 ORDER BY seq LIMIT $2",
+                                        {Int(after), Int(limit)}));
+  std::vector<Change> out(r.rows());
+  for (int i = 0; i < r.rows(); ++i) {
+    out[i].seq = r.Num(i, 0);
+    out[i].collection = r.Str(i, 1);
+    out[i].document_id = r.Str(i, 2);
+    out[i].kind = r.Str(i, 3);
+    (void)absl::SimpleAtod(r.Str(i, 4), &out[i].committed_unix_seconds);
+  }
+  return out;
+}
+
+absl::StatusOr<int64_t> PostgresDocumentStore::LatestChange() {
+  absl::MutexLock lock(&mu_);
+  QRAG_RETURN_IF_ERROR(Connect());
+  QRAG_ASSIGN_OR_RETURN(Result r, Query("read the change log", "SELECT coalesce(max(seq), 0) FROM qrag_changes"));
+  return r.Num(0, 0);
+}
+
+void PostgresDocumentStore::WaitForChange(absl::Duration timeout) {
+  absl::MutexLock lock(&listen_mu_);
+  if (listen_ == nullptr || PQstatus(listen_) != CONNECTION_OK) {
+    if (listen_ != nullptr) PQfinish(listen_);
+    listen_ = PQconnectdb(conninfo_.c_str());
+    PGresult* r = PQstatus(listen_) == CONNECTION_OK ? PQexec(listen_, "LISTEN qrag_changes") : nullptr;
+    const bool listening = r != nullptr && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!listening) {  // the database is away: the caller polls again after the timeout
+      absl::SleepFor(timeout);
+      return;
+    }
+  }
+  const int fd = PQsocket(listen_);
+  fd_set fds;
+  FD_ZERO(&fds);
+  FD_SET(fd, &fds);
+  timeval tv{static_cast<time_t>(absl::ToInt64Seconds(timeout)),
+             static_cast<suseconds_t>(absl::ToInt64Microseconds(timeout) % 1000000)};
+  if (select(fd + 1, &fds, nullptr, nullptr, &tv) > 0) {
+    PQconsumeInput(listen_);  // a lost connection shows in PQstatus at the next call
+    while (PGnotify* n = PQnotifies(listen_)) PQfreemem(n);
+  }
+}
+
+absl::StatusOr<std::vector<DocumentStore::ChunkVector>> PostgresDocumentStore::FollowDocument(
+    const std::string& collection, const std::string& document_id) {
+  absl::MutexLock lock(&mu_);
+  QRAG_RETURN_IF_ERROR(Connect());
+  QRAG_ASSIGN_OR_RETURN(Result r, Query("read the document's chunks",
+                                        "SELECT id, text, embedding FROM qrag_chunks WHERE collection = $1 AND "
+                                        "doc_id = $2 ORDER BY id",
+                                        {Text(collection), Text(document_id)}, /*binary_result=*/true));
+  std::vector<ChunkVector> out(r.rows());
+  std::vector<std::pair<int64_t, std::string>> texts;
+  for (int i = 0; i < r.rows(); ++i) {
+    uint64_t be = 0;
+    std::memcpy(&be, PQgetvalue(r.get(), i, 0), sizeof(be));
+    out[i].id = static_cast<int64_t>(be64toh(be));
+    out[i].embedding.resize(static_cast<size_t>(PQgetlength(r.get(), i, 2)) / sizeof(float));
+    std::memcpy(out[i].embedding.data(), PQgetvalue(r.get(), i, 2), out[i].embedding.size() * sizeof(float));
+    texts.emplace_back(out[i].id, r.Str(i, 1));
+  }
+  FollowCommit(collection, {{document_id, std::move(texts)}});
+  return out;
+}
+
+absl::Status PostgresDocumentStore::FollowCollection(const std::string& collection) {
+  absl::MutexLock lock(&mu_);
+  QRAG_RETURN_IF_ERROR(Connect());
+  mirrored_.erase(collection);
+  QRAG_ASSIGN_OR_RETURN(Result r, Query("read the collection", "SELECT 1 FROM qrag_collections WHERE name = $1",
+                                        {Text(collection)}));
+  if (r.rows() == 0) return keywords_.Drop(collection);
+  return Mirror(collection);
 }
 
 }  // namespace

@@ -18,6 +18,11 @@ class RagObserver {
   virtual void OnEmbed(double seconds) = 0;
   // One vector-index search (top-k over a collection), in seconds.
   virtual void OnSearch(double seconds) = 0;
+  // A shared store (several replicas): at every poll of its change log, the bound on how far this replica's
+  // indexes are behind (Collections::index_lag_seconds).
+  virtual void OnIndexLag(double seconds) {}
+  // A change another replica committed, applied to this replica's indexes: seconds from commit to applied.
+  virtual void OnChangeApplied(double seconds) {}
 };
 
 }  // namespace qrag::rag

@@ -88,7 +88,8 @@ TEST(ServingMetrics, NoMeter_EnergySeriesAbsent_RestPresentWithLabels) {
                            "qrag_rag_search_seconds", "qrag_request_prompt_tokens", "qrag_request_generated_tokens",
                            "qrag_requests_total", "qrag_prompt_tokens_total", "qrag_generated_tokens_total",
                            "qrag_tensor_ops_total", "qrag_running_requests", "qrag_waiting_requests",
-                           "qrag_kv_blocks_used", "qrag_kv_blocks_free", "qrag_batch_size"}) {
+                           "qrag_kv_blocks_used", "qrag_kv_blocks_free", "qrag_batch_size",
+                           "qrag_rag_index_lag_seconds", "qrag_rag_change_apply_seconds"}) {
     EXPECT_TRUE(c.Has(name)) << name;
   }
   for (const char* name : {"qrag_gpu_power_watts", "qrag_gpu_energy_joules_total", "qrag_cpu_power_watts",
@@ -154,6 +155,8 @@ TEST(ServingMetrics, EngineStatsAndRag_Gauges) {
   m.OnEngineStats(s);
   m.OnEmbed(0.003);
   m.OnSearch(0.0005);
+  m.OnIndexLag(0.25);
+  m.OnChangeApplied(0.125);
   Collected c(*registry);
   EXPECT_EQ(c.Gauge("qrag_running_requests"), 3);
   EXPECT_EQ(c.Gauge("qrag_waiting_requests"), 4);
@@ -161,6 +164,8 @@ TEST(ServingMetrics, EngineStatsAndRag_Gauges) {
   EXPECT_EQ(c.Gauge("qrag_kv_blocks_free"), 60);
   EXPECT_DOUBLE_EQ(c.HistogramSum("qrag_rag_embed_seconds"), 0.003);
   EXPECT_DOUBLE_EQ(c.HistogramSum("qrag_rag_search_seconds"), 0.0005);
+  EXPECT_EQ(c.Gauge("qrag_rag_index_lag_seconds"), 0.25);
+  EXPECT_DOUBLE_EQ(c.HistogramSum("qrag_rag_change_apply_seconds"), 0.125);
 }
 
 TEST(ServingMetrics, GpuMeter_PowerEnergyAndWindowedEfficiency) {

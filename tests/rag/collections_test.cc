@@ -161,7 +161,8 @@ TEST_F(CollectionsTest, HnswIvfAuto_SameTopHitAsExact_FilterUpsertDelete_KindSur
   c.reset();
   c = Open();  // reopen: kinds and parameters come back from the store, the structures are rebuilt
   ASSERT_NE(c, nullptr);
-  for (const auto& i : c->List().value()) {
+  const auto all = c->List().value();
+  for (const auto& i : all) {
     const IndexSpec want = *ResolveIndexSpec(by_name[i.name].index);
     EXPECT_EQ(i.index, want) << i.name;
     EXPECT_EQ(i.chunks, by_name[i.name].chunks) << i.name;
